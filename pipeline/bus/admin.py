@@ -1,0 +1,40 @@
+"""Topic administration from the catalog: create with explicit configs, list what exists."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from pipeline.bus.catalog import Catalog
+
+
+async def create_topics(bootstrap: str, catalog: Catalog) -> list[str]:
+    """Create every catalog topic that does not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in catalog.topics if t.name not in existing]
+        created: list[str] = []
+        for spec in wanted:
+            topic = NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs())
+            try:
+                await admin.create_topics([topic])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()
+
+
+async def describe_topics(bootstrap: str) -> dict[str, int]:
+    """Partition count of every topic on the broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        names = sorted(await admin.list_topics())
+        described = await admin.describe_topics(names)
+        return {d["topic"]: len(d["partitions"]) for d in described}
+    finally:
+        await admin.close()

@@ -1,0 +1,95 @@
+"""Per-stage HTTP server: ``/healthz`` and Prometheus ``/metrics`` (plus any stage routes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+class StageMetrics:
+    """The metrics every stage exports; one registry per process."""
+
+    def __init__(self, stage: str) -> None:
+        self.registry = CollectorRegistry()
+        self.processed = Counter(
+            "wrp_stage_processed", "messages processed", registry=self.registry
+        )
+        self.failed = Counter(
+            "wrp_stage_batch_failures",
+            "batches that failed and were retried",
+            registry=self.registry,
+        )
+        self.dead_lettered = Counter(
+            "wrp_stage_dead_lettered",
+            "messages sent to wrp.dlq",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "wrp_stage_batch_seconds",
+            "time to process, produce and commit one batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "wrp_stage_consumer_lag",
+            "records behind the end of the partition",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.info = Gauge("wrp_stage_info", "stage identity", ["stage"], registry=self.registry)
+        self.info.labels(stage=stage).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn server that leaves signal handling to the stage runner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def health_app(stage: str, metrics: StageMetrics, status: dict[str, object]) -> FastAPI:
+    app = FastAPI(title=f"wrp {stage}")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        ok = status.get("state") == "running"
+        body = {"stage": stage, **status}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def serve_http(
+    app: FastAPI, port: int, host: str = "127.0.0.1"
+) -> tuple[asyncio.Task[None], _QuietServer]:
+    """Start ``app`` on ``host:port`` inside the running loop."""
+    server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises the bind error
+            raise RuntimeError(f"HTTP server on {host}:{port} stopped while starting")
+        await asyncio.sleep(0.02)
+    return task, server

@@ -1,0 +1,364 @@
+"""The stage runner: at-least-once batch processing on aiokafka.
+
+Checkpoint order for one batch, the only place it is written down:
+
+1. consume up to ``batch_max`` records (waiting at most ``batch_wait_ms``);
+2. decode and validate each record; a record that is too large, not JSON, not the topic's schema,
+   or missing a section the stage needs becomes a dead letter on ``wrp.dlq`` (and an error reply on
+   its ``reply_to`` when the request id can be read);
+3. call the stage's ``process`` with the valid records; a record the stage rejects becomes a dead
+   letter the same way; an exception from ``process`` fails the whole batch: nothing is produced,
+   the consumer seeks back to the batch's first offsets and retries after a backoff;
+4. produce every output (in input order, keyed, so per-key order holds) and await every
+   acknowledgement;
+5. commit the offsets after the batch.
+
+A crash anywhere before 5 replays the batch: outputs may repeat and every consumer is idempotent
+by ``request_id``. SIGTERM stops fetching, lets the in-flight batch finish 1-5, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import signal
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from fastapi import FastAPI
+from pydantic import BaseModel, ValidationError
+
+from pipeline.bus.catalog import DLQ, load_catalog
+from pipeline.bus.codec import decode, encode
+from pipeline.bus.health import StageMetrics, health_app, serve_http
+from pipeline.envelope import (
+    Contract,
+    DeadLetter,
+    Envelope,
+    ErrorInfo,
+    RequestSection,
+    Result,
+)
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One consumed record and its validated payload."""
+
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+    message: Contract
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One record to produce."""
+
+    topic: str
+    key: str | None
+    message: BaseModel
+
+
+class Rejection(Exception):
+    """Raised by a stage for one record it cannot process; the record goes to ``wrp.dlq``."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class Stage(ABC):
+    """A stage: which topics it reads, which envelope sections it needs, how it processes."""
+
+    name: ClassVar[str]
+    topics: ClassVar[tuple[str, ...]]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def start(self) -> None:
+        """Load models, open clients; called once before consuming."""
+
+    async def stop(self) -> None:
+        """Release what :meth:`start` opened; called once after the last commit."""
+
+    def add_routes(self, app: FastAPI) -> None:
+        """Extra HTTP routes on the stage's health port (e.g. analytics queries)."""
+
+    @abstractmethod
+    async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
+        """Outputs for a batch of valid records, in input order; raise to retry the batch."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record the stage rejected, returned from :meth:`Stage.process` in its place."""
+
+    inbound: Inbound
+    error: Rejection
+
+
+def error_reply(envelope: Envelope, stage: str, error_type: str, message: str) -> Outbound:
+    """The envelope, closed with an error result, addressed to its ``reply_to``."""
+    closed = envelope.model_copy(
+        update={
+            "result": Result(
+                status="error",
+                error=ErrorInfo(type=error_type, message=message, stage=stage),
+                stage=stage,
+            )
+        }
+    )
+    return Outbound(envelope.request.reply_to, envelope.key, closed)
+
+
+def _readable_request(raw: bytes) -> RequestSection | None:
+    """The request id and reply_to of a record that failed validation, if they can be read."""
+    try:
+        data = json.loads(raw)
+        request = data.get("request") if isinstance(data, dict) else None
+        if not isinstance(request, dict) or not isinstance(request.get("request_id"), str):
+            return None
+        reply_to = request.get("reply_to")
+        return RequestSection(
+            request_id=request["request_id"],
+            reply_to=reply_to if isinstance(reply_to, str) and reply_to else "wrp.responses",
+            session_id=request.get("session_id")
+            if isinstance(request.get("session_id"), str)
+            else None,
+        )
+    except (ValueError, ValidationError, UnicodeDecodeError):
+        return None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+class StageRunner:
+    """Runs one :class:`Stage` against Kafka with at-least-once semantics."""
+
+    def __init__(self, stage: Stage, settings: Settings, port: int | None = None) -> None:
+        self.stage = stage
+        self.settings = settings
+        self.port = settings.stage_port(stage.name) if port is None else port
+        self.metrics = StageMetrics(stage.name)
+        self.status: dict[str, object] = {"state": "starting"}
+        self._stopping = asyncio.Event()
+        catalog = load_catalog()
+        self._payloads = {t: catalog.get(t).payload_model for t in stage.topics}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    def request_stop(self) -> None:
+        """Finish the in-flight batch, commit, and exit (what SIGTERM does)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        app = health_app(self.stage.name, self.metrics, self.status)
+        self.stage.add_routes(app)
+        http_task, http_server = await serve_http(app, self.port)
+        try:
+            await self.stage.start()
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.broker,
+                acks="all",
+                linger_ms=1,
+                max_request_size=4 * self.settings.max_request_bytes,
+            )
+            self._consumer = AIOKafkaConsumer(
+                *self.stage.topics,
+                bootstrap_servers=self.settings.broker,
+                group_id=f"wrp-{self.stage.name}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=5,
+                session_timeout_ms=10000,
+                heartbeat_interval_ms=1000,
+                rebalance_timeout_ms=10000,
+                max_partition_fetch_bytes=4 * self.settings.max_request_bytes,
+            )
+            await self._producer.start()
+            await self._consumer.start()
+            self.status["state"] = "running"
+            log.info("stage %s consuming %s", self.stage.name, ", ".join(self.stage.topics))
+            await self._consume_loop()
+        finally:
+            self.status["state"] = "stopping"
+            if self._consumer is not None:
+                await self._consumer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
+            await self.stage.stop()
+            http_server.should_exit = True
+            await http_task
+
+    async def _consume_loop(self) -> None:
+        assert self._consumer is not None
+        backoff = 0.1
+        while not self._stopping.is_set():
+            records = await self._consumer.getmany(
+                timeout_ms=self.settings.batch_wait_ms, max_records=self.settings.batch_max
+            )
+            batch = [r for part in records.values() for r in part]
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                await self._run_batch(batch)
+            except Exception:
+                self.metrics.failed.inc()
+                log.exception("stage %s: batch failed, retrying in %.1fs", self.stage.name, backoff)
+                for tp, part in records.items():
+                    self._consumer.seek(tp, part[0].offset)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.metrics.processed.inc(len(batch))
+            self._update_lag(records)
+
+    async def _run_batch(self, batch: list) -> None:
+        valid: list[Inbound] = []
+        outputs: list[Outbound] = []
+        for record in batch:
+            item = self._validate(record)
+            if isinstance(item, Inbound):
+                valid.append(item)
+            else:
+                outputs.extend(item)
+        if valid:
+            for out in await self.stage.process(valid):
+                if isinstance(out, Rejected):
+                    outputs.extend(self._dead_letter_inbound(out))
+                else:
+                    outputs.append(out)
+        await self._produce(outputs)
+        await self._commit(batch)
+
+    def _validate(self, record) -> Inbound | list[Outbound]:
+        raw: bytes = record.value or b""
+        if len(raw) > self.settings.max_request_bytes:
+            return self._dead_letter(
+                record,
+                "oversize",
+                f"message is {len(raw)} bytes; the limit is {self.settings.max_request_bytes} "
+                "(WRP_MAX_REQUEST_BYTES)",
+            )
+        try:
+            message = decode(record.value, self._payloads[record.topic])
+        except ValidationError as exc:
+            kind = "invalid_json" if exc.errors()[0]["type"] == "json_invalid" else "invalid_schema"
+            return self._dead_letter(record, kind, describe_validation_error(exc))
+        except ValueError as exc:
+            return self._dead_letter(record, "invalid_message", str(exc))
+        inbound = Inbound(record.topic, record.partition, record.offset, raw, message)
+        if isinstance(message, Envelope) and (missing := message.missing(*self.stage.requires)):
+            return self._dead_letter_inbound(
+                Rejected(
+                    inbound,
+                    Rejection(
+                        "missing_section",
+                        f"stage {self.stage.name} needs section(s) {', '.join(missing)}; "
+                        "publish requests to wrp.requests, not to an inner topic",
+                    ),
+                )
+            )
+        return inbound
+
+    def _dead_letter_inbound(self, rejected: Rejected) -> list[Outbound]:
+        inbound, error = rejected.inbound, rejected.error
+        outputs = self._dead_letter(inbound, error.error_type, str(error), reply=False)
+        if isinstance(inbound.message, Envelope):
+            outputs.append(
+                error_reply(inbound.message, self.stage.name, error.error_type, str(error))
+            )
+        return outputs
+
+    def _dead_letter(
+        self, record, error_type: str, error: str, reply: bool = True
+    ) -> list[Outbound]:
+        """A DLQ record for ``record`` and, if its request can be read, an error reply."""
+        self.metrics.dead_lettered.labels(reason=error_type).inc()
+        raw: bytes = getattr(record, "raw", None) or record.value or b""
+        request = _readable_request(raw)
+        letter = DeadLetter(
+            stage=self.stage.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error_type=error_type,
+            error=error,
+            request_id=request.request_id if request else None,
+            raw=base64.b64encode(raw).decode("ascii"),
+        )
+        outputs = [Outbound(DLQ, letter.request_id, letter)]
+        if reply and request is not None:
+            outputs.append(
+                error_reply(Envelope(request=request), self.stage.name, error_type, error)
+            )
+        log.warning(
+            "stage %s: %s at %s[%d]@%d -> wrp.dlq: %s",
+            self.stage.name,
+            error_type,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )
+        return outputs
+
+    async def _produce(self, outputs: list[Outbound]) -> None:
+        assert self._producer is not None
+        pending = []
+        for out in outputs:
+            key = out.key.encode() if out.key is not None else None
+            pending.append(await self._producer.send(out.topic, encode(out.message), key=key))
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _commit(self, batch: list) -> None:
+        assert self._consumer is not None
+        offsets: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # partitions moved to another member: it replays from the last commit (at-least-once)
+            log.warning(
+                "stage %s: commit failed (%s); the batch may be replayed", self.stage.name, exc
+            )
+
+    def _update_lag(self, records: dict) -> None:
+        assert self._consumer is not None
+        for tp, part in records.items():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                behind = max(0, high - (part[-1].offset + 1))
+                self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(behind)

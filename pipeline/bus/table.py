@@ -1,0 +1,65 @@
+"""Tail a compacted topic into an in-memory dict (key -> latest value), from the beginning."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from pipeline.bus.codec import decode
+from pipeline.envelope import Contract
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=Contract)
+
+
+class CompactedTable(Generic[T]):
+    """``values`` follows the topic; a tombstone (null value) deletes its key."""
+
+    def __init__(self, bootstrap: str, topic: str, model: type[T]) -> None:
+        self.topic = topic
+        self.model = model
+        self.values: dict[str, T] = {}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic) or {0}
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_beginning(*assigned)
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            records = await self._consumer.getmany(timeout_ms=200)
+            for record in (r for part in records.values() for r in part):
+                key = record.key.decode() if record.key else None
+                if key is None:
+                    continue
+                if record.value is None:
+                    self.values.pop(key, None)
+                    continue
+                try:
+                    self.values[key] = decode(record.value, self.model)
+                except (ValidationError, ValueError) as exc:
+                    log.warning(
+                        "%s: skipping invalid record at offset %d: %s",
+                        self.topic,
+                        record.offset,
+                        exc,
+                    )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()

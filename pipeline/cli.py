@@ -1,0 +1,357 @@
+"""The ``wrp`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from pipeline.settings import DEMO_WORKLOAD, SCHEMAS_DIR, Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "broker": getattr(args, "broker", None),
+        "policy": getattr(args, "policy", None),
+        "state_dir": getattr(args, "state_dir", None),
+    }
+    return Settings.from_env(**overrides)
+
+
+# --- broker and topics -----------------------------------------------------------------------
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from pipeline.bus.broker import start_broker
+
+    proc = start_broker(args.port)
+    print(f"broker ready on 127.0.0.1:{args.port} (pid {proc.pid}); Ctrl-C stops it", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait()
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from pipeline.bus.admin import create_topics, describe_topics
+    from pipeline.bus.catalog import load_catalog, payload_schemas
+
+    catalog = load_catalog()
+    if args.action == "schemas":
+        SCHEMAS_DIR.mkdir(parents=True, exist_ok=True)
+        for name, text in payload_schemas().items():
+            (SCHEMAS_DIR / f"{name}.json").write_text(text)
+        print(f"wrote {len(payload_schemas())} schemas to {SCHEMAS_DIR}")
+        return 0
+    settings = _settings(args)
+    if args.action == "create":
+        created = asyncio.run(create_topics(settings.broker, catalog))
+        print(f"created {len(created)} topic(s): {', '.join(created) or 'all existed'}")
+        return 0
+    existing = asyncio.run(describe_topics(settings.broker))
+    print(f"{'topic':<22} {'partitions':>10}  {'cleanup':<8} {'retention_ms':>12}  payload")
+    for spec in catalog.topics:
+        parts = existing.get(spec.name)
+        shown = str(parts) if parts is not None else "MISSING"
+        print(
+            f"{spec.name:<22} {shown:>10}  {spec.cleanup_policy:<8} {spec.retention_ms:>12}  "
+            f"{spec.payload}"
+        )
+    extra = sorted(set(existing) - {t.name for t in catalog.topics})
+    if extra:
+        print(f"not in the catalog: {', '.join(extra)}")
+    return 0
+
+
+# --- stages, simulators, the stack -----------------------------------------------------------
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.name == "learner":
+        from pipeline.stages.learner import run_learner
+
+        run_learner(settings, args.port)
+        return 0
+    from pipeline.bus.runner import StageRunner
+    from pipeline.stages.analytics import AnalyticsStage
+    from pipeline.stages.dispatch import DispatchStage
+    from pipeline.stages.router import RouterStage
+    from pipeline.stages.safety import SafetyStage
+    from pipeline.stages.signals import SignalsStage
+
+    stages = {
+        s.name: s for s in (SignalsStage, SafetyStage, RouterStage, DispatchStage, AnalyticsStage)
+    }
+    runner = StageRunner(stages[args.name](settings), settings, args.port)
+    asyncio.run(runner.run())
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from pipeline.pool.sim_server import serve_policy_pools, serve_single
+
+    if args.policy:
+        asyncio.run(serve_policy_pools(_settings(args).policy, no_latency=args.no_latency))
+    else:
+        asyncio.run(serve_single(args))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from pipeline.stack import Stack
+
+    settings = _settings(args)
+    stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))
+    print("starting the embedded stack ...", flush=True)
+    try:
+        stack.start()
+        print(stack.describe())
+        print("\nready: try `wrp publish 'hello'`; Ctrl-C stops everything", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        while True:
+            for name, proc in list(stack.processes.items()):
+                if proc.poll() is not None:
+                    print(f"{name} exited ({proc.returncode}); see {stack.log_dir}/{name}.log")
+                    stack.processes.pop(name)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping (stages drain and commit) ...", flush=True)
+    finally:
+        stack.stop()
+    print("stopped")
+    return 0
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pipeline.client import replay, response_text
+    from pipeline.envelope import ChatRequest, RequestSection
+
+    settings = _settings(args)
+    if args.text:
+        body = ChatRequest(model=args.model, messages=[{"role": "user", "content": args.text}])
+        request = RequestSection(body=body, session_id=args.session)
+    else:
+        data = json.loads(sys.stdin.read())
+        request = (
+            RequestSection.model_validate(data)
+            if "body" in data
+            else RequestSection(body=ChatRequest.model_validate(data), session_id=args.session)
+        )
+    answers = asyncio.run(replay(settings.broker, [request], 0, args.timeout, label="publish"))
+    env = answers.get(request.request_id)
+    if env is None:
+        print(f"no response for {request.request_id} within {args.timeout}s", file=sys.stderr)
+        return 1
+    if args.json:
+        print(env.model_dump_json(indent=2, exclude={"signals": {"embedding"}}))
+    else:
+        decision = env.decision
+        route = f"{decision.decision} -> {decision.model} @ {decision.pool}" if decision else "-"
+        print(
+            f"request  {request.request_id}\nstatus   {env.result.status if env.result else '-'}"
+            f"\nroute    {route}\nanswer   {response_text(env)}"
+        )
+    return 0 if env.result and env.result.status != "error" else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipeline.client import load_workload, replay
+
+    settings = _settings(args)
+    requests = load_workload(Path(args.file))
+    answers = asyncio.run(replay(settings.broker, requests, args.rate, args.timeout))
+    statuses: dict[str, int] = {}
+    for env in answers.values():
+        status = env.result.status if env.result else "unknown"
+        statuses[status] = statuses.get(status, 0) + 1
+    print(
+        f"{len(answers)}/{len(requests)} answered: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+    )
+    return 0 if len(answers) == len(requests) else 1
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from pipeline.client import send_feedback, start_producer
+    from pipeline.envelope import Feedback
+
+    settings = _settings(args)
+    feedback = Feedback(
+        request_id=args.request_id, score=args.score, source=args.source, comment=args.comment
+    )
+
+    async def send() -> None:
+        producer = await start_producer(settings.broker)
+        try:
+            await send_feedback(producer, feedback)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    print(f"feedback {args.score} for {args.request_id} sent")
+    return 0
+
+
+def cmd_analytics(args: argparse.Namespace) -> int:
+    from pipeline.analytics.report import render_table
+
+    settings = _settings(args)
+    params = {"request_id": args.request_id} if args.request_id else {}
+    result = query_analytics(settings, args.query, params)
+    print(json.dumps(result, default=str) if args.json else render_table(result))
+    return 0
+
+
+def query_analytics(settings: Settings, name: str, params: dict[str, str]) -> dict:
+    """Ask the running analytics stage; open the store directly only when none runs."""
+    url = f"http://127.0.0.1:{settings.stage_port('analytics')}/queries/{name}"
+    try:
+        reply = httpx.get(url, params=params, timeout=30)
+    except httpx.TransportError:
+        from pipeline.analytics.store import AnalyticsStore
+
+        store = AnalyticsStore(settings.clickhouse_dsn)
+        try:
+            return store.query(name, params)
+        finally:
+            store.close()
+    if reply.status_code != 200:
+        raise SystemExit(f"analytics: {reply.json().get('detail', reply.text)}")
+    return reply.json()
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from pipeline.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(Path(args.file))
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: ok ({len(policy.models)} models, {len(policy.pools)} pools, "
+        f"{len(policy.router.decisions) + 1} decisions)"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(_settings(args), Path(args.workload), args.rate)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import run_pipeline_bench
+
+    print(json.dumps(run_pipeline_bench(_settings(args), args.rate, args.duration), indent=2))
+    return 0
+
+
+# --- argument parsing ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wrp", description="Kafka-native LLM request router")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, fn, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--broker", help="bootstrap servers (WRP_BROKER)")
+        p.add_argument("--policy", type=Path, help="policy file (WRP_POLICY)")
+        p.add_argument("--state-dir", type=Path, help="local state directory (WRP_STATE_DIR)")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = command("broker", cmd_broker, "run the embedded Tansu broker on 127.0.0.1")
+    p.add_argument("--port", type=int, default=9092)
+    p = command("topics", cmd_topics, "create or list the catalog's topics, or write schemas")
+    p.add_argument("action", choices=["create", "list", "schemas"])
+    p = command("stage", cmd_stage, "run one stage")
+    p.add_argument(
+        "name", choices=["signals", "safety", "router", "dispatch", "learner", "analytics"]
+    )
+    p.add_argument("--port", type=int, help="health/metrics port (default from settings)")
+    p = command(
+        "sim",
+        cmd_sim,
+        "serve simulated OpenAI-compatible pools: with --policy every "
+        "simulated endpoint of the policy (what `wrp up` does), else one endpoint",
+    )
+    p.add_argument("--no-latency", action="store_true", help="answer at once (benchmarks)")
+    p.add_argument("--port", type=int, default=8101)
+    p.add_argument("--model", action="append", help="served model name (repeatable)")
+    p.add_argument("--max-model-len", type=int, default=32768)
+    p.add_argument("--prefill-ms-per-token", type=float, default=0.05)
+    p.add_argument("--decode-ms-per-token", type=float, default=10.0)
+    p.add_argument("--max-concurrency", type=int, default=16)
+    command("up", cmd_up, "start broker, topics, simulators and every stage until Ctrl-C")
+    p = command("publish", cmd_publish, "send one request and print its response")
+    p.add_argument("text", nargs="?", help="user message (else an OpenAI body as JSON on stdin)")
+    p.add_argument("--model", default="auto")
+    p.add_argument("--session")
+    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--json", action="store_true", help="print the whole envelope")
+    p = command("replay", cmd_replay, "publish a workload file (JSON lines) and await answers")
+    p.add_argument("file")
+    p.add_argument("--rate", type=float, default=20, help="requests per second (0 = max)")
+    p.add_argument("--timeout", type=float, default=120)
+    p = command("feedback", cmd_feedback, "send feedback for a request")
+    p.add_argument("request_id")
+    p.add_argument("score", type=float, help="0 (bad) .. 1 (good)")
+    p.add_argument("--source", default="user")
+    p.add_argument("--comment")
+    p = command("analytics", cmd_analytics, "run a named analytics query")
+    p.add_argument(
+        "query",
+        nargs="?",
+        default="summary",
+        choices=["summary", "totals", "safety", "dead_letters", "request"],
+    )
+    p.add_argument("request_id", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p = command("policy", cmd_policy, "validate a policy file")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("file")
+    p = command("demo", cmd_demo, "run the whole pipeline on a sample workload and report")
+    p.add_argument("--workload", default=str(DEMO_WORKLOAD))
+    p.add_argument("--rate", type=float, default=25)
+    p = command("bench", cmd_bench, "benchmarks")
+    p.add_argument("target", choices=["pipeline"])
+    p.add_argument("--rate", type=float, default=20)
+    p.add_argument("--duration", type=float, default=20)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aiokafka", "httpx", "faust", "mode", "uvicorn"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from pipeline.policy import PolicyError
+
+    try:
+        return args.fn(args)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Publishing requests and feedback, and awaiting responses: what ``wrp publish|replay|feedback``
+and the benchmarks use. Responses are matched by request id; a repeated response (at-least-once)
+is counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
+from pipeline.bus.codec import decode, encode
+from pipeline.envelope import Envelope, Feedback, RequestSection, now
+
+
+class WorkloadError(ValueError):
+    pass
+
+
+def load_workload(path: Path) -> list[RequestSection]:
+    """A JSON-lines file of request sections (``body`` plus optional ids, tenant, session)."""
+    requests = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            requests.append(RequestSection.model_validate_json(line))
+        except ValidationError as exc:
+            raise WorkloadError(
+                f"{path}:{number}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+            ) from None
+    return requests
+
+
+class ResponseCollector:
+    """Follows a reply topic from its current end and keeps the first response per request id."""
+
+    def __init__(self, bootstrap: str, topic: str = RESPONSES) -> None:
+        self.topic = topic
+        self.responses: dict[str, Envelope] = {}
+        self.received_at: dict[str, float] = {}
+        self.duplicates = 0
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic) or {0}
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_end(*assigned)
+        for tp in assigned:  # resolve the end offsets now, before anything is published
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            records = await self._consumer.getmany(timeout_ms=100)
+            for record in (r for part in records.values() for r in part):
+                try:
+                    env = decode(record.value, Envelope)
+                except (ValidationError, ValueError):
+                    continue
+                rid = env.request.request_id
+                if rid in self.responses:
+                    self.duplicates += 1
+                    continue
+                self.responses[rid] = env
+                self.received_at[rid] = now()
+                self._arrived.set()
+
+    async def wait_for(
+        self,
+        request_ids: Iterable[str],
+        timeout_s: float,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Envelope]:
+        """Responses for ``request_ids`` that arrive within ``timeout_s``."""
+        wanted = set(request_ids)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = wanted & self.responses.keys()
+            if progress:
+                progress(len(got))
+            remaining = deadline - time.monotonic()
+            if len(got) == len(wanted) or remaining <= 0:
+                return {rid: self.responses[rid] for rid in got}
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.5))
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._consumer.stop()
+
+
+async def start_producer(bootstrap: str) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    await producer.start()
+    return producer
+
+
+async def send_request(producer: AIOKafkaProducer, request: RequestSection) -> Envelope:
+    envelope = Envelope(request=request)
+    await producer.send_and_wait(REQUESTS, encode(envelope), key=envelope.key.encode())
+    return envelope
+
+
+async def send_feedback(producer: AIOKafkaProducer, feedback: Feedback) -> None:
+    await producer.send_and_wait(FEEDBACK, encode(feedback), key=feedback.request_id.encode())
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, label: str, width: int = 30) -> None:
+        self.total, self.label, self.width = total, label, width
+        self.sent = 0
+        self.done = 0
+        self._last = 0.0
+
+    def update(self, sent: int | None = None, done: int | None = None, force: bool = False) -> None:
+        self.sent = self.sent if sent is None else sent
+        self.done = self.done if done is None else done
+        if not force and time.monotonic() - self._last < 0.2:
+            return
+        self._last = time.monotonic()
+        filled = int(self.width * self.done / max(1, self.total))
+        bar = "#" * filled + "." * (self.width - filled)
+        sys.stderr.write(
+            f"\r{self.label} [{bar}] sent {self.sent}/{self.total}, answered {self.done}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        self.update(force=True)
+        sys.stderr.write("\n")
+
+
+async def replay(
+    bootstrap: str,
+    requests: list[RequestSection],
+    rate: float,
+    timeout_s: float,
+    label: str = "replay",
+) -> dict[str, Envelope]:
+    """Publish ``requests`` at ``rate`` per second (0 = as fast as possible) and await answers."""
+    collector = ResponseCollector(bootstrap)
+    await collector.start()
+    producer = await start_producer(bootstrap)
+    bar = ProgressBar(len(requests), label)
+    started = time.monotonic()
+    try:
+        for i, request in enumerate(requests):
+            if rate > 0:
+                delay = started + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            stamped = request.model_copy(update={"created_at": now()})
+            await producer.send(
+                REQUESTS, encode(Envelope(request=stamped)), key=stamped.key.encode()
+            )
+            bar.update(sent=i + 1, done=len(collector.responses))
+        await producer.flush()
+        ids = [r.request_id for r in requests]
+        answers = await collector.wait_for(ids, timeout_s, lambda n: bar.update(done=n))
+        bar.close()
+        return answers
+    finally:
+        await producer.stop()
+        await collector.stop()
+
+
+def response_text(env: Envelope) -> str:
+    """What a user would see: the answer, the refusal, or the error."""
+    result = env.result
+    if result is None:
+        return "(no result)"
+    if result.error is not None:
+        return f"error {result.error.type} at {result.error.stage}: {result.error.message}"
+    choices = (result.response or {}).get("choices") or [{}]
+    return str(choices[0].get("message", {}).get("content", json.dumps(result.response)))

@@ -1,0 +1,298 @@
+"""Message contracts of every topic (pydantic v2).
+
+A request travels as one :class:`Envelope` that each stage enriches with its own section:
+``request`` -> ``signals`` -> ``safety`` -> ``decision`` -> ``result`` / ``outcome``.
+Every message carries ``schema_version``; JSON Schemas in ``topics/schemas`` are generated
+from these models (``wrp topics schemas``) and a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch, the time base of every timestamp."""
+    return time.time()
+
+
+class Contract(BaseModel):
+    """Base of every topic payload: versioned and strict about unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+# --- request ---------------------------------------------------------------------------------
+
+
+class ChatMessage(BaseModel):
+    """One OpenAI chat message; content is text or a list of typed parts (text, image_url)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        """The message's text, with non-text parts left out."""
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+
+
+class ChatRequest(BaseModel):
+    """OpenAI chat-completions body. ``model`` is ``auto`` to let the router choose."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = "auto"
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    stream: bool = False
+
+
+class RequestSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=128)
+    tenant: str = "default"
+    session_id: str | None = None
+    reply_to: str = "wrp.responses"
+    deadline: float | None = Field(None, description="epoch seconds after which to give up")
+    priority: int = 0
+    created_at: float = Field(default_factory=now)
+    body: ChatRequest | None = Field(
+        None, description="absent only on error replies to requests whose body was unreadable"
+    )
+
+    @property
+    def key(self) -> str:
+        """Partition key: the session keeps its requests on one partition, in order."""
+        return self.session_id or self.request_id
+
+
+# --- sections added by the stages ------------------------------------------------------------
+
+
+class Signals(BaseModel):
+    """Workload signals (W). ``embedding`` is float16 little-endian, base64, L2-normalised."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt_tokens: int
+    turns: int
+    tools_present: bool
+    images_present: bool
+    context_class: str
+    system_fingerprint: str | None
+    domain: str
+    domain_score: float
+    embedding: str
+    encoder: str
+
+    def embedding_vector(self) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(self.embedding), dtype="<f2").astype(np.float32)
+
+    @staticmethod
+    def encode_embedding(vector: np.ndarray) -> str:
+        return base64.b64encode(vector.astype("<f2").tobytes()).decode("ascii")
+
+
+class PiiFinding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    entity: str
+    message_index: int
+    start: int
+    end: int
+
+
+SafetyAction = Literal["allow", "redact", "flag", "block"]
+
+
+class Safety(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: SafetyAction
+    jailbreak_score: float
+    pii: list[PiiFinding] = []
+    reasons: list[str] = []
+
+
+class Decision(BaseModel):
+    """Router output: which decision matched, which model and pool were chosen, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: str
+    candidates: list[str]
+    model: str
+    pool: str
+    strategy: str
+    scores: dict[str, float] = {}
+
+
+class ErrorInfo(BaseModel):
+    """OpenAI-shaped error: ``type`` is machine-readable, ``message`` tells the fix."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    message: str
+    stage: str
+
+
+ResultStatus = Literal["ok", "blocked", "error"]
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: ResultStatus
+    response: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    stage: str
+    completed_at: float = Field(default_factory=now)
+
+
+class Outcome(Contract):
+    """What serving a request cost and how it went; also published alone on ``wrp.outcomes``."""
+
+    request_id: str
+    decision: str
+    model: str
+    pool: str
+    endpoint: str
+    status: Literal["ok", "error"]
+    error_type: str | None = None
+    attempts: int
+    latency_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    dispatched_at: float
+    completed_at: float
+
+
+class StageSpan(BaseModel):
+    """When a stage started and finished working on this envelope (epoch seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage: str
+    start: float
+    end: float
+
+
+class Envelope(Contract):
+    """The request and its whole trail; the final envelope lands on ``reply_to``."""
+
+    request: RequestSection
+    signals: Signals | None = None
+    safety: Safety | None = None
+    decision: Decision | None = None
+    result: Result | None = None
+    outcome: Outcome | None = None
+    trail: list[StageSpan] = []
+
+    @property
+    def key(self) -> str:
+        return self.request.key
+
+    def advance(self, stage: str, started: float, **sections: Any) -> Envelope:
+        """A copy with ``sections`` set and this stage's span appended to the trail."""
+        span = StageSpan(stage=stage, start=started, end=now())
+        return self.model_copy(update={**sections, "trail": [*self.trail, span]})
+
+    def missing(self, *sections: str) -> list[str]:
+        """Names of the required sections that are not present."""
+        return [name for name in sections if getattr(self, name) is None]
+
+
+# --- other topics ----------------------------------------------------------------------------
+
+
+class Feedback(Contract):
+    """A user's or evaluator's verdict on a served request; ``score`` in [0, 1], 1 = good."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+    score: float = Field(ge=0, le=1)
+    source: str = "user"
+    comment: str | None = None
+    created_at: float = Field(default_factory=now)
+
+
+class RouterState(Contract):
+    """Evidence about one (decision, model) arm; compacted topic, key ``decision/model``.
+
+    Feedback with score s adds s to ``successes`` and 1 - s to ``failures``; a failed outcome
+    adds 1 to ``failures``. Routers add the policy's Beta prior to these counts.
+    """
+
+    decision: str
+    model: str
+    successes: float = Field(ge=0)
+    failures: float = Field(ge=0)
+    observations: int = Field(ge=0)
+    updated_at: float = Field(default_factory=now)
+
+    @property
+    def key(self) -> str:
+        return router_state_key(self.decision, self.model)
+
+
+def router_state_key(decision: str, model: str) -> str:
+    return f"{decision}/{model}"
+
+
+class Credit(Contract):
+    """Evidence for one arm, re-keyed by ``decision/model`` inside the learner."""
+
+    request_id: str
+    decision: str
+    model: str
+    successes: float = Field(ge=0)
+    failures: float = Field(ge=0)
+
+
+class PoolState(Contract):
+    """Observed health of one pool endpoint; compacted topic, key ``pool/endpoint``."""
+
+    pool: str
+    endpoint: str
+    requests: int = Field(ge=0)
+    errors: int = Field(ge=0)
+    latency_ms_ewma: float = Field(ge=0)
+    updated_at: float = Field(default_factory=now)
+
+
+class DeadLetter(Contract):
+    """A message a stage could not process, with where it came from and why."""
+
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    error_type: str
+    error: str
+    request_id: str | None = None
+    raw: str = Field(description="the original bytes, base64")
+    failed_at: float = Field(default_factory=now)
+
+
+#: Payload model of each catalog ``payload`` name.
+PAYLOADS: dict[str, type[Contract]] = {
+    "Envelope": Envelope,
+    "Outcome": Outcome,
+    "Feedback": Feedback,
+    "RouterState": RouterState,
+    "Credit": Credit,
+    "PoolState": PoolState,
+    "DeadLetter": DeadLetter,
+}

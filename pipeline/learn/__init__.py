@@ -1,0 +1,1 @@
+"""Learning: fold feedback and outcomes into the router's per-arm evidence."""

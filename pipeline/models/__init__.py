@@ -1,0 +1,1 @@
+"""Models: the ONNX sentence encoder every learned signal shares."""

@@ -1,0 +1,39 @@
+"""Decision engine: rules over signals, in priority order, with a default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.envelope import Envelope
+from pipeline.policy import DecisionSpec, ModelCard, Policy
+
+
+def rule_values(envelope: Envelope) -> dict[str, Any]:
+    """The values decision rules can test (see ``pipeline.policy.RULE_SIGNALS``)."""
+    signals, safety = envelope.signals, envelope.safety
+    assert signals is not None and safety is not None
+    return {
+        "domain": signals.domain,
+        "context_class": signals.context_class,
+        "prompt_tokens": signals.prompt_tokens,
+        "turns": signals.turns,
+        "tools_present": signals.tools_present,
+        "images_present": signals.images_present,
+        "jailbreak_score": safety.jailbreak_score,
+        "pii_found": bool(safety.pii),
+        "tenant": envelope.request.tenant,
+    }
+
+
+def match_decision(policy: Policy, values: dict[str, Any]) -> DecisionSpec:
+    """The highest-priority decision whose rule holds; the default when none does."""
+    for spec in policy.router.ordered():
+        if spec.when.holds(values):
+            return spec
+    return policy.router.default
+
+
+def fitting_models(policy: Policy, names: list[str], needed_tokens: int) -> list[ModelCard]:
+    """Candidates, in order, whose context window holds the prompt plus the answer budget."""
+    cards = [policy.model(name) for name in names]
+    return [card for card in cards if card.context_length >= needed_tokens]

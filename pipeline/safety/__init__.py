@@ -1,0 +1,1 @@
+"""Safety: detectors (PII, jailbreak) and the policy that turns findings into an action."""

@@ -1,0 +1,64 @@
+"""Process settings: every knob has a default that works on the embedded stack and a WRP_* env var."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY = PROJECT_ROOT / "policies" / "default.yaml"
+CATALOG_PATH = PROJECT_ROOT / "topics" / "catalog.yaml"
+SCHEMAS_DIR = PROJECT_ROOT / "topics" / "schemas"
+DEMO_WORKLOAD = PROJECT_ROOT / "workloads" / "demo.jsonl"
+
+#: Offset of each stage's /healthz + /metrics port from ``metrics_port_base``.
+STAGE_PORT_OFFSETS = {
+    "signals": 0,
+    "safety": 1,
+    "router": 2,
+    "dispatch": 3,
+    "learner": 4,
+    "analytics": 5,
+}
+
+
+class Settings(BaseModel):
+    """Settings shared by the CLI and every stage; build with :meth:`from_env`."""
+
+    broker: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (WRP_BROKER)")
+    state_dir: Path = Field(
+        Path(".wrp"), description="local state: chdb data, logs (WRP_STATE_DIR)"
+    )
+    clickhouse: str = Field("", description="ClickHouse DSN; default chdb:///<state_dir>/analytics")
+    policy: Path = Field(DEFAULT_POLICY, description="policy file (WRP_POLICY)")
+    model_dir: Path | None = Field(
+        None, description="directory with model.onnx + tokenizer.json (WRP_MODEL_DIR)"
+    )
+    metrics_port_base: int = Field(
+        9180, description="first stage health port (WRP_METRICS_PORT_BASE)"
+    )
+    batch_max: int = Field(64, description="records per consumed batch (WRP_BATCH_MAX)")
+    batch_wait_ms: int = Field(20, description="max wait to fill a batch (WRP_BATCH_WAIT_MS)")
+    max_request_bytes: int = Field(
+        1_000_000, description="largest accepted message (WRP_MAX_REQUEST_BYTES)"
+    )
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read WRP_<FIELD> variables; explicit ``overrides`` (e.g. CLI flags) win."""
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            env = os.environ.get(f"WRP_{name.upper()}")
+            if env is not None and env != "":
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse or f"chdb:///{(self.state_dir / 'analytics').resolve()}"
+
+    def stage_port(self, stage: str) -> int:
+        return self.metrics_port_base + STAGE_PORT_OFFSETS[stage]

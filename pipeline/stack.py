@@ -1,0 +1,165 @@
+"""The embedded stack: broker, topics, simulated pools and one process per stage.
+
+Used by ``wrp up``, ``wrp demo``, ``wrp bench`` and the integration-test fixtures. Every child is a
+``wrp`` subprocess with its log in ``<state_dir>/logs``; stopping sends SIGTERM (stages drain and
+commit) and waits, the broker last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from pipeline.bus.admin import create_topics
+from pipeline.bus.broker import start_broker
+from pipeline.bus.catalog import load_catalog
+from pipeline.policy import Policy, load_policy
+from pipeline.settings import STAGE_PORT_OFFSETS, Settings
+
+STAGES = tuple(STAGE_PORT_OFFSETS)
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    broker_port: int
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    broker: subprocess.Popen[bytes] | None = None
+    simulate_latency: bool = True
+
+    @property
+    def log_dir(self) -> Path:
+        return self.settings.state_dir / "logs"
+
+    @property
+    def policy(self) -> Policy:
+        return load_policy(self.settings.policy)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "WRP_BROKER": self.settings.broker,
+                "WRP_STATE_DIR": str(self.settings.state_dir.resolve()),
+                "WRP_POLICY": str(self.settings.policy.resolve()),
+                "WRP_METRICS_PORT_BASE": str(self.settings.metrics_port_base),
+                "WRP_CLICKHOUSE": self.settings.clickhouse_dsn,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.settings.model_dir:
+            env["WRP_MODEL_DIR"] = str(self.settings.model_dir)
+        return env
+
+    def start(self, stages: tuple[str, ...] = STAGES, simulators: bool = True) -> None:
+        """Start everything and return once every part answers its health check."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        policy = self.policy  # fail early on a broken policy
+        self.broker = start_broker(self.broker_port, self.log_dir / "broker.log")
+        asyncio.run(create_topics(self.settings.broker, load_catalog()))
+        if simulators and any(p.simulator for p in policy.pools):
+            flags = [] if self.simulate_latency else ["--no-latency"]
+            self.spawn("sim", ["sim", "--policy", str(self.settings.policy.resolve()), *flags])
+        for stage in stages:
+            self.spawn(stage, ["stage", stage])
+        self.wait_healthy(stages, simulators)
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = proc
+        return proc
+
+    def health_urls(self, stages: tuple[str, ...], simulators: bool) -> dict[str, str]:
+        urls = {s: f"http://127.0.0.1:{self.settings.stage_port(s)}/healthz" for s in stages}
+        if simulators:
+            for pool in self.policy.pools:
+                if pool.simulator:
+                    for i, ep in enumerate(pool.endpoints):
+                        urls[f"sim {pool.name}[{i}]"] = f"{ep.url}/health"
+        return urls
+
+    def wait_healthy(
+        self, stages: tuple[str, ...] = STAGES, simulators: bool = True, timeout_s: float = 120
+    ) -> None:
+        pending = self.health_urls(stages, simulators)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    tail = self.log_tail(name)
+                    raise StackError(f"{name} exited with code {proc.returncode}:\n{tail}")
+            for name, url in list(pending.items()):
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise StackError(f"not healthy after {timeout_s}s: {', '.join(pending)}")
+            time.sleep(0.25)
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_dir / f"{name}.log"
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else "(no log)"
+        )
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        """Stop the stages front to back (each drains and commits), then sims, then the broker."""
+        for name in [n for n in (*STAGES, "sim") if n in self.processes]:
+            self.stop_process(name)
+        for name in list(self.processes):
+            self.stop_process(name)
+        if self.broker is not None and self.broker.poll() is None:
+            self.broker.terminate()
+            try:
+                self.broker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.broker.kill()
+        self.broker = None
+
+    def describe(self) -> str:
+        lines = [f"broker      {self.settings.broker} (Tansu, memory storage)"]
+        for pool in self.policy.pools:
+            urls = ", ".join(e.url for e in pool.endpoints)
+            kind = "simulated" if pool.simulator else "external"
+            lines.append(f"pool        {pool.name:<8} {urls} ({kind})")
+        for stage in STAGES:
+            if stage in self.processes:
+                port = self.settings.stage_port(stage)
+                lines.append(f"stage       {stage:<10} http://127.0.0.1:{port}/healthz  /metrics")
+        lines.append(f"analytics   {self.settings.clickhouse_dsn}")
+        lines.append(f"logs        {self.log_dir}")
+        return "\n".join(lines)

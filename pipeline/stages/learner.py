@@ -1,0 +1,163 @@
+"""learner stage: a faust-streaming app folding feedback and outcomes into ``wrp.router-state``.
+
+1. outcomes and feedback (both keyed by request_id, so co-partitioned) meet in the ``served``
+   table: an outcome remembers which arm served its request; feedback for a request is credited
+   to that arm (feedback that arrives first waits in ``pending``). Failed outcomes are credited
+   at once. Credits go to ``wrp.learner-credits`` keyed by arm.
+2. credits, now partitioned by arm, fold into the ``arms`` table; every change is published to
+   the compacted ``wrp.router-state`` that routers tail.
+
+Tables are changelog-backed, so a restarted learner resumes with its counts. Bad records go to
+``wrp.dlq``. ``/healthz`` and ``/metrics`` are served by faust's web server on the stage port.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from pipeline.bus.catalog import DLQ, FEEDBACK, OUTCOMES, ROUTER_STATE, load_catalog
+from pipeline.bus.codec import decode, encode
+from pipeline.bus.health import StageMetrics
+from pipeline.bus.runner import describe_validation_error
+from pipeline.envelope import Contract, Credit, DeadLetter, Feedback, Outcome, RouterState
+from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+CREDITS = "wrp.learner-credits"
+STAGE = "learner"
+
+
+def build_learner(settings: Settings, port: int | None = None) -> faust.App:
+    catalog = load_catalog()
+    partitions = catalog.get(OUTCOMES).partitions
+    app = faust.App(
+        "wrp-learner",
+        broker=f"kafka://{settings.broker}",
+        store="memory://",
+        datadir=str(settings.state_dir / "learner"),
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        web_host="127.0.0.1",
+        web_port=settings.stage_port(STAGE) if port is None else port,
+        web_in_thread=False,
+        producer_acks=-1,
+    )
+    metrics = StageMetrics(STAGE)
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=catalog.get(name).partitions,
+        )
+
+    outcomes, feedback, credits = topic(OUTCOMES), topic(FEEDBACK), topic(CREDITS)
+    router_state, dlq = topic(ROUTER_STATE), topic(DLQ)
+    served = app.Table("served", partitions=partitions)
+    pending = app.Table("pending", partitions=partitions)
+    arms = app.Table("arms", partitions=catalog.get(CREDITS).partitions)
+
+    async def read(event: faust.EventT, model: type[Contract]) -> Any:
+        """The event's payload, or None after dead-lettering it."""
+        message = event.message
+        raw: bytes = message.value or b""
+        try:
+            return decode(message.value, model)
+        except (ValidationError, ValueError) as exc:
+            error = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            letter = DeadLetter(
+                stage=STAGE,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                error_type="invalid_schema",
+                error=error,
+                raw=base64.b64encode(raw).decode("ascii"),
+            )
+            metrics.dead_lettered.labels(reason="invalid_schema").inc()
+            log.warning(
+                "learner: invalid record at %s[%d]@%d -> wrp.dlq: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                error,
+            )
+            await dlq.send(value=encode(letter))
+            return None
+
+    async def send_credit(credit: Credit) -> None:
+        key = f"{credit.decision}/{credit.model}".encode()
+        await credits.send(key=key, value=encode(credit))
+
+    @app.agent(outcomes)
+    async def remember_outcomes(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            metrics.processed.inc()
+            outcome = await read(event, Outcome)
+            if outcome is None:
+                continue
+            arm = Served(outcome.decision, outcome.model)
+            served[outcome.request_id] = {"decision": arm.decision, "model": arm.model}
+            if (credit := credit_outcome(outcome)) is not None:
+                await send_credit(credit)
+            waiting = pending.get(outcome.request_id)
+            if waiting:
+                for raw in waiting:
+                    await send_credit(credit_feedback(Feedback.model_validate_json(raw), arm))
+                del pending[outcome.request_id]
+
+    @app.agent(feedback)
+    async def credit_feedback_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            metrics.processed.inc()
+            item = await read(event, Feedback)
+            if item is None:
+                continue
+            arm = served.get(item.request_id)
+            if arm is None:
+                waiting = pending.get(item.request_id) or []
+                pending[item.request_id] = [*waiting, item.model_dump_json()]
+                continue
+            await send_credit(credit_feedback(item, Served(**arm)))
+
+    @app.agent(credits)
+    async def fold_credits(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            metrics.processed.inc()
+            credit = await read(event, Credit)
+            if credit is None:
+                continue
+            key = f"{credit.decision}/{credit.model}"
+            current = arms.get(key)
+            state = fold(RouterState.model_validate(current) if current else None, credit)
+            arms[key] = state.model_dump()
+            await router_state.send(key=key.encode(), value=encode(state))
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"stage": STAGE, "state": "running"})
+
+    @app.page("/metrics")
+    async def prometheus_metrics(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type="text/plain")
+
+    return app
+
+
+def run_learner(settings: Settings, port: int | None = None) -> None:
+    """Run the learner until SIGTERM/SIGINT (faust's worker drains and commits)."""
+    app = build_learner(settings, port)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()

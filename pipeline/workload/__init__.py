@@ -1,0 +1,1 @@
+"""Workload (W): what a request is, from its structure and its text."""

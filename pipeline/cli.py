@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from pipeline.settings import DEMO_WORKLOAD, SCHEMAS_DIR, Settings
 
 
@@ -205,6 +203,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_analytics(args: argparse.Namespace) -> int:
+    from pipeline.analytics.access import query_analytics
     from pipeline.analytics.report import render_table
 
     settings = _settings(args)
@@ -212,24 +211,6 @@ def cmd_analytics(args: argparse.Namespace) -> int:
     result = query_analytics(settings, args.query, params)
     print(json.dumps(result, default=str) if args.json else render_table(result))
     return 0
-
-
-def query_analytics(settings: Settings, name: str, params: dict[str, str]) -> dict:
-    """Ask the running analytics stage; open the store directly only when none runs."""
-    url = f"http://127.0.0.1:{settings.stage_port('analytics')}/queries/{name}"
-    try:
-        reply = httpx.get(url, params=params, timeout=30)
-    except httpx.TransportError:
-        from pipeline.analytics.store import AnalyticsStore
-
-        store = AnalyticsStore(settings.clickhouse_dsn)
-        try:
-            return store.query(name, params)
-        finally:
-            store.close()
-    if reply.status_code != 200:
-        raise SystemExit(f"analytics: {reply.json().get('detail', reply.text)}")
-    return reply.json()
 
 
 def cmd_policy(args: argparse.Namespace) -> int:

@@ -54,6 +54,7 @@ SELECT
 SELECT safety_action, arrayJoin(if(empty(pii_entities), [''], pii_entities)) AS pii_entity,
        count() AS requests, round(avg(jailbreak_score), 3) AS mean_jailbreak_score
 FROM requests FINAL
+WHERE safety_action != ''
 GROUP BY safety_action, pii_entity ORDER BY requests DESC""",
         "safety actions and PII entities found",
     ),

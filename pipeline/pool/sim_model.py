@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 
 from pipeline.policy import SimulatorProfile
 
-#: Characters per token for the simulator's own prompt-length estimate.
-CHARS_PER_TOKEN = 4
+#: Word and punctuation pieces: a lower bound of what a subword tokenizer counts.
+PIECES = re.compile(r"\w+|[^\w\s]")
 MIN_OUTPUT_TOKENS, OUTPUT_TOKEN_SPREAD = 16, 176
 
 
 def estimate_tokens(text: str) -> int:
-    return max(1, len(text) // CHARS_PER_TOKEN)
+    return max(1, len(PIECES.findall(text)))
 
 
 def natural_output_tokens(prompt: str) -> int:

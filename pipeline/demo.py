@@ -1,0 +1,145 @@
+"""``wrp demo``: the whole pipeline on the embedded stack, start to finish, with a report.
+
+Feedback in the demo is simulated: each answer is judged good with a probability that depends on
+the model (a stand-in for users; see ``SIMULATED_QUALITY``), so the learner has something to learn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+from pipeline.analytics.access import query_analytics
+from pipeline.analytics.report import render_table
+from pipeline.bus.catalog import REQUESTS, ROUTER_STATE
+from pipeline.bus.table import CompactedTable
+from pipeline.client import load_workload, replay, send_feedback, start_producer
+from pipeline.envelope import Envelope, Feedback, RouterState
+from pipeline.policy import ThompsonConfig
+from pipeline.settings import Settings
+from pipeline.stack import Stack
+
+#: Probability that a simulated user rates an answer of this model as good.
+SIMULATED_QUALITY = {
+    "wrp-small-8b": 0.55,
+    "wrp-large-70b": 0.85,
+    "wrp-coder-32b": 0.9,
+    "wrp-long-128k": 0.8,
+}
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+async def send_simulated_feedback(bootstrap: str, answers: dict[str, Envelope]) -> int:
+    rng = random.Random(42)
+    producer = await start_producer(bootstrap)
+    sent = 0
+    try:
+        for rid, env in sorted(answers.items()):
+            if env.result is None or env.result.status != "ok" or env.decision is None:
+                continue
+            good = rng.random() < SIMULATED_QUALITY.get(env.decision.model, 0.5)
+            await send_feedback(producer, Feedback(request_id=rid, score=1.0 if good else 0.0,
+                                                   source="demo-simulated-user"))
+            sent += 1
+        # two messages no stage can use, to show the dead-letter path
+        await producer.send_and_wait(REQUESTS, b"{not json", key=b"demo-bad-json")
+        await producer.send_and_wait(
+            REQUESTS, b'{"request": {"request_id": "demo-bad-schema", "body": {"messages": []}}}',
+            key=b"demo-bad-schema",
+        )
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def wait_for_router_state(bootstrap: str, observations: int, timeout_s: float) -> dict:
+    table = CompactedTable(bootstrap, ROUTER_STATE, RouterState)
+    await table.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sum(s.observations for s in table.values.values()) >= observations:
+                break
+            await asyncio.sleep(0.5)
+        return dict(table.values)
+    finally:
+        await table.stop()
+
+
+def wait_for_rows(settings: Settings, requests: int, feedback: int, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        totals = query_analytics(settings, "totals", {})
+        row = dict(zip(totals["columns"], totals["rows"][0], strict=True))
+        if (row["requests"] >= requests and row["feedback"] >= feedback) or \
+                time.monotonic() > deadline:
+            return row
+        time.sleep(0.5)
+
+
+def run_demo(settings: Settings, workload: Path, rate: float) -> int:
+    settings = settings.model_copy(update={"state_dir": settings.state_dir / "demo"})
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
+    stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))
+    requests = load_workload(workload)
+    step("starting the embedded stack (broker, topics, simulated pools, six stages)")
+    started = time.monotonic()
+    try:
+        stack.start()
+        print(stack.describe())
+        print(f"ready in {time.monotonic() - started:.1f}s")
+
+        step(f"replaying {len(requests)} requests from {workload} at {rate:g}/s")
+        answers = asyncio.run(replay(settings.broker, requests, rate, timeout_s=180))
+        statuses = Counter(e.result.status if e.result else "none" for e in answers.values())
+        print(f"{len(answers)}/{len(requests)} answered: {dict(statuses)}")
+        print_stage_evidence(answers)
+
+        step("sending simulated user feedback (+ two malformed messages for the DLQ)")
+        sent = asyncio.run(send_simulated_feedback(settings.broker, answers))
+        print(f"{sent} feedback messages sent")
+        state = asyncio.run(wait_for_router_state(settings.broker, sent, timeout_s=60))
+        print_router_state(state, stack.policy.router.thompson)
+
+        step("routing analytics (ClickHouse engine via chdb, one row per request)")
+        totals = wait_for_rows(settings, len(requests) + 1, sent, timeout_s=60)
+        print(f"totals: {totals}")
+        for name in ("summary", "safety", "dead_letters"):
+            print(f"\n-- {name}")
+            print(render_table(query_analytics(settings, name, {})))
+        ok = len(answers) == len(requests)
+    finally:
+        step("stopping (every stage drains and commits)")
+        stack.stop()
+    print(f"demo finished in {time.monotonic() - started:.1f}s")
+    return 0 if ok else 1
+
+
+def print_stage_evidence(answers: dict[str, Envelope]) -> None:
+    envs = list(answers.values())
+    domains = Counter(e.signals.domain for e in envs if e.signals)
+    contexts = Counter(e.signals.context_class for e in envs if e.signals)
+    tools = sum(1 for e in envs if e.signals and e.signals.tools_present)
+    actions = Counter(e.safety.action for e in envs if e.safety)
+    decisions = Counter(f"{e.decision.decision}->{e.decision.model}" for e in envs if e.decision)
+    endpoints = Counter(e.outcome.endpoint for e in envs if e.outcome)
+    print(f"signals : domains {dict(domains)}; context {dict(contexts)}; with tools {tools}")
+    print(f"safety  : actions {dict(actions)}")
+    print(f"router  : {dict(decisions)}")
+    print(f"dispatch: endpoints {dict(endpoints)}")
+
+
+def print_router_state(state: dict[str, RouterState], prior: ThompsonConfig) -> None:
+    print(f"learner : router-state, posterior mean of Beta({prior.prior_alpha:g} + successes, "
+          f"{prior.prior_beta:g} + failures)")
+    for key, arm in sorted(state.items()):
+        alpha, beta = prior.prior_alpha + arm.successes, prior.prior_beta + arm.failures
+        mean = alpha / (alpha + beta)
+        print(f"  {key:<32} n={arm.observations:<4} mean={mean:.3f}")

@@ -166,6 +166,8 @@ async def replay(
     await collector.start()
     producer = await start_producer(bootstrap)
     bar = ProgressBar(len(requests), label)
+    ids = [r.request_id for r in requests]
+    wanted = set(ids)
     started = time.monotonic()
     try:
         for i, request in enumerate(requests):
@@ -177,9 +179,8 @@ async def replay(
             await producer.send(
                 REQUESTS, encode(Envelope(request=stamped)), key=stamped.key.encode()
             )
-            bar.update(sent=i + 1, done=len(collector.responses))
+            bar.update(sent=i + 1, done=len(wanted & collector.responses.keys()))
         await producer.flush()
-        ids = [r.request_id for r in requests]
         answers = await collector.wait_for(ids, timeout_s, lambda n: bar.update(done=n))
         bar.close()
         return answers

@@ -42,8 +42,10 @@ PATTERNS: tuple[PiiPattern, ...] = (
     PiiPattern("IP_ADDRESS", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), _ip_ok),
     PiiPattern(
         "PHONE_NUMBER",
+        # not part of a longer run of digit groups (card numbers, IBANs)
         re.compile(
-            r"(?<![\w-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}\b"
+            r"(?<![\w-])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"
+            r"\d{3,4}[ .-]\d{3,4}\b(?![ .-]?\d)"
         ),
     ),
 )

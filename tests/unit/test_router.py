@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from pipeline.envelope import ChatRequest, Envelope, RequestSection, RouterState, Safety, Signals
+from pipeline.policy import load_policy
+from pipeline.router.route import RoutingError, route
+from pipeline.settings import DEFAULT_POLICY
+
+POLICY = load_policy(DEFAULT_POLICY)
+
+
+def envelope(domain="chat", tokens=50, tools=False, model="auto", max_tokens=None) -> Envelope:
+    body = ChatRequest(model=model, messages=[{"role": "user", "content": "x"}],
+                       max_tokens=max_tokens)
+    context = "short" if tokens <= 2048 else ("medium" if tokens <= 8192 else "long")
+    signals = Signals(prompt_tokens=tokens, turns=1, tools_present=tools, images_present=False,
+                      context_class=context, system_fingerprint=None, domain=domain,
+                      domain_score=0.9, embedding="", encoder="test")
+    return Envelope(request=RequestSection(body=body), signals=signals,
+                    safety=Safety(action="allow", jailbreak_score=0.0))
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def test_highest_priority_matching_decision_wins():
+    assert route(envelope(domain="code", tools=True), POLICY, {}, rng()).decision == "agentic"
+    assert route(envelope(domain="code"), POLICY, {}, rng()).decision == "code"
+    assert route(envelope(domain="math"), POLICY, {}, rng()).decision == "reasoning"
+    assert route(envelope(domain="chat"), POLICY, {}, rng()).decision == "general"
+    long = route(envelope(tokens=20_000), POLICY, {}, rng())
+    assert (long.decision, long.model, long.pool) == ("long_context", "wrp-long-128k", "long")
+
+
+def test_candidates_that_cannot_hold_the_prompt_are_dropped():
+    decision = route(envelope(domain="chat", tokens=7_900), POLICY, {}, rng())
+    assert decision.candidates == ["wrp-large-70b"]
+
+
+def test_explicit_known_model_is_honoured_and_unknown_model_is_an_error():
+    decision = route(envelope(model="wrp-small-8b"), POLICY, {}, rng())
+    assert (decision.decision, decision.model) == ("explicit", "wrp-small-8b")
+    with pytest.raises(RoutingError) as info:
+        route(envelope(model="gpt-9"), POLICY, {}, rng())
+    assert info.value.error_type == "model_not_found" and "wrp-small-8b" in str(info.value)
+
+
+def test_no_model_with_enough_context_is_an_error():
+    with pytest.raises(RoutingError) as info:
+        route(envelope(tokens=200_000), POLICY, {}, rng())
+    assert info.value.error_type == "context_length_exceeded"
+
+
+def test_thompson_follows_the_evidence():
+    state = {
+        "general/wrp-small-8b": RouterState(decision="general", model="wrp-small-8b",
+                                            successes=2, failures=98, observations=100),
+        "general/wrp-large-70b": RouterState(decision="general", model="wrp-large-70b",
+                                             successes=98, failures=2, observations=100),
+    }
+    generator = rng()
+    picks = [route(envelope(), POLICY, state, generator).model for _ in range(200)]
+    assert picks.count("wrp-large-70b") == 200
+    flipped = {k: v.model_copy(update={"successes": v.failures, "failures": v.successes})
+               for k, v in state.items()}
+    picks = [route(envelope(), POLICY, flipped, generator).model for _ in range(200)]
+    assert picks.count("wrp-small-8b") == 200
+
+
+def test_thompson_explores_both_arms_without_evidence():
+    generator = rng()
+    picks = {route(envelope(), POLICY, {}, generator).model for _ in range(50)}
+    assert picks == {"wrp-small-8b", "wrp-large-70b"}

@@ -6,6 +6,7 @@ is counted once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -96,18 +97,14 @@ class ResponseCollector:
             if len(got) == len(wanted) or remaining <= 0:
                 return {rid: self.responses[rid] for rid in got}
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self._consumer.stop()
 
 
@@ -160,8 +157,11 @@ async def replay(
     rate: float,
     timeout_s: float,
     label: str = "replay",
+    received_at: dict[str, float] | None = None,
 ) -> dict[str, Envelope]:
-    """Publish ``requests`` at ``rate`` per second (0 = as fast as possible) and await answers."""
+    """Publish ``requests`` at ``rate`` per second (0 = as fast as possible) and await answers.
+
+    ``received_at``, when given, is filled with the arrival time of each answer."""
     collector = ResponseCollector(bootstrap)
     await collector.start()
     producer = await start_producer(bootstrap)
@@ -183,6 +183,8 @@ async def replay(
         await producer.flush()
         answers = await collector.wait_for(ids, timeout_s, lambda n: bar.update(done=n))
         bar.close()
+        if received_at is not None:
+            received_at.update({rid: collector.received_at[rid] for rid in answers})
         return answers
     finally:
         await producer.stop()

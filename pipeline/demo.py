@@ -45,13 +45,16 @@ async def send_simulated_feedback(bootstrap: str, answers: dict[str, Envelope]) 
             if env.result is None or env.result.status != "ok" or env.decision is None:
                 continue
             good = rng.random() < SIMULATED_QUALITY.get(env.decision.model, 0.5)
-            await send_feedback(producer, Feedback(request_id=rid, score=1.0 if good else 0.0,
-                                                   source="demo-simulated-user"))
+            await send_feedback(
+                producer,
+                Feedback(request_id=rid, score=1.0 if good else 0.0, source="demo-simulated-user"),
+            )
             sent += 1
         # two messages no stage can use, to show the dead-letter path
         await producer.send_and_wait(REQUESTS, b"{not json", key=b"demo-bad-json")
         await producer.send_and_wait(
-            REQUESTS, b'{"request": {"request_id": "demo-bad-schema", "body": {"messages": []}}}',
+            REQUESTS,
+            b'{"request": {"request_id": "demo-bad-schema", "body": {"messages": []}}}',
             key=b"demo-bad-schema",
         )
     finally:
@@ -78,8 +81,9 @@ def wait_for_rows(settings: Settings, requests: int, feedback: int, timeout_s: f
     while True:
         totals = query_analytics(settings, "totals", {})
         row = dict(zip(totals["columns"], totals["rows"][0], strict=True))
-        if (row["requests"] >= requests and row["feedback"] >= feedback) or \
-                time.monotonic() > deadline:
+        if (
+            row["requests"] >= requests and row["feedback"] >= feedback
+        ) or time.monotonic() > deadline:
             return row
         time.sleep(0.5)
 
@@ -137,8 +141,10 @@ def print_stage_evidence(answers: dict[str, Envelope]) -> None:
 
 
 def print_router_state(state: dict[str, RouterState], prior: ThompsonConfig) -> None:
-    print(f"learner : router-state, posterior mean of Beta({prior.prior_alpha:g} + successes, "
-          f"{prior.prior_beta:g} + failures)")
+    print(
+        f"learner : router-state, posterior mean of Beta({prior.prior_alpha:g} + successes, "
+        f"{prior.prior_beta:g} + failures)"
+    )
     for key, arm in sorted(state.items()):
         alpha, beta = prior.prior_alpha + arm.successes, prior.prior_beta + arm.failures
         mean = alpha / (alpha + beta)

@@ -1,4 +1,4 @@
-"""Process settings: every knob has a default that works on the embedded stack and a WRP_* env var."""
+"""Process settings: every knob has a default for the embedded stack and a WRP_* env var."""
 
 from __future__ import annotations
 

@@ -112,16 +112,15 @@ def user(text: str) -> dict:
 
 
 def request(messages: list[dict], **extra: object) -> dict:
-    return {"body": {"model": "auto", "messages": messages, **extra.pop("body_extra", {})},
-            **extra}
+    return {"body": {"model": "auto", "messages": messages, **extra.pop("body_extra", {})}, **extra}
 
 
 def long_document(rng: random.Random, topic: str, paragraphs: int) -> str:
-    words = ("revenue growth margin region customer churn latency outage mitigation cohort "
-             "baseline variance forecast pipeline hypothesis dataset").split()
-    body = "\n\n".join(
-        " ".join(rng.choice(words) for _ in range(120)) for _ in range(paragraphs)
-    )
+    words = (
+        "revenue growth margin region customer churn latency outage mitigation cohort "
+        "baseline variance forecast pipeline hypothesis dataset"
+    ).split()
+    body = "\n\n".join(" ".join(rng.choice(words) for _ in range(120)) for _ in range(paragraphs))
     return f"Here is a {topic}:\n\n{body}\n\nSummarize the key points in five bullets."
 
 
@@ -136,13 +135,21 @@ def build(seed: int = 7) -> list[dict]:
         history = [user(topic)]
         for _ in range(rng.choice([2, 3])):
             out.append(request(list(history), session_id=f"demo-session-{i}", tenant="web"))
-            history += [{"role": "assistant", "content": "Here is an answer."},
-                        user(rng.choice(["Can you go deeper?", "Give an example.",
-                                         "Now make it shorter."]))]
+            history += [
+                {"role": "assistant", "content": "Here is an answer."},
+                user(
+                    rng.choice(["Can you go deeper?", "Give an example.", "Now make it shorter."])
+                ),
+            ]
     for i in range(24):  # agentic
         system = {"role": "system", "content": "You are a travel agent. Use the tools."}
-        out.append(request([system, user(AGENT_TASKS[i % len(AGENT_TASKS)])],
-                           tenant="agents", body_extra={"tools": TOOLS}))
+        out.append(
+            request(
+                [system, user(AGENT_TASKS[i % len(AGENT_TASKS)])],
+                tenant="agents",
+                body_extra={"tools": TOOLS},
+            )
+        )
     for i in range(12):  # long context
         doc = long_document(rng, LONG_TOPICS[i % len(LONG_TOPICS)], rng.choice([20, 40, 80]))
         out.append(request([user(doc)], tenant="internal"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import signal
@@ -88,13 +89,13 @@ class Stage(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Load models, open clients; called once before consuming."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`start` opened; called once after the last commit."""
 
-    def add_routes(self, app: FastAPI) -> None:
+    def add_routes(self, app: FastAPI) -> None:  # noqa: B027 - optional hook
         """Extra HTTP routes on the stage's health port (e.g. analytics queries)."""
 
     @abstractmethod
@@ -174,10 +175,8 @@ class StageRunner:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
                 loop.add_signal_handler(sig, self.request_stop)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                pass
         app = health_app(self.stage.name, self.metrics, self.status)
         self.stage.add_routes(app)
         http_task, http_server = await serve_http(app, self.port)

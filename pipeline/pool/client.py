@@ -37,9 +37,11 @@ async def post_chat(
     try:
         reply = await client.post(f"{url}/v1/chat/completions", json=body, timeout=timeout_s)
     except httpx.TimeoutException:
-        raise PoolHTTPError("pool_timeout", f"{url} did not answer within {timeout_s}s", True)
+        raise PoolHTTPError(
+            "pool_timeout", f"{url} did not answer within {timeout_s}s", True
+        ) from None
     except httpx.TransportError as exc:
-        raise PoolHTTPError("pool_unreachable", f"{url} unreachable: {exc!r}", True)
+        raise PoolHTTPError("pool_unreachable", f"{url} unreachable: {exc!r}", True) from None
     if reply.status_code >= 400:
         try:
             detail = reply.json().get("error", {}).get("message") or reply.text
@@ -54,7 +56,7 @@ async def post_chat(
     try:
         return reply.json()
     except ValueError:
-        raise PoolHTTPError("pool_error", f"{url} answered with invalid JSON", True)
+        raise PoolHTTPError("pool_error", f"{url} answered with invalid JSON", True) from None
 
 
 async def call_pool(

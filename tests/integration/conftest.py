@@ -46,10 +46,22 @@ def test_policy(path: Path) -> Path:
         for endpoint in pool["endpoints"]:
             endpoint["url"] = f"http://127.0.0.1:{free_port()}"
         pool["simulator"]["decode_ms_per_token"] = 0.5
-    data["pools"].append({"name": "down", "endpoints": [{"url": f"http://127.0.0.1:{free_port()}"}],
-                          "timeout_s": 2, "retries": 1})
-    data["models"].append({"name": "wrp-unreachable", "pool": "down", "context_length": 8192,
-                           "price": {"input_per_mtok": 0, "output_per_mtok": 0}})
+    data["pools"].append(
+        {
+            "name": "down",
+            "endpoints": [{"url": f"http://127.0.0.1:{free_port()}"}],
+            "timeout_s": 2,
+            "retries": 1,
+        }
+    )
+    data["models"].append(
+        {
+            "name": "wrp-unreachable",
+            "pool": "down",
+            "context_length": 8192,
+            "price": {"input_per_mtok": 0, "output_per_mtok": 0},
+        }
+    )
     path.write_text(yaml.safe_dump(data))
     return path
 

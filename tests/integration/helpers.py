@@ -15,8 +15,9 @@ T = TypeVar("T")
 
 def request(text: str, **extra) -> RequestSection:
     model = extra.pop("model", "auto")
-    return RequestSection(body=ChatRequest(model=model,
-                                           messages=[{"role": "user", "content": text}]), **extra)
+    return RequestSection(
+        body=ChatRequest(model=model, messages=[{"role": "user", "content": text}]), **extra
+    )
 
 
 async def read_topic(bootstrap: str, topic: str) -> list:

@@ -132,8 +132,7 @@ def test_a_stage_killed_mid_run_and_restarted_loses_no_request(stack):
     async def scenario() -> dict:
         import asyncio
 
-        task = asyncio.create_task(replay(stack.settings.broker, requests, rate=15,
-                                          timeout_s=180))
+        task = asyncio.create_task(replay(stack.settings.broker, requests, rate=15, timeout_s=180))
         await asyncio.sleep(1.5)
         stack.stop_process("signals", sig=signal.SIGKILL)
         await asyncio.sleep(1.0)

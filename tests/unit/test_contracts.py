@@ -13,15 +13,26 @@ def test_generated_schemas_match_the_committed_files():
     for name, text in payload_schemas().items():
         path = SCHEMAS_DIR / f"{name}.json"
         assert path.exists(), f"{path} missing: run `wrp topics schemas`"
-        assert path.read_text() == text, f"{path} drifted from envelope.py: run `wrp topics schemas`"
+        assert path.read_text() == text, (
+            f"{path} drifted from envelope.py: run `wrp topics schemas`"
+        )
 
 
 def test_catalog_names_every_topic_with_a_known_payload_and_compacts_state():
     catalog = load_catalog()
     names = {t.name for t in catalog.topics}
-    assert {"wrp.requests", "wrp.signals", "wrp.screened", "wrp.routed", "wrp.responses",
-            "wrp.outcomes", "wrp.feedback", "wrp.router-state", "wrp.pool-state",
-            "wrp.dlq"} <= names
+    assert {
+        "wrp.requests",
+        "wrp.signals",
+        "wrp.screened",
+        "wrp.routed",
+        "wrp.responses",
+        "wrp.outcomes",
+        "wrp.feedback",
+        "wrp.router-state",
+        "wrp.pool-state",
+        "wrp.dlq",
+    } <= names
     assert all(t.payload in PAYLOADS for t in catalog.topics)
     assert catalog.get("wrp.router-state").cleanup_policy == "compact"
     assert catalog.get("wrp.pool-state").cleanup_policy == "compact"
@@ -32,8 +43,9 @@ def test_envelope_rejects_unknown_fields_and_empty_messages():
     with pytest.raises(ValidationError):
         Envelope.model_validate({"request": {"body": {"messages": []}}})
     with pytest.raises(ValidationError):
-        Envelope.model_validate({"request": {"body": {"messages": [{"role": "user"}]}},
-                                 "surprise": 1})
+        Envelope.model_validate(
+            {"request": {"body": {"messages": [{"role": "user"}]}}, "surprise": 1}
+        )
 
 
 def test_partition_key_is_the_session_when_there_is_one():
@@ -51,8 +63,9 @@ def test_embedding_round_trips_through_float16_base64():
 
 
 def test_request_id_is_read_from_schema_invalid_bytes_for_the_error_reply():
-    raw = json.dumps({"request": {"request_id": "abc", "reply_to": "mine",
-                                  "body": {"messages": []}}}).encode()
+    raw = json.dumps(
+        {"request": {"request_id": "abc", "reply_to": "mine", "body": {"messages": []}}}
+    ).encode()
     request = _readable_request(raw)
     assert request is not None and request.request_id == "abc" and request.reply_to == "mine"
     assert _readable_request(b"{not json") is None

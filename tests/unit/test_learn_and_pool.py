@@ -5,9 +5,21 @@ from pipeline.pool.endpoints import LeastOutstanding
 
 
 def outcome(status: str) -> Outcome:
-    return Outcome(request_id="r", decision="d", model="m", pool="p", endpoint="e", status=status,
-                   attempts=1, latency_ms=1, prompt_tokens=1, completion_tokens=1, cost_usd=0,
-                   dispatched_at=0, completed_at=0)
+    return Outcome(
+        request_id="r",
+        decision="d",
+        model="m",
+        pool="p",
+        endpoint="e",
+        status=status,
+        attempts=1,
+        latency_ms=1,
+        prompt_tokens=1,
+        completion_tokens=1,
+        cost_usd=0,
+        dispatched_at=0,
+        completed_at=0,
+    )
 
 
 def test_feedback_credits_the_arm_that_served_the_request():

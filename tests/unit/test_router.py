@@ -10,14 +10,27 @@ POLICY = load_policy(DEFAULT_POLICY)
 
 
 def envelope(domain="chat", tokens=50, tools=False, model="auto", max_tokens=None) -> Envelope:
-    body = ChatRequest(model=model, messages=[{"role": "user", "content": "x"}],
-                       max_tokens=max_tokens)
+    body = ChatRequest(
+        model=model, messages=[{"role": "user", "content": "x"}], max_tokens=max_tokens
+    )
     context = "short" if tokens <= 2048 else ("medium" if tokens <= 8192 else "long")
-    signals = Signals(prompt_tokens=tokens, turns=1, tools_present=tools, images_present=False,
-                      context_class=context, system_fingerprint=None, domain=domain,
-                      domain_score=0.9, embedding="", encoder="test")
-    return Envelope(request=RequestSection(body=body), signals=signals,
-                    safety=Safety(action="allow", jailbreak_score=0.0))
+    signals = Signals(
+        prompt_tokens=tokens,
+        turns=1,
+        tools_present=tools,
+        images_present=False,
+        context_class=context,
+        system_fingerprint=None,
+        domain=domain,
+        domain_score=0.9,
+        embedding="",
+        encoder="test",
+    )
+    return Envelope(
+        request=RequestSection(body=body),
+        signals=signals,
+        safety=Safety(action="allow", jailbreak_score=0.0),
+    )
 
 
 def rng() -> np.random.Generator:
@@ -54,16 +67,20 @@ def test_no_model_with_enough_context_is_an_error():
 
 def test_thompson_follows_the_evidence():
     state = {
-        "general/wrp-small-8b": RouterState(decision="general", model="wrp-small-8b",
-                                            successes=2, failures=98, observations=100),
-        "general/wrp-large-70b": RouterState(decision="general", model="wrp-large-70b",
-                                             successes=98, failures=2, observations=100),
+        "general/wrp-small-8b": RouterState(
+            decision="general", model="wrp-small-8b", successes=2, failures=98, observations=100
+        ),
+        "general/wrp-large-70b": RouterState(
+            decision="general", model="wrp-large-70b", successes=98, failures=2, observations=100
+        ),
     }
     generator = rng()
     picks = [route(envelope(), POLICY, state, generator).model for _ in range(200)]
     assert picks.count("wrp-large-70b") == 200
-    flipped = {k: v.model_copy(update={"successes": v.failures, "failures": v.successes})
-               for k, v in state.items()}
+    flipped = {
+        k: v.model_copy(update={"successes": v.failures, "failures": v.successes})
+        for k, v in state.items()
+    }
     picks = [route(envelope(), POLICY, flipped, generator).model for _ in range(200)]
     assert picks.count("wrp-small-8b") == 200
 

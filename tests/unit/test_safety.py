@@ -5,8 +5,17 @@ from pipeline.safety.screen import redact_request, screen
 
 CONFIG = SafetyConfig(
     jailbreak=JailbreakConfig(threshold=0.5, action="block", examples=["x"]),
-    pii=PiiConfig(action="redact", entities=["EMAIL_ADDRESS", "US_SSN", "CREDIT_CARD",
-                                             "IP_ADDRESS", "PHONE_NUMBER", "IBAN_CODE"]),
+    pii=PiiConfig(
+        action="redact",
+        entities=[
+            "EMAIL_ADDRESS",
+            "US_SSN",
+            "CREDIT_CARD",
+            "IP_ADDRESS",
+            "PHONE_NUMBER",
+            "IBAN_CODE",
+        ],
+    ),
 )
 
 
@@ -44,11 +53,13 @@ def test_verdict_takes_the_most_severe_action():
 
 
 def test_redact_request_changes_only_the_found_spans():
-    body = ChatRequest(messages=[
-        {"role": "system", "content": "be nice"},
-        {"role": "user", "content": [{"type": "text", "text": "mail ana@example.org"}]},
-        {"role": "user", "content": "ssn 536-22-8741 please"},
-    ])
+    body = ChatRequest(
+        messages=[
+            {"role": "system", "content": "be nice"},
+            {"role": "user", "content": [{"type": "text", "text": "mail ana@example.org"}]},
+            {"role": "user", "content": "ssn 536-22-8741 please"},
+        ]
+    )
     verdict = screen(body, 0.0, CONFIG)
     out = redact_request(body, verdict.pii)
     assert out.messages[0].content == "be nice"

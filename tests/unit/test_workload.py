@@ -24,10 +24,13 @@ def test_structural_signals_of_an_agentic_multimodal_multiturn_request():
             {"role": "system", "content": "You are helpful."},
             {"role": "user", "content": "first question"},
             {"role": "assistant", "content": "an answer"},
-            {"role": "user", "content": [
-                {"type": "text", "text": "what is in this picture"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is in this picture"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                ],
+            },
         ],
         tools=[{"type": "function", "function": {"name": "f"}}],
     )
@@ -49,9 +52,11 @@ def test_fingerprint_is_stable_and_absent_without_system_prompt():
 
 
 def test_nearest_centroid_picks_the_closest_label():
-    clf = CentroidClassifier.from_examples({
-        "x": np.array([[1.0, 0.0], [0.9, 0.1]]),
-        "y": np.array([[0.0, 1.0]]),
-    })
+    clf = CentroidClassifier.from_examples(
+        {
+            "x": np.array([[1.0, 0.0], [0.9, 0.1]]),
+            "y": np.array([[0.0, 1.0]]),
+        }
+    )
     labels = [label for label, _ in clf.classify(np.array([[0.8, 0.2], [0.1, 0.9]]))]
     assert labels == ["x", "y"]

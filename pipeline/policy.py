@@ -266,7 +266,7 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in ("function-after[_references(), Policy]",):
+        else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"
 

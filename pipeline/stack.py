@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,7 @@ class Stack:
     def log_dir(self) -> Path:
         return self.settings.state_dir / "logs"
 
-    @property
+    @cached_property
     def policy(self) -> Policy:
         return load_policy(self.settings.policy)
 

@@ -235,9 +235,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_pipeline_bench
+    if args.target == "classify":
+        from pipeline.bench_classify import run_classify_bench
 
-    print(json.dumps(run_pipeline_bench(_settings(args), args.rate, args.duration), indent=2))
+        report = run_classify_bench(_settings(args), args.n, args.threads)
+    else:
+        from pipeline.bench import run_pipeline_bench
+
+        report = run_pipeline_bench(_settings(args), args.rate, args.duration)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.evaluation.datasets import DataMissing
+    from pipeline.evaluation.run import SAFETY_HEADS, SIGNAL_HEADS, train_heads
+
+    names = [*SIGNAL_HEADS, *SAFETY_HEADS] if args.name == "all" else [args.name]
+    try:
+        train_heads(_settings(args), names)
+    except DataMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pipeline.evaluation.datasets import DataMissing
+    from pipeline.evaluation.run import eval_safety, eval_signals, render
+
+    try:
+        report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
+    except DataMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 
 
@@ -310,10 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", cmd_demo, "run the whole pipeline on a sample workload and report")
     p.add_argument("--workload", default=str(DEMO_WORKLOAD))
     p.add_argument("--rate", type=float, default=25)
-    p = command("bench", cmd_bench, "benchmarks")
-    p.add_argument("target", choices=["pipeline"])
-    p.add_argument("--rate", type=float, default=20)
-    p.add_argument("--duration", type=float, default=20)
+    p = command(
+        "bench",
+        cmd_bench,
+        "pipeline: the whole pipeline at steady offered rates; classify: signals + safety logic "
+        "in one process against a bare onnxruntime loop on the same texts",
+    )
+    p.add_argument("target", choices=["pipeline", "classify"])
+    p.add_argument("--rate", type=float, default=20, help="pipeline: offered requests/s")
+    p.add_argument("--duration", type=float, default=20, help="pipeline: seconds per rate")
+    p.add_argument("-n", type=int, default=2000, help="classify: prompts from ../shared/data")
+    p.add_argument("--threads", type=int, default=2, help="classify: ONNX intra-op threads")
+    p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
+    p.add_argument("action", choices=["train"])
+    p.add_argument("name", choices=["domain", "complexity", "jailbreak", "moderation", "all"])
+    p = command("eval", cmd_eval, "held-out metrics of the signal or safety models")
+    p.add_argument("target", choices=["signals", "safety"])
+    p.add_argument("--json", action="store_true")
     return parser
 
 

@@ -88,19 +88,40 @@ class RequestSection(BaseModel):
 
 
 class Signals(BaseModel):
-    """Workload signals (W). ``embedding`` is float16 little-endian, base64, L2-normalised."""
+    """Workload signals (W), documented one by one in README ("Signals").
+
+    ``embedding`` is the routing text's float16 little-endian, base64, L2-normalised vector:
+    computed once here and reused downstream, never recomputed. ``heads`` names the version of
+    every model that produced a signal.
+    """
 
     model_config = ConfigDict(extra="forbid")
     prompt_tokens: int
+    context_class: str
+    messages: int
     turns: int
     tools_present: bool
+    tool_loop: bool
     images_present: bool
-    context_class: str
+    audio_present: bool
+    language: str
+    language_score: float
     system_fingerprint: str | None
+    prefix_hashes: list[str]
+    expected_output_tokens: int
+    load_shape: str
+    session: Literal["warm", "cold"]
+    keywords: list[str] = Field([], description="names of the keyword rules that fired")
+    embedding_rules: dict[str, float] = Field(
+        {}, description="best cosine per embedding rule, for every rule that fired"
+    )
     domain: str
     domain_score: float
+    complexity: str
+    complexity_score: float
     embedding: str
     encoder: str
+    heads: dict[str, str] = {}
 
     def embedding_vector(self) -> np.ndarray:
         return np.frombuffer(base64.b64decode(self.embedding), dtype="<f2").astype(np.float32)
@@ -118,15 +139,23 @@ class PiiFinding(BaseModel):
     end: int
 
 
-SafetyAction = Literal["allow", "redact", "flag", "block"]
+SafetyAction = Literal["allow", "flag", "redact", "route_safe", "block"]
 
 
 class Safety(BaseModel):
+    """The safety verdict: the most severe action any detector called for, and the evidence."""
+
     model_config = ConfigDict(extra="forbid")
     action: SafetyAction
+    redacted: bool = False
     jailbreak_score: float
+    contrastive_score: float | None = None
+    session_risk: float = 0.0
+    moderation: dict[str, float] = Field({}, description="probability per moderation category")
+    categories: list[str] = Field([], description="moderation categories over threshold")
     pii: list[PiiFinding] = []
     reasons: list[str] = []
+    models: dict[str, str] = Field({}, description="detector -> model version")
 
 
 class Decision(BaseModel):

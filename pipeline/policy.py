@@ -6,6 +6,7 @@ file, the path inside it, what is wrong and how to fix it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,19 +14,41 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.envelope import SafetyAction
+from pipeline.safety.pii import KNOWN_ENTITIES
+from pipeline.workload.labels import COMPLEXITY, DOMAINS, LOAD_SHAPES, MODERATION_CATEGORIES
 
-#: Signals a decision rule may test, with the Python type of their values.
+#: Signals a decision rule may test, with the Python type of their values. Besides these,
+#: ``keyword.<name>`` and ``embedding.<name>`` (bool) test the policy's own keyword and
+#: embedding-similarity rules.
 RULE_SIGNALS: dict[str, type] = {
     "domain": str,
+    "domain_score": float,
+    "complexity": str,
+    "language": str,
     "context_class": str,
     "prompt_tokens": int,
+    "expected_output_tokens": int,
+    "load_shape": str,
+    "messages": int,
     "turns": int,
     "tools_present": bool,
+    "tool_loop": bool,
     "images_present": bool,
+    "audio_present": bool,
+    "session": str,
     "jailbreak_score": float,
+    "session_risk": float,
     "pii_found": bool,
+    "moderation_flagged": bool,
+    "safety_action": str,
     "tenant": str,
 }
+RULE_FAMILIES = ("keyword", "embedding")
+
+
+def known_signal(name: str) -> bool:
+    family, _, rest = name.partition(".")
+    return name in RULE_SIGNALS or (family in RULE_FAMILIES and bool(rest))
 
 
 class Strict(BaseModel):
@@ -77,11 +100,61 @@ class ContextClass(Strict):
     max_tokens: int = Field(gt=0)
 
 
+class KeywordRule(Strict):
+    """Fires when the routing text contains any of ``any`` (if given), every one of ``all``
+    and none of ``none``. Terms are whole words unless ``regex`` is true."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    any: list[str] = []
+    all: list[str] = []
+    none: list[str] = []
+    regex: bool = False
+    case_sensitive: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> KeywordRule:
+        if not self.any and not self.all:
+            raise ValueError(f"keyword rule {self.name!r} needs terms under any: or all:")
+        if self.regex:
+            for term in [*self.any, *self.all, *self.none]:
+                try:
+                    re.compile(term)
+                except re.error as exc:
+                    raise ValueError(
+                        f"keyword rule {self.name!r}: invalid regex {term!r} ({exc})"
+                    ) from None
+        return self
+
+
+class EmbeddingRule(Strict):
+    """Fires when the request embedding's cosine to any candidate is >= ``threshold``."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    candidates: list[str] = Field(min_length=1)
+    threshold: float = Field(0.6, ge=-1, le=1)
+
+
+class LoadShapeConfig(Strict):
+    """prefill_heavy when prompt/expected-output tokens >= ``prefill_ratio``, decode_heavy when
+    <= ``decode_ratio``. Expected output: min(max_tokens, the domain's prior)."""
+
+    prefill_ratio: float = Field(4.0, gt=0)
+    decode_ratio: float = Field(0.5, gt=0)
+    default_output_tokens: int = Field(
+        256, gt=0, description="prior when the domain head carries none"
+    )
+
+
 class SignalsConfig(Strict):
     context_classes: list[ContextClass] = Field(min_length=1)
-    domains: dict[str, list[str]] = Field(
-        min_length=1, description="domain name -> example prompts (nearest-centroid)"
+    domain_threshold: float = Field(
+        0.3, ge=0, le=1, description="below this head confidence the domain is 'other'"
     )
+    language_min_confidence: float = Field(0.5, ge=0, le=1)
+    session_ttl_s: float = Field(900, gt=0, description="a session seen within this is warm")
+    load_shape: LoadShapeConfig = LoadShapeConfig()
+    keywords: list[KeywordRule] = []
+    embeddings: list[EmbeddingRule] = []
 
     @model_validator(mode="after")
     def _ordered(self) -> SignalsConfig:
@@ -90,27 +163,110 @@ class SignalsConfig(Strict):
             raise ValueError(
                 "context_classes must be listed in strictly increasing max_tokens order"
             )
-        for name, examples in self.domains.items():
-            if not examples:
-                raise ValueError(f"domains.{name} has no example prompts; give at least one")
+        if self.load_shape.decode_ratio >= self.load_shape.prefill_ratio:
+            raise ValueError("load_shape.decode_ratio must be below load_shape.prefill_ratio")
+        for family, rules in (("keywords", self.keywords), ("embeddings", self.embeddings)):
+            names = [r.name for r in rules]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{family}: rule names must be unique")
         return self
 
 
+class ContrastiveConfig(Strict):
+    """Fires when max cosine to ``attack`` minus max cosine to ``benign`` is >= ``margin``."""
+
+    attack: list[str] = Field(min_length=1)
+    benign: list[str] = Field(min_length=1)
+    margin: float = Field(0.1, ge=-1, le=1)
+
+
 class JailbreakConfig(Strict):
-    threshold: float = Field(0.75, ge=0, le=1, description="cosine similarity to an example")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="head probability; default: the head's own threshold"
+    )
     action: SafetyAction = "block"
-    examples: list[str] = Field(min_length=1)
+    contrastive: ContrastiveConfig | None = None
+    session_alpha: float = Field(
+        0.5, gt=0, le=1, description="EMA weight of the newest turn in the session risk"
+    )
+    session_threshold: float = Field(0.5, ge=0, le=1, description="session risk that acts")
 
 
 class PiiConfig(Strict):
-    action: SafetyAction = "redact"
-    entities: list[str] = Field(min_length=1)
+    entities: dict[str, SafetyAction] = Field(
+        min_length=1, description="entity type -> action (allow, redact, flag, block, ...)"
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> PiiConfig:
+        unknown = sorted(set(self.entities) - set(KNOWN_ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown PII entities {unknown}; known: {list(KNOWN_ENTITIES)}")
+        return self
+
+
+class ModerationConfig(Strict):
+    threshold: float = Field(0.5, ge=0, le=1, description="probability that flags a category")
+    action: SafetyAction = "flag"
+    actions: dict[str, SafetyAction] = Field({}, description="per-category action overrides")
+
+    @model_validator(mode="after")
+    def _known(self) -> ModerationConfig:
+        unknown = sorted(set(self.actions) - set(MODERATION_CATEGORIES))
+        if unknown:
+            raise ValueError(
+                f"unknown moderation categories {unknown}; known: {list(MODERATION_CATEGORIES)}"
+            )
+        return self
+
+    def action_for(self, category: str) -> SafetyAction:
+        return self.actions.get(category, self.action)
+
+
+class TenantSafety(Strict):
+    """Per-tenant overrides of the safety policy (unset fields keep the policy's value)."""
+
+    jailbreak_action: SafetyAction | None = None
+    pii: dict[str, SafetyAction] = {}
+    moderation_action: SafetyAction | None = None
 
 
 class SafetyConfig(Strict):
-    jailbreak: JailbreakConfig
+    jailbreak: JailbreakConfig = JailbreakConfig()
     pii: PiiConfig
+    moderation: ModerationConfig = ModerationConfig()
+    safe_model: str | None = Field(None, description="the model route_safe sends requests to")
     refusal: str = "I can't help with that request."
+    tenants: dict[str, TenantSafety] = {}
+
+    def for_tenant(self, tenant: str) -> SafetyConfig:
+        """The effective safety policy of ``tenant``."""
+        override = self.tenants.get(tenant)
+        if override is None:
+            return self
+        jailbreak = self.jailbreak.model_copy(
+            update={"action": override.jailbreak_action or self.jailbreak.action}
+        )
+        pii = PiiConfig(entities={**self.pii.entities, **override.pii})
+        moderation = self.moderation.model_copy(
+            update={"action": override.moderation_action or self.moderation.action}
+        )
+        return self.model_copy(
+            update={"jailbreak": jailbreak, "pii": pii, "moderation": moderation}
+        )
+
+    def actions(self) -> list[SafetyAction]:
+        """Every action this policy can take, tenants included."""
+        found: list[SafetyAction] = [
+            self.jailbreak.action,
+            self.moderation.action,
+            *self.moderation.actions.values(),
+            *self.pii.entities.values(),
+        ]
+        for t in self.tenants.values():
+            found += [a for a in (t.jailbreak_action, t.moderation_action) if a]
+            found += list(t.pii.values())
+        return found
 
 
 class Condition(Strict):
@@ -127,9 +283,10 @@ class Condition(Strict):
 
     @model_validator(mode="after")
     def _one_operator(self) -> Condition:
-        if self.signal not in RULE_SIGNALS:
+        if not known_signal(self.signal):
             raise ValueError(
-                f"unknown signal {self.signal!r}; use one of: {', '.join(RULE_SIGNALS)}"
+                f"unknown signal {self.signal!r}; use one of: {', '.join(RULE_SIGNALS)}, "
+                "keyword.<rule>, embedding.<rule>"
             )
         ops = [
             k for k in ("equals", "not_equals", "in_", "gte", "lte") if getattr(self, k) is not None
@@ -153,6 +310,13 @@ class Condition(Strict):
         return value is not None and self.lte is not None and value <= self.lte
 
 
+def _value(values: dict[str, Any], signal: str) -> Any:
+    """A signal's value; a keyword/embedding rule that did not fire is False."""
+    if signal in values:
+        return values[signal]
+    return False if signal.partition(".")[0] in RULE_FAMILIES else None
+
+
 class Rule(Strict):
     """``all`` conditions must hold and, if given, at least one of ``any``."""
 
@@ -160,9 +324,9 @@ class Rule(Strict):
     any: list[Condition] = []
 
     def holds(self, values: dict[str, Any]) -> bool:
-        if not all(c.holds(values.get(c.signal)) for c in self.all):
+        if not all(c.holds(_value(values, c.signal)) for c in self.all):
             return False
-        return not self.any or any(c.holds(values.get(c.signal)) for c in self.any)
+        return not self.any or any(c.holds(_value(values, c.signal)) for c in self.any)
 
 
 Strategy = Literal["static", "thompson"]
@@ -215,6 +379,13 @@ class Policy(Strict):
                     f"models[{i}].pool: unknown pool {card.pool!r}; declare it under pools: "
                     f"or use one of {pools}"
                 )
+        safe = self.safety.safe_model
+        if safe is not None and safe not in models:
+            problems.append(f"safety.safe_model: unknown model {safe!r}; use one of {models}")
+        if safe is None and "route_safe" in self.safety.actions():
+            problems.append(
+                "safety: an action is route_safe but safety.safe_model is not set; name the model"
+            )
         decisions = [*self.router.decisions, self.router.default]
         for i, spec in enumerate(decisions):
             where = "router.default" if spec is self.router.default else f"router.decisions[{i}]"
@@ -225,19 +396,40 @@ class Policy(Strict):
                         f"or use one of {models}"
                     )
             for k, cond in enumerate([*spec.when.all, *spec.when.any]):
-                if cond.signal == "domain" and cond.in_:
-                    unknown = [d for d in cond.in_ if d not in self.signals.domains]
-                    if unknown:
-                        problems.append(
-                            f"{where}.when condition {k}: unknown domain(s) {unknown}; "
-                            f"known: {sorted(self.signals.domains)}"
-                        )
+                problem = self._condition_problem(cond)
+                if problem:
+                    problems.append(f"{where}.when condition {k}: {problem}")
         names = [d.name for d in decisions]
         if len(set(names)) != len(names):
             problems.append("router: decision names must be unique (the default's too)")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _condition_problem(self, cond: Condition) -> str | None:
+        """What is wrong with a condition's signal or values, given the rest of the policy."""
+        family, _, rule = cond.signal.partition(".")
+        declared = {
+            "keyword": [r.name for r in self.signals.keywords],
+            "embedding": [r.name for r in self.signals.embeddings],
+        }
+        if family in declared and rule not in declared[family]:
+            return (
+                f"{cond.signal}: no {family} rule named {rule!r} under signals.{family}s "
+                f"(declared: {declared[family]})"
+            )
+        vocabulary = {
+            "domain": DOMAINS,
+            "complexity": COMPLEXITY,
+            "load_shape": LOAD_SHAPES,
+            "session": ("warm", "cold"),
+            "context_class": tuple(c.name for c in self.signals.context_classes),
+        }.get(cond.signal)
+        values = cond.in_ or ([] if cond.equals is None else [cond.equals])
+        unknown = [v for v in values if vocabulary is not None and v not in vocabulary]
+        if unknown:
+            return f"unknown {cond.signal} value(s) {unknown}; known: {list(vocabulary or ())}"
+        return None
 
     def model(self, name: str) -> ModelCard:
         for card in self.models:

@@ -44,6 +44,13 @@ class StageMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.model_seconds = Histogram(
+            "wrp_stage_model_seconds",
+            "time per batch spent in one part of the stage's work (encoder, heads, ...)",
+            ["part"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "wrp_stage_consumer_lag",
             "records behind the end of the partition",

@@ -85,6 +85,8 @@ class Stage(ABC):
     name: ClassVar[str]
     topics: ClassVar[tuple[str, ...]]
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Set by the :class:`StageRunner` that runs the stage.
+    metrics: StageMetrics
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -161,6 +163,7 @@ class StageRunner:
         self.settings = settings
         self.port = settings.stage_port(stage.name) if port is None else port
         self.metrics = StageMetrics(stage.name)
+        stage.metrics = self.metrics
         self.status: dict[str, object] = {"state": "starting"}
         self._stopping = asyncio.Event()
         catalog = load_catalog()

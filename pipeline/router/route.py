@@ -12,6 +12,8 @@ from pipeline.router.decisions import fitting_models, match_decision, rule_value
 from pipeline.router.selection import select_static, select_thompson
 
 EXPLICIT = "explicit"
+#: Decision and strategy name of requests the safety verdict sends to the safe model.
+SAFETY = "safety"
 #: Answer budget assumed when a request sets no max_tokens.
 DEFAULT_ANSWER_TOKENS = 512
 
@@ -34,7 +36,10 @@ def route(
     assert body is not None and signals is not None
     needed = signals.prompt_tokens + (body.max_tokens or DEFAULT_ANSWER_TOKENS)
     known = [m.name for m in policy.models]
-    if body.model != "auto":
+    safety = envelope.safety
+    if safety is not None and safety.action == "route_safe" and policy.safety.safe_model:
+        name, candidates, strategy = SAFETY, [policy.safety.safe_model], SAFETY
+    elif body.model != "auto":
         if body.model not in known:
             raise RoutingError(
                 "model_not_found",

@@ -1,12 +1,32 @@
-"""Turn detector findings into one safety verdict and apply it to the request."""
+"""Turn detector scores and findings into one safety verdict, and apply it to the request."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pipeline.envelope import ChatRequest, PiiFinding, Safety, SafetyAction
 from pipeline.policy import SafetyConfig
 from pipeline.safety.pii import PiiSpan, find_pii, redact
 
-SEVERITY: dict[SafetyAction, int] = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
+SEVERITY: dict[SafetyAction, int] = {
+    "allow": 0,
+    "flag": 1,
+    "redact": 2,
+    "route_safe": 3,
+    "block": 4,
+}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What the learned detectors said about one request."""
+
+    jailbreak: float
+    jailbreak_threshold: float
+    contrastive: float | None
+    contrastive_margin: float | None
+    session_risk: float
+    moderation: dict[str, float]
 
 
 def find_request_pii(body: ChatRequest, entities: list[str]) -> list[PiiFinding]:
@@ -17,21 +37,45 @@ def find_request_pii(body: ChatRequest, entities: list[str]) -> list[PiiFinding]
     ]
 
 
-def screen(body: ChatRequest, jailbreak_score: float, config: SafetyConfig) -> Safety:
-    """The verdict: the most severe action any finding calls for."""
-    findings = find_request_pii(body, config.pii.entities)
+def verdict(
+    body: ChatRequest, scores: Scores, config: SafetyConfig, models: dict[str, str]
+) -> Safety:
+    """The most severe action any finding calls for, with every score and reason."""
     actions: list[SafetyAction] = ["allow"]
     reasons: list[str] = []
-    if jailbreak_score >= config.jailbreak.threshold:
-        actions.append(config.jailbreak.action)
-        reasons.append(f"jailbreak score {jailbreak_score:.2f} >= {config.jailbreak.threshold}")
-    if findings:
-        actions.append(config.pii.action)
-        kinds = sorted({f.entity for f in findings})
-        reasons.append(f"PII found: {', '.join(kinds)}")
+
+    def act(action: SafetyAction, reason: str) -> None:
+        actions.append(action)
+        reasons.append(f"{reason} -> {action}")
+
+    jb = config.jailbreak
+    if scores.jailbreak >= scores.jailbreak_threshold:
+        act(jb.action, f"jailbreak score {scores.jailbreak:.2f} >= {scores.jailbreak_threshold}")
+    if scores.contrastive is not None and scores.contrastive >= (scores.contrastive_margin or 0):
+        act(jb.action, f"closer to attack examples by {scores.contrastive:.2f}")
+    if scores.session_risk >= jb.session_threshold:
+        act(jb.action, f"session risk {scores.session_risk:.2f} >= {jb.session_threshold}")
+    categories = sorted(c for c, p in scores.moderation.items() if p >= config.moderation.threshold)
+    for category in categories:
+        act(config.moderation.action_for(category), f"moderation: {category}")
+    findings = find_request_pii(body, [e for e, a in config.pii.entities.items() if a != "allow"])
+    for entity in sorted({f.entity for f in findings}):
+        act(config.pii.entities[entity], f"PII: {entity}")
     action = max(actions, key=SEVERITY.__getitem__)
+    redacted = action != "block" and any(
+        config.pii.entities[f.entity] == "redact" for f in findings
+    )
     return Safety(
-        action=action, jailbreak_score=round(jailbreak_score, 4), pii=findings, reasons=reasons
+        action=action,
+        redacted=redacted,
+        jailbreak_score=round(scores.jailbreak, 4),
+        contrastive_score=None if scores.contrastive is None else round(scores.contrastive, 4),
+        session_risk=round(scores.session_risk, 4),
+        moderation={c: round(p, 4) for c, p in scores.moderation.items()},
+        categories=categories,
+        pii=findings,
+        reasons=reasons,
+        models=models,
     )
 
 

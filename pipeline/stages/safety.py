@@ -1,19 +1,18 @@
-"""safety stage: wrp.signals -> jailbreak + PII verdict -> wrp.screened (or a refusal, at once)."""
+"""safety stage: wrp.signals -> safety verdict -> wrp.screened (or a refusal on reply_to at once)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-
-import numpy as np
 
 from pipeline.bus.catalog import SCREENED, SIGNALS
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
 from pipeline.envelope import Envelope, Result, now
 from pipeline.models.encoder import load_encoder
-from pipeline.policy import Policy, load_policy
-from pipeline.safety.jailbreak import ExampleSimilarity
-from pipeline.safety.screen import redact_request, screen
+from pipeline.policy import load_policy
+from pipeline.safety.screen import redact_request
+from pipeline.safety.screener import Screener
 
 SAFETY_MODEL = "wrp-safety"
 
@@ -41,25 +40,27 @@ class SafetyStage(Stage):
     topics = (SIGNALS,)
     requires = ("signals",)
 
-    policy: Policy
-    jailbreak: ExampleSimilarity
+    screener: Screener
 
     async def start(self) -> None:
-        self.policy = load_policy(self.settings.policy)
-        encoder = load_encoder(self.settings.model_dir)
-        self.jailbreak = ExampleSimilarity(encoder.encode(self.policy.safety.jailbreak.examples))
+        s = self.settings
+        policy = load_policy(s.policy)
+        encoder = load_encoder(
+            s.model_dir, s.encoder_threads, s.encoder_max_tokens, s.encoder_batch
+        )
+        self.screener = Screener(policy, encoder.name, encoder.encode)
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
-        vectors = np.stack([env.signals.embedding_vector() for env in envelopes])  # type: ignore[union-attr]
-        scores = self.jailbreak.score(vectors)
-        config = self.policy.safety
+        t0 = time.perf_counter()
+        verdicts = await asyncio.to_thread(self.screener.screen, envelopes)
+        self.metrics.model_seconds.labels(part="screen").observe(time.perf_counter() - t0)
         outputs: list[Outbound | Rejected] = []
-        for env, score in zip(envelopes, scores, strict=True):
+        for env, verdict in zip(envelopes, verdicts, strict=True):
             body = env.request.body
             assert body is not None
-            verdict = screen(body, float(score), config)
+            config = self.screener.policy.safety.for_tenant(env.request.tenant)
             if verdict.action == "block":
                 result = Result(
                     status="blocked", response=refusal_response(config.refusal), stage=self.name
@@ -67,14 +68,10 @@ class SafetyStage(Stage):
                 closed = env.advance(self.name, started, safety=verdict, result=result)
                 outputs.append(Outbound(env.request.reply_to, env.key, closed))
                 continue
-            if verdict.action == "redact":
-                env = env.model_copy(
-                    update={
-                        "request": env.request.model_copy(
-                            update={"body": redact_request(body, verdict.pii)}
-                        )
-                    }
-                )
+            if verdict.redacted:
+                redact = [f for f in verdict.pii if config.pii.entities[f.entity] == "redact"]
+                request = env.request.model_copy(update={"body": redact_request(body, redact)})
+                env = env.model_copy(update={"request": request})
             outputs.append(
                 Outbound(SCREENED, env.key, env.advance(self.name, started, safety=verdict))
             )

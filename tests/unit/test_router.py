@@ -9,27 +9,47 @@ from pipeline.settings import DEFAULT_POLICY
 POLICY = load_policy(DEFAULT_POLICY)
 
 
-def envelope(domain="chat", tokens=50, tools=False, model="auto", max_tokens=None) -> Envelope:
+def envelope(
+    domain="other",
+    tokens=50,
+    tools=False,
+    model="auto",
+    max_tokens=None,
+    keywords=(),
+    action="allow",
+) -> Envelope:
     body = ChatRequest(
         model=model, messages=[{"role": "user", "content": "x"}], max_tokens=max_tokens
     )
     context = "short" if tokens <= 2048 else ("medium" if tokens <= 8192 else "long")
     signals = Signals(
         prompt_tokens=tokens,
+        context_class=context,
+        messages=1,
         turns=1,
         tools_present=tools,
+        tool_loop=False,
         images_present=False,
-        context_class=context,
+        audio_present=False,
+        language="en",
+        language_score=0.99,
         system_fingerprint=None,
+        prefix_hashes=[],
+        expected_output_tokens=256,
+        load_shape="balanced",
+        session="cold",
+        keywords=list(keywords),
         domain=domain,
         domain_score=0.9,
+        complexity="medium",
+        complexity_score=0.5,
         embedding="",
         encoder="test",
     )
     return Envelope(
         request=RequestSection(body=body),
         signals=signals,
-        safety=Safety(action="allow", jailbreak_score=0.0),
+        safety=Safety(action=action, jailbreak_score=0.0),
     )
 
 
@@ -38,16 +58,18 @@ def rng() -> np.random.Generator:
 
 
 def test_highest_priority_matching_decision_wins():
-    assert route(envelope(domain="code", tools=True), POLICY, {}, rng()).decision == "agentic"
-    assert route(envelope(domain="code"), POLICY, {}, rng()).decision == "code"
+    code = "computer science"
+    assert route(envelope(domain=code, tools=True), POLICY, {}, rng()).decision == "agentic"
+    assert route(envelope(domain=code), POLICY, {}, rng()).decision == "code"
+    assert route(envelope(keywords=["code"]), POLICY, {}, rng()).decision == "code"
     assert route(envelope(domain="math"), POLICY, {}, rng()).decision == "reasoning"
-    assert route(envelope(domain="chat"), POLICY, {}, rng()).decision == "general"
+    assert route(envelope(domain="history"), POLICY, {}, rng()).decision == "general"
     long = route(envelope(tokens=20_000), POLICY, {}, rng())
     assert (long.decision, long.model, long.pool) == ("long_context", "wrp-long-128k", "long")
 
 
 def test_candidates_that_cannot_hold_the_prompt_are_dropped():
-    decision = route(envelope(domain="chat", tokens=7_900), POLICY, {}, rng())
+    decision = route(envelope(tokens=7_900), POLICY, {}, rng())
     assert decision.candidates == ["wrp-large-70b"]
 
 
@@ -89,3 +111,8 @@ def test_thompson_explores_both_arms_without_evidence():
     generator = rng()
     picks = {route(envelope(), POLICY, {}, generator).model for _ in range(50)}
     assert picks == {"wrp-small-8b", "wrp-large-70b"}
+
+
+def test_route_safe_verdict_pins_the_safe_model():
+    decision = route(envelope(domain="math", action="route_safe"), POLICY, {}, rng())
+    assert (decision.decision, decision.model) == ("safety", POLICY.safety.safe_model)

@@ -1,55 +1,66 @@
 from pipeline.envelope import ChatRequest
-from pipeline.policy import JailbreakConfig, PiiConfig, SafetyConfig
-from pipeline.safety.pii import find_pii, redact
-from pipeline.safety.screen import redact_request, screen
+from pipeline.models.encoder import load_encoder
+from pipeline.policy import load_policy
+from pipeline.safety.screen import Scores, redact_request, verdict
+from pipeline.safety.screener import Screener
+from pipeline.settings import DEFAULT_POLICY
 
-CONFIG = SafetyConfig(
-    jailbreak=JailbreakConfig(threshold=0.5, action="block", examples=["x"]),
-    pii=PiiConfig(
-        action="redact",
-        entities=[
-            "EMAIL_ADDRESS",
-            "US_SSN",
-            "CREDIT_CARD",
-            "IP_ADDRESS",
-            "PHONE_NUMBER",
-            "IBAN_CODE",
-        ],
-    ),
-)
+POLICY = load_policy(DEFAULT_POLICY)
+CONFIG = POLICY.safety
+QUIET = {c: 0.0 for c in ("sexual", "hate", "self-harm", "sexual/minors")}
 
 
-def entities(text: str) -> list[str]:
-    return [s.entity for s in find_pii(text)]
+def scores(jailbreak=0.0, contrastive=None, session=0.0, **moderation) -> Scores:
+    return Scores(
+        jailbreak=jailbreak,
+        jailbreak_threshold=0.9,
+        contrastive=contrastive,
+        contrastive_margin=0.15,
+        session_risk=session,
+        moderation={**QUIET, **{k.replace("_", "-"): v for k, v in moderation.items()}},
+    )
 
 
-def test_each_entity_is_found():
-    assert entities("mail ana@example.org now") == ["EMAIL_ADDRESS"]
-    assert entities("ssn 536-22-8741") == ["US_SSN"]
-    assert entities("card 4111 1111 1111 1111") == ["CREDIT_CARD"]
-    assert entities("host 10.24.8.17 down") == ["IP_ADDRESS"]
-    assert entities("call 415-555-0132 today") == ["PHONE_NUMBER"]
-    assert entities("IBAN DE89 3704 0044 0532 0130 00") == ["IBAN_CODE"]
+def user(text: str) -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": text}])
 
 
-def test_near_misses_are_not_pii():
-    assert entities("card 4111 1111 1111 1112") == []  # fails the Luhn check
-    assert entities("version 300.1.2.999") == []  # not an IPv4 address
-    assert entities("the year 2024 had 365 days") == []
+def test_verdict_takes_the_most_severe_action_and_says_why():
+    body = user("my ssn is 536-22-8741")
+    redacted = verdict(body, scores(), CONFIG, {})
+    assert (redacted.action, redacted.redacted) == ("redact", True)
+    blocked = verdict(body, scores(jailbreak=0.95), CONFIG, {"jailbreak": "jb@1"})
+    assert blocked.action == "block" and not blocked.redacted
+    assert any("jailbreak" in r for r in blocked.reasons) and blocked.models == {
+        "jailbreak": "jb@1"
+    }
+    clean = verdict(user("hello"), scores(jailbreak=0.2), CONFIG, {})
+    assert clean.action == "allow" and clean.pii == [] and clean.reasons == []
 
 
-def test_redaction_replaces_spans_with_entity_names():
-    text = "write to ana@example.org or 415-555-0132"
-    assert redact(text, find_pii(text)) == "write to <EMAIL_ADDRESS> or <PHONE_NUMBER>"
+def test_contrastive_and_session_risk_act_on_their_own():
+    assert verdict(user("hi"), scores(contrastive=0.2), CONFIG, {}).action == "block"
+    assert verdict(user("hi"), scores(contrastive=0.1), CONFIG, {}).action == "allow"
+    assert verdict(user("hi"), scores(session=0.7), CONFIG, {}).action == "block"
 
 
-def test_verdict_takes_the_most_severe_action():
-    body = ChatRequest(messages=[{"role": "user", "content": "my ssn is 536-22-8741"}])
-    assert screen(body, 0.1, CONFIG).action == "redact"
-    assert screen(body, 0.9, CONFIG).action == "block"
-    clean = ChatRequest(messages=[{"role": "user", "content": "hello"}])
-    verdict = screen(clean, 0.1, CONFIG)
-    assert verdict.action == "allow" and verdict.pii == []
+def test_moderation_categories_map_to_per_category_actions():
+    flagged = verdict(user("hi"), scores(hate=0.8), CONFIG, {})
+    assert (flagged.action, flagged.categories) == ("flag", ["hate"])
+    assert verdict(user("hi"), scores(self_harm=0.8), CONFIG, {}).action == "route_safe"
+    assert verdict(user("hi"), scores(**{"sexual/minors": 0.8}), CONFIG, {}).action == "block"
+
+
+def test_per_entity_actions_and_tenant_overrides():
+    body = user("server 10.24.8.17 key AKIAIOSFODNN7EXAMPLE")
+    default = verdict(body, scores(), CONFIG, {})
+    assert [f.entity for f in default.pii] == ["SECRET"]  # IP_ADDRESS is allowed by default
+    assert default.action == "block"
+    ip_only = user("server 10.24.8.17 is down")
+    assert verdict(ip_only, scores(), CONFIG, {}).action == "allow"
+    strict = verdict(ip_only, scores(), CONFIG.for_tenant("strict"), {})
+    assert strict.action == "redact" and [f.entity for f in strict.pii] == ["IP_ADDRESS"]
+    assert verdict(user("hi"), scores(hate=0.8), CONFIG.for_tenant("strict"), {}).action == "block"
 
 
 def test_redact_request_changes_only_the_found_spans():
@@ -60,8 +71,17 @@ def test_redact_request_changes_only_the_found_spans():
             {"role": "user", "content": "ssn 536-22-8741 please"},
         ]
     )
-    verdict = screen(body, 0.0, CONFIG)
-    out = redact_request(body, verdict.pii)
+    out = redact_request(body, verdict(body, scores(), CONFIG, {}).pii)
     assert out.messages[0].content == "be nice"
     assert out.messages[1].content[0]["text"] == "mail <EMAIL_ADDRESS>"
     assert out.messages[2].content == "ssn <US_SSN> please"
+
+
+def test_session_risk_catches_slow_escalation_but_not_one_risky_turn():
+    encoder = load_encoder()
+    screener = Screener(POLICY, encoder.name, encoder.encode)
+    one_off = screener._session_risk("a", 0.8)
+    assert one_off < POLICY.safety.jailbreak.session_threshold
+    risks = [screener._session_risk("b", s) for s in (0.7, 0.75, 0.8, 0.8)]
+    assert risks == sorted(risks) and risks[-1] >= POLICY.safety.jailbreak.session_threshold
+    assert screener._session_risk(None, 0.99) == 0.0

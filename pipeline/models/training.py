@@ -1,0 +1,152 @@
+"""`wrp models train NAME`: fit a head on the train split, measure it on the eval split, and
+write ``trained/NAME.npz`` with a model card ``trained/NAME.md``.
+
+Thresholds are never chosen on eval rows: the jailbreak threshold comes from out-of-fold
+scores of the train rows (3 folds by the same hash split).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.evaluation import heads_eval
+from pipeline.evaluation.embedding_cache import EmbeddingCache
+from pipeline.evaluation.tasks import TASKS, Task
+from pipeline.models.heads import TRAINED_DIR, Head, balanced_weights, train_head
+
+#: Per head: hidden units (0 = linear), epochs, L2, class-balanced weights.
+HYPERPARAMETERS: dict[str, dict] = {
+    "domain": {"hidden": 256, "epochs": 30, "l2": 1e-4, "balanced": False},
+    "complexity": {"hidden": 0, "epochs": 100, "l2": 1e-4, "balanced": True},
+    "jailbreak": {"hidden": 256, "epochs": 40, "l2": 1e-4, "balanced": True},
+    "moderation": {"hidden": 0, "epochs": 200, "l2": 1e-3, "balanced": False},
+}
+#: The jailbreak threshold keeps out-of-fold false positives at or below this on every benign
+#: source of the train split.
+JAILBREAK_TARGET_FPR = 0.005
+MODERATION_THRESHOLD = 0.5
+FOLDS = 3
+
+
+def _fit(task: Task, x: np.ndarray, rows: np.ndarray) -> Head:
+    params = dict(HYPERPARAMETERS[task.name])
+    balanced = params.pop("balanced")
+    targets = task.targets[rows]
+    weights = balanced_weights(targets) if balanced and task.kind == "softmax" else None
+    return train_head(
+        task.name,
+        task.kind,
+        task.labels,
+        x[rows],
+        targets,
+        sample_weight=weights,
+        **params,  # type: ignore[arg-type]
+    )
+
+
+def jailbreak_threshold(task: Task, x: np.ndarray) -> float:
+    """Lowest threshold whose out-of-fold FPR on every benign train source is within target."""
+    train = task.rows("train")
+    folds = np.array([hash_fold(task, i) for i in train])
+    scores = np.zeros(len(train))
+    for k in range(FOLDS):
+        held = folds == k
+        head = _fit(task, x, train[~held])
+        scores[held] = heads_eval.attack_scores(head, x[train[held]])
+    sources = np.asarray(task.sources)[train]
+    benign = task.targets[train] == 0
+    threshold = 0.5
+    for source in set(sources[benign].tolist()):
+        mine = scores[benign & (sources == source)]
+        threshold = max(threshold, float(np.quantile(mine, 1 - JAILBREAK_TARGET_FPR)))
+    return min(threshold, 0.99)
+
+
+def hash_fold(task: Task, row: int) -> int:
+    """Fold of a train row, from its text (deterministic)."""
+    return hashlib.sha256(task.texts[row].encode("utf-8", "replace")).digest()[0] % FOLDS
+
+
+def evaluate(head: Head, task: Task, x: np.ndarray) -> dict:
+    if task.name == "complexity":
+        return heads_eval.evaluate_complexity(head, task, x)
+    if task.name == "jailbreak":
+        return heads_eval.evaluate_jailbreak(head, task, x, float(head.meta["threshold"]))
+    if task.name == "moderation":
+        return heads_eval.evaluate_moderation(head, task, x, float(head.meta["threshold"]))
+    return heads_eval.evaluate_softmax(head, task, x)
+
+
+def train(name: str, root: Path, cache: EmbeddingCache, out_dir: Path = TRAINED_DIR) -> Head:
+    started = time.perf_counter()
+    print(f"[{name}] loading data from {root}", file=sys.stderr)
+    task = TASKS[name](root)
+    x = cache.embed(task.texts, name)
+    train_rows = task.rows("train")
+    print(
+        f"[{name}] {len(train_rows)} train rows, {len(task.rows('eval'))} eval rows; fitting",
+        file=sys.stderr,
+    )
+    head = _fit(task, x, train_rows)
+    meta = {k: v for k, v in task.meta.items() if k not in ("strong_accuracy", "weak_accuracy")}
+    if name == "jailbreak":
+        meta["threshold"] = round(jailbreak_threshold(task, x), 4)
+    if name == "moderation":
+        meta["threshold"] = MODERATION_THRESHOLD
+    head.meta = {
+        **meta,
+        "version": datetime.now(UTC).strftime("%Y%m%d"),
+        "encoder": cache.encoder.name,
+        "max_tokens": cache.encoder.max_tokens,
+        "hyperparameters": HYPERPARAMETERS[name],
+        "train_rows": len(train_rows),
+    }
+    metrics = evaluate(head, task, x)
+    head.meta["eval"] = metrics
+    head.save(out_dir / f"{name}.npz")
+    (out_dir / f"{name}.md").write_text(model_card(head, task, metrics))
+    print(
+        f"[{name}] done in {time.perf_counter() - started:.0f} s -> {out_dir / name}.npz",
+        file=sys.stderr,
+    )
+    return head
+
+
+def model_card(head: Head, task: Task, metrics: dict) -> str:
+    sources = sorted(set(task.sources))
+    counts = {
+        split: {
+            s: int(np.sum((task.splits == split) & (np.asarray(task.sources) == s)))
+            for s in sources
+        }
+        for split in ("train", "eval")
+    }
+    layers = head.meta["hyperparameters"]
+    shape = (
+        f"384 -> {layers['hidden']} ReLU -> {len(head.labels)}"
+        if layers["hidden"]
+        else f"384 -> {len(head.labels)}"
+    )
+    return f"""# Model card: {head.name} head ({head.version})
+
+- **What**: {task.kind} head over the {head.meta["encoder"]} sentence embedding
+  (token budget {head.meta["max_tokens"]}, head + tail), shape {shape}; labels: {", ".join(head.labels)}.
+- **Data** (`../shared/data`, read in place): sources {", ".join(sources)}.
+- **Split**: deterministic by sha256 of a stable row key (`pipeline/evaluation/split.py`), 20% eval;
+  rows per source: train {counts["train"]}, eval {counts["eval"]}. Nothing was tuned on eval rows.
+- **Training**: mini-batch Adam, cross-entropy, {json.dumps(layers)}.
+- **Reproduce**: `wrp models train {head.name}` (metrics: `wrp eval {"safety" if head.name in ("jailbreak", "moderation") else "signals"}`).
+
+## Metrics on the eval split
+
+```json
+{json.dumps(metrics, indent=2)}
+```
+"""

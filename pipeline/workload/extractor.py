@@ -1,0 +1,118 @@
+"""All Workload signals of a batch of requests: structure, one encoder pass, trained heads, rules.
+
+Used by the signals stage and by ``wrp bench classify`` (same code, no broker).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.envelope import RequestSection, Signals
+from pipeline.models.encoder import Encoder
+from pipeline.models.heads import Head, load_trained
+from pipeline.policy import Policy
+from pipeline.sessions import SessionMemory
+from pipeline.workload.labels import OTHER_DOMAIN
+from pipeline.workload.language import LanguageDetector
+from pipeline.workload.load_shape import expected_output_tokens, load_shape
+from pipeline.workload.prefix import prefix_hashes
+from pipeline.workload.rules import EmbeddingMatcher, KeywordMatcher
+from pipeline.workload.structural import extract_structural, routing_text
+
+
+@dataclass
+class Timings:
+    """Seconds spent per part of the last batch (the encoder reported on its own)."""
+
+    encoder: float = 0.0
+    heads: float = 0.0
+    other: float = 0.0
+
+
+class SignalExtractor:
+    def __init__(self, policy: Policy, encoder: Encoder) -> None:
+        self.policy = policy
+        self.encoder = encoder
+        config = policy.signals
+        self.domain: Head = load_trained("domain", encoder.name)
+        self.complexity: Head = load_trained("complexity", encoder.name)
+        self.output_priors: dict[str, int] = self.domain.meta.get("output_tokens_prior", {})
+        self.keywords = KeywordMatcher(config.keywords)
+        self.embedding_rules = EmbeddingMatcher(config.embeddings, encoder.encode)
+        self.language = LanguageDetector(config.language_min_confidence)
+        self.sessions: SessionMemory[bool] = SessionMemory(config.session_ttl_s)
+        self.timings = Timings()
+        self.versions = {
+            "encoder": f"{encoder.name}/{encoder.max_tokens}",
+            "domain": self.domain.version,
+            "complexity": self.complexity.version,
+        }
+
+    def extract(self, requests: list[RequestSection]) -> list[Signals]:
+        """Signals per request, in order; every request must have a body."""
+        started = time.perf_counter()
+        texts = [routing_text(r.body) for r in requests if r.body is not None]
+        embeddings = self.encoder.encode(texts)
+        encoded = time.perf_counter()
+        domain_p = self.domain.predict(embeddings)
+        complexity_p = self.complexity.predict(embeddings)
+        scored = time.perf_counter()
+        out = [
+            self._signals(request, text, vector, dp, cp)
+            for request, text, vector, dp, cp in zip(
+                requests, texts, embeddings, domain_p, complexity_p, strict=True
+            )
+        ]
+        self.timings = Timings(encoded - started, scored - encoded, time.perf_counter() - scored)
+        return out
+
+    def _signals(
+        self,
+        request: RequestSection,
+        text: str,
+        vector: np.ndarray,
+        domain_p: np.ndarray,
+        complexity_p: np.ndarray,
+    ) -> Signals:
+        body = request.body
+        assert body is not None
+        config = self.policy.signals
+        structure = extract_structural(body, self.encoder.count_tokens, config.context_classes)
+        best = int(domain_p.argmax())
+        domain = self.domain.labels[best]
+        if domain_p[best] < config.domain_threshold:
+            domain = OTHER_DOMAIN
+        hard = int(complexity_p.argmax())
+        expected = expected_output_tokens(
+            body.max_tokens, domain, self.output_priors, config.load_shape
+        )
+        language, language_score = self.language.detect(text)
+        return Signals(
+            **structure.__dict__,
+            language=language,
+            language_score=language_score,
+            prefix_hashes=prefix_hashes(body),
+            expected_output_tokens=expected,
+            load_shape=load_shape(structure.prompt_tokens, expected, config.load_shape),
+            session=self._session(request),
+            keywords=self.keywords.matches(text),
+            embedding_rules=self.embedding_rules.matches(vector),
+            domain=domain,
+            domain_score=round(float(domain_p[best]), 4),
+            complexity=self.complexity.labels[hard],
+            complexity_score=round(float(complexity_p[hard]), 4),
+            embedding=Signals.encode_embedding(vector),
+            encoder=self.encoder.name,
+            heads=self.versions,
+        )
+
+    def _session(self, request: RequestSection) -> str:
+        """warm when this instance saw the session within the TTL (then refreshes it)."""
+        if request.session_id is None:
+            return "cold"
+        warm = self.sessions.get(request.session_id) is not None
+        self.sessions.put(request.session_id, True)
+        return "warm" if warm else "cold"

@@ -149,6 +149,7 @@ class Safety(BaseModel):
     action: SafetyAction
     redacted: bool = False
     jailbreak_score: float
+    harmful_score: float = 0.0
     contrastive_score: float | None = None
     session_risk: float = 0.0
     moderation: dict[str, float] = Field({}, description="probability per moderation category")

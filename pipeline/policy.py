@@ -192,6 +192,15 @@ class JailbreakConfig(Strict):
     session_threshold: float = Field(0.5, ge=0, le=1, description="session risk that acts")
 
 
+class HarmfulConfig(Strict):
+    """Plainly harmful requests (the jailbreak head's ``harmful`` class)."""
+
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="head probability; default: the head's own threshold"
+    )
+    action: SafetyAction = "block"
+
+
 class PiiConfig(Strict):
     entities: dict[str, SafetyAction] = Field(
         min_length=1, description="entity type -> action (allow, redact, flag, block, ...)"
@@ -206,7 +215,9 @@ class PiiConfig(Strict):
 
 
 class ModerationConfig(Strict):
-    threshold: float = Field(0.5, ge=0, le=1, description="probability that flags a category")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="probability that flags a category; default: the head's"
+    )
     action: SafetyAction = "flag"
     actions: dict[str, SafetyAction] = Field({}, description="per-category action overrides")
 
@@ -227,12 +238,14 @@ class TenantSafety(Strict):
     """Per-tenant overrides of the safety policy (unset fields keep the policy's value)."""
 
     jailbreak_action: SafetyAction | None = None
+    harmful_action: SafetyAction | None = None
     pii: dict[str, SafetyAction] = {}
     moderation_action: SafetyAction | None = None
 
 
 class SafetyConfig(Strict):
     jailbreak: JailbreakConfig = JailbreakConfig()
+    harmful: HarmfulConfig = HarmfulConfig()
     pii: PiiConfig
     moderation: ModerationConfig = ModerationConfig()
     safe_model: str | None = Field(None, description="the model route_safe sends requests to")
@@ -247,24 +260,33 @@ class SafetyConfig(Strict):
         jailbreak = self.jailbreak.model_copy(
             update={"action": override.jailbreak_action or self.jailbreak.action}
         )
+        harmful = self.harmful.model_copy(
+            update={"action": override.harmful_action or self.harmful.action}
+        )
         pii = PiiConfig(entities={**self.pii.entities, **override.pii})
         moderation = self.moderation.model_copy(
             update={"action": override.moderation_action or self.moderation.action}
         )
         return self.model_copy(
-            update={"jailbreak": jailbreak, "pii": pii, "moderation": moderation}
+            update={
+                "jailbreak": jailbreak,
+                "harmful": harmful,
+                "pii": pii,
+                "moderation": moderation,
+            }
         )
 
     def actions(self) -> list[SafetyAction]:
         """Every action this policy can take, tenants included."""
         found: list[SafetyAction] = [
             self.jailbreak.action,
+            self.harmful.action,
             self.moderation.action,
             *self.moderation.actions.values(),
             *self.pii.entities.values(),
         ]
         for t in self.tenants.values():
-            found += [a for a in (t.jailbreak_action, t.moderation_action) if a]
+            found += [a for a in (t.jailbreak_action, t.harmful_action, t.moderation_action) if a]
             found += list(t.pii.values())
         return found
 

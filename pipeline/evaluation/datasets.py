@@ -26,6 +26,14 @@ DATA_ENV = "WRP_DATA_DIR"
 MODERATION_CODES = dict(
     zip(("S", "H", "V", "HR", "SH", "S3", "H2", "V2"), MODERATION_CATEGORIES, strict=True)
 )
+#: The class of each attack source: prompt injection / jailbreak, or a plainly harmful request.
+ATTACK_CLASSES = {
+    "inthewild": "jailbreak",
+    "pyrit_templates": "jailbreak",
+    "tap": "jailbreak",
+    "advbench": "harmful",
+    "harmbench": "harmful",
+}
 #: Benign prompts per source used for jailbreak training (MMLU-Pro alone has 12k).
 BENIGN_TRAIN_CAP = 3000
 

@@ -65,45 +65,79 @@ def evaluate_complexity(head: Head, task: Task, x: np.ndarray) -> dict:
     return report
 
 
-def attack_scores(head: Head, x: np.ndarray) -> np.ndarray:
-    return head.predict(x)[:, head.labels.index("attack")]
+MODERATION_SOURCE = "openai_moderation"
+#: The jailbreak head's risk classes; each has its own threshold.
+RISK_CLASSES = ("jailbreak", "harmful")
+
+
+def risk_flags(head: Head, x: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """(rows, classes) booleans: each risk class's probability against its threshold."""
+    probs = head.predict(x)
+    return np.stack([probs[:, head.labels.index(c)] >= thresholds[c] for c in RISK_CLASSES], axis=1)
 
 
 def evaluate_jailbreak(
-    head: Head, task: Task, x: np.ndarray, threshold: float, also: np.ndarray | None = None
+    head: Head,
+    task: Task,
+    x: np.ndarray,
+    thresholds: dict[str, float],
+    also: np.ndarray | None = None,
 ) -> dict:
     """Recall per attack source and false-positive rate per benign source, eval rows only.
 
-    ``also`` (a flag per row of the task) is OR-ed in: another detector run alongside the head.
+    A row counts as flagged when either risk class fires (what the safety stage acts on);
+    ``as_own_class`` says how many attack rows fired on their own class. ``also`` (a flag per
+    row of the task) is OR-ed in: another detector run alongside the head.
     """
     rows = task.rows("eval")
-    flagged = attack_scores(head, x[rows]) >= threshold
+    per_class = risk_flags(head, x[rows], thresholds)
+    flagged = per_class.any(axis=1)
     if also is not None:
         flagged |= also[rows]
     sources = np.asarray(task.sources)[rows]
     targets = task.targets[rows]
-    report: dict = {"threshold": round(threshold, 4), "attack_recall": {}, "benign_fpr": {}}
+    report: dict = {
+        "thresholds": {c: round(t, 4) for c, t in thresholds.items()},
+        "attack_recall": {},
+        "benign_fpr": {},
+    }
     for source in sorted(set(sources.tolist())):
         mine = sources == source
-        is_attack = bool(targets[mine][0] == 1)
-        key = "attack_recall" if is_attack else "benign_fpr"
-        report[key][source] = {
+        label = int(targets[mine][0])
+        entry = {
             "rows": int(mine.sum()),
             "rate": round(float(flagged[mine].mean()), 4),
             "flagged": int(flagged[mine].sum()),
         }
+        if label:
+            own = per_class[mine, RISK_CLASSES.index(head.labels[label])]
+            entry["as_own_class"] = round(float(own.mean()), 4)
+        report["attack_recall" if label else "benign_fpr"][source] = entry
     return report
 
 
-def evaluate_moderation(head: Head, task: Task, x: np.ndarray, threshold: float) -> dict:
-    """Per-category precision/recall on eval rows that carry that category's label."""
+def evaluate_moderation(
+    head: Head, task: Task, x: np.ndarray, thresholds: dict[str, float]
+) -> dict:
+    """Per-category precision/recall on the moderation set's eval rows that carry that label,
+    and the share of each benign source's eval rows on which any category fires."""
     rows = task.rows("eval")
     probs = head.predict(x[rows])
-    targets = task.targets[rows]
-    report: dict = {"threshold": threshold, "rows": len(rows), "categories": {}}
+    sources = np.asarray(task.sources)[rows]
+    fired = probs >= np.array([thresholds[c] for c in head.labels])
+    report: dict = {"thresholds": thresholds, "benign_flag_rate": {}}
+    for source in sorted(set(sources.tolist()) - {MODERATION_SOURCE}):
+        mine = sources == source
+        report["benign_flag_rate"][source] = {
+            "rows": int(mine.sum()),
+            "rate": round(float(fired[mine].any(axis=1).mean()), 4),
+        }
+    labelled = sources == MODERATION_SOURCE
+    probs, targets = probs[labelled], task.targets[rows][labelled]
+    report.update(rows=int(labelled.sum()), categories={})
     for i, label in enumerate(head.labels):
         known = ~np.isnan(targets[:, i])
         report["categories"][label] = precision_recall(
-            probs[known, i] >= threshold, targets[known, i] == 1
+            probs[known, i] >= thresholds[label], targets[known, i] == 1
         )
     return report

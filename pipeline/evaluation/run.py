@@ -13,7 +13,7 @@ from pipeline.models.encoder import load_encoder
 from pipeline.models.heads import load_trained
 from pipeline.models.training import evaluate, train
 from pipeline.policy import load_policy
-from pipeline.safety.screener import Contrastive
+from pipeline.safety.screener import Contrastive, head_thresholds
 from pipeline.settings import Settings
 
 SIGNAL_HEADS = ("domain", "complexity")
@@ -62,9 +62,9 @@ def eval_contrastive(settings: Settings, cache: EmbeddingCache) -> dict | None:
     head = load_trained("jailbreak", cache.encoder.name)
     x = cache.embed(task.texts, "jailbreak")
     contrastive = Contrastive(config.contrastive, cache.encoder.encode)
-    threshold = config.threshold if config.threshold is not None else head.meta["threshold"]
+    thresholds = head_thresholds(head, load_policy(settings.policy).safety)
     also = contrastive.score(x) >= contrastive.margin
-    report = evaluate_jailbreak(head, task, x, float(threshold), also)
+    report = evaluate_jailbreak(head, task, x, thresholds, also)
     return {"model": f"{head.version} + contrastive margin {contrastive.margin}", **report}
 
 
@@ -97,14 +97,18 @@ def render(report: dict) -> str:
                     f"{m['strong_models_accuracy']}  weak-model acc {m['weak_models_accuracy']}"
                 )
         if "attack_recall" in section:
-            lines.append(f"threshold {section['threshold']}")
+            lines.append(f"thresholds {section['thresholds']}")
             for key, title in (("attack_recall", "recall"), ("benign_fpr", "false-positive rate")):
                 for source, m in section[key].items():
+                    own = f"  as own class {m['as_own_class']:.3f}" if "as_own_class" in m else ""
                     lines.append(
-                        f"  {title:<20} {source:<16} {m['rate']:.3f}  ({m['flagged']}/{m['rows']})"
+                        f"  {title:<20} {source:<16} {m['rate']:.3f}  "
+                        f"({m['flagged']}/{m['rows']}){own}"
                     )
+        for source, m in section.get("benign_flag_rate", {}).items():
+            lines.append(f"  flagged on benign   {source:<16} {m['rate']:.3f}  ({m['rows']} rows)")
         if "categories" in section:
-            lines.append(f"threshold {section['threshold']}, eval rows {section['rows']}")
+            lines.append(f"thresholds {section['thresholds']}, eval rows {section['rows']}")
             lines.append(
                 "  " + _row(["category", "precision", "recall", "f1", "support"], [18, 9, 7, 6, 7])
             )

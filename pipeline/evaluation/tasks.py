@@ -103,17 +103,16 @@ def complexity_task(root: Path) -> Task:
 
 
 def jailbreak_task(root: Path) -> Task:
-    """Attack sources (label attack) against benign sources; MMLU-Pro train rows are capped."""
+    """Jailbreaks and harmful requests (two classes, kept apart) against benign prompts.
+
+    MMLU-Pro's train rows are capped so it does not drown the other benign sources.
+    """
+    labels = ["benign", "jailbreak", "harmful"]
     texts, targets, sources, splits = [], [], [], []
-    for label, groups in ((1, ds.attack_sources(root)), (0, ds.benign_sources(root))):
+    for groups in (ds.attack_sources(root), ds.benign_sources(root)):
         for source, rows in groups.items():
-            train = [r for r in rows if r.split() == "train"]
-            if label == 0 and len(train) > ds.BENIGN_TRAIN_CAP:
-                keep = {
-                    id(r) for r in sorted(train, key=lambda r: r.digest())[: ds.BENIGN_TRAIN_CAP]
-                }
-                rows = [r for r in rows if r.split() == "eval" or id(r) in keep]
-            for row in rows:
+            label = labels.index(ds.ATTACK_CLASSES.get(source, "benign"))
+            for row in capped(rows, ds.BENIGN_TRAIN_CAP) if label == 0 else rows:
                 texts.append(row.text)
                 targets.append(label)
                 sources.append(source)
@@ -121,7 +120,7 @@ def jailbreak_task(root: Path) -> Task:
     return Task(
         name="jailbreak",
         kind="softmax",
-        labels=["benign", "attack"],
+        labels=labels,
         texts=texts,
         targets=np.array(targets),
         sources=sources,
@@ -130,23 +129,33 @@ def jailbreak_task(root: Path) -> Task:
     )
 
 
+def capped(rows: list[ds.Text], cap: int) -> list[ds.Text]:
+    """Every eval row, and at most ``cap`` train rows (a deterministic pseudo-random pick)."""
+    train = sorted((r for r in rows if r.split() == "train"), key=lambda r: r.digest())
+    return [r for r in rows if r.split() == "eval"] + train[:cap]
+
+
 def moderation_task(root: Path) -> Task:
+    """The OpenAI moderation set, plus benign prompts as all-negative rows: without them the
+    head learns that any question is suspect (it flagged 7-10% of benign prompts)."""
     rows = ds.moderation(root)
-    targets = np.array(
-        [
-            [np.nan if r.labels[c] is None else r.labels[c] for c in MODERATION_CATEGORIES]
-            for r in rows
-        ],
-        dtype=np.float32,
-    )
+    texts = [r.text for r in rows]
+    targets = [
+        [np.nan if r.labels[c] is None else r.labels[c] for c in MODERATION_CATEGORIES]
+        for r in rows
+    ]
+    for source_rows in ds.benign_sources(root).values():
+        kept = capped(source_rows, ds.BENIGN_TRAIN_CAP // 3)
+        texts += kept
+        targets += [[0.0] * len(MODERATION_CATEGORIES)] * len(kept)
     return Task(
         name="moderation",
         kind="sigmoid",
         labels=list(MODERATION_CATEGORIES),
-        texts=[r.text.text for r in rows],
-        targets=targets,
-        sources=["openai_moderation"] * len(rows),
-        splits=np.array([r.text.split() for r in rows]),
+        texts=[t.text for t in texts],
+        targets=np.array(targets, dtype=np.float32),
+        sources=[t.source for t in texts],
+        splits=np.array([t.split() for t in texts]),
         meta={},
     )
 

@@ -76,9 +76,13 @@ def train_head(
     lr: float = 2e-3,
     l2: float = 1e-4,
     sample_weight: np.ndarray | None = None,
+    positive_weight: np.ndarray | None = None,
     seed: int = 0,
 ) -> Head:
-    """Fit a head. ``y`` is class indices (softmax) or a 0/1 matrix with NaN = unknown (sigmoid)."""
+    """Fit a head. ``y`` is class indices (softmax) or a 0/1 matrix with NaN = unknown (sigmoid).
+
+    ``positive_weight`` (sigmoid only, one per label) scales the loss of positive examples.
+    """
     rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.float32)
     n, d = x.shape
@@ -89,6 +93,8 @@ def train_head(
     else:
         target = np.nan_to_num(np.asarray(y, dtype=np.float32))
         known = (~np.isnan(np.asarray(y, dtype=np.float32))).astype(np.float32)
+        if positive_weight is not None:
+            known = known * np.where(target > 0, positive_weight[None, :], 1.0)
     weight = np.ones(n, np.float32) if sample_weight is None else sample_weight.astype(np.float32)
     shapes = [(d, hidden), (hidden,), (hidden, k), (k,)] if hidden else [(d, k), (k,)]
     params = [_init(rng, s[0], s[1]) if len(s) == 2 else np.zeros(s, np.float32) for s in shapes]

@@ -26,12 +26,11 @@ HYPERPARAMETERS: dict[str, dict] = {
     "domain": {"hidden": 256, "epochs": 30, "l2": 1e-4, "balanced": False},
     "complexity": {"hidden": 0, "epochs": 100, "l2": 1e-4, "balanced": True},
     "jailbreak": {"hidden": 256, "epochs": 40, "l2": 1e-4, "balanced": True},
-    "moderation": {"hidden": 0, "epochs": 200, "l2": 1e-3, "balanced": False},
+    "moderation": {"hidden": 0, "epochs": 200, "l2": 1e-3, "balanced": True},
 }
 #: The jailbreak threshold keeps out-of-fold false positives at or below this on every benign
 #: source of the train split.
 JAILBREAK_TARGET_FPR = 0.005
-MODERATION_THRESHOLD = 0.5
 FOLDS = 3
 
 
@@ -40,33 +39,69 @@ def _fit(task: Task, x: np.ndarray, rows: np.ndarray) -> Head:
     balanced = params.pop("balanced")
     targets = task.targets[rows]
     weights = balanced_weights(targets) if balanced and task.kind == "softmax" else None
+    positive = positive_weights(targets) if balanced and task.kind == "sigmoid" else None
     return train_head(
         task.name,
-        task.kind,
+        task.kind,  # type: ignore[arg-type]
         task.labels,
         x[rows],
         targets,
         sample_weight=weights,
-        **params,  # type: ignore[arg-type]
+        positive_weight=positive,
+        **params,
     )
 
 
-def jailbreak_threshold(task: Task, x: np.ndarray) -> float:
-    """Lowest threshold whose out-of-fold FPR on every benign train source is within target."""
+def positive_weights(targets: np.ndarray, cap: float = 10.0) -> np.ndarray:
+    """Per label, negatives / positives among known rows (capped): rare labels count more."""
+    positives = np.nansum(targets, axis=0)
+    known = np.sum(~np.isnan(targets), axis=0)
+    return np.clip((known - positives) / np.maximum(positives, 1.0), 1.0, cap)
+
+
+def out_of_fold(task: Task, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Train rows and their predictions from heads that did not see them (3 folds)."""
     train = task.rows("train")
     folds = np.array([hash_fold(task, i) for i in train])
-    scores = np.zeros(len(train))
+    probs = np.zeros((len(train), len(task.labels)))
     for k in range(FOLDS):
         held = folds == k
         head = _fit(task, x, train[~held])
-        scores[held] = heads_eval.attack_scores(head, x[train[held]])
+        probs[held] = head.predict(x[train[held]])
+    return train, probs
+
+
+def moderation_thresholds(task: Task, x: np.ndarray) -> dict[str, float]:
+    """Per category, the threshold that maximises out-of-fold F1 on the train rows."""
+    train, probs = out_of_fold(task, x)
+    targets = task.targets[train]
+    thresholds = {}
+    for i, label in enumerate(task.labels):
+        known = ~np.isnan(targets[:, i])
+        actual = targets[known, i] == 1
+        best = max(
+            np.arange(0.1, 0.95, 0.05),
+            key=lambda t: heads_eval.precision_recall(probs[known, i] >= t, actual)["f1"],
+        )
+        thresholds[label] = round(float(best), 2)
+    return thresholds
+
+
+def jailbreak_thresholds(task: Task, x: np.ndarray) -> dict[str, float]:
+    """Per risk class, the lowest threshold whose out-of-fold false-positive rate on every
+    benign train source is within target (at least 0.5, at most 0.99)."""
+    train, probs = out_of_fold(task, x)
     sources = np.asarray(task.sources)[train]
     benign = task.targets[train] == 0
-    threshold = 0.5
-    for source in set(sources[benign].tolist()):
-        mine = scores[benign & (sources == source)]
-        threshold = max(threshold, float(np.quantile(mine, 1 - JAILBREAK_TARGET_FPR)))
-    return min(threshold, 0.99)
+    thresholds = {}
+    for risk in heads_eval.RISK_CLASSES:
+        scores = probs[:, task.labels.index(risk)]
+        threshold = 0.5
+        for source in set(sources[benign].tolist()):
+            mine = scores[benign & (sources == source)]
+            threshold = max(threshold, float(np.quantile(mine, 1 - JAILBREAK_TARGET_FPR)))
+        thresholds[risk] = round(min(threshold, 0.99), 4)
+    return thresholds
 
 
 def hash_fold(task: Task, row: int) -> int:
@@ -78,9 +113,9 @@ def evaluate(head: Head, task: Task, x: np.ndarray) -> dict:
     if task.name == "complexity":
         return heads_eval.evaluate_complexity(head, task, x)
     if task.name == "jailbreak":
-        return heads_eval.evaluate_jailbreak(head, task, x, float(head.meta["threshold"]))
+        return heads_eval.evaluate_jailbreak(head, task, x, head.meta["thresholds"])
     if task.name == "moderation":
-        return heads_eval.evaluate_moderation(head, task, x, float(head.meta["threshold"]))
+        return heads_eval.evaluate_moderation(head, task, x, head.meta["thresholds"])
     return heads_eval.evaluate_softmax(head, task, x)
 
 
@@ -97,9 +132,9 @@ def train(name: str, root: Path, cache: EmbeddingCache, out_dir: Path = TRAINED_
     head = _fit(task, x, train_rows)
     meta = {k: v for k, v in task.meta.items() if k not in ("strong_accuracy", "weak_accuracy")}
     if name == "jailbreak":
-        meta["threshold"] = round(jailbreak_threshold(task, x), 4)
+        meta["thresholds"] = jailbreak_thresholds(task, x)
     if name == "moderation":
-        meta["threshold"] = MODERATION_THRESHOLD
+        meta["thresholds"] = moderation_thresholds(task, x)
     head.meta = {
         **meta,
         "version": datetime.now(UTC).strftime("%Y%m%d"),
@@ -134,15 +169,17 @@ def model_card(head: Head, task: Task, metrics: dict) -> str:
         if layers["hidden"]
         else f"384 -> {len(head.labels)}"
     )
+    evaluated_by = "safety" if head.name in ("jailbreak", "moderation") else "signals"
+    labels = ", ".join(head.labels)
     return f"""# Model card: {head.name} head ({head.version})
 
 - **What**: {task.kind} head over the {head.meta["encoder"]} sentence embedding
-  (token budget {head.meta["max_tokens"]}, head + tail), shape {shape}; labels: {", ".join(head.labels)}.
+  (token budget {head.meta["max_tokens"]}, head + tail), shape {shape}; labels: {labels}.
 - **Data** (`../shared/data`, read in place): sources {", ".join(sources)}.
 - **Split**: deterministic by sha256 of a stable row key (`pipeline/evaluation/split.py`), 20% eval;
   rows per source: train {counts["train"]}, eval {counts["eval"]}. Nothing was tuned on eval rows.
 - **Training**: mini-batch Adam, cross-entropy, {json.dumps(layers)}.
-- **Reproduce**: `wrp models train {head.name}` (metrics: `wrp eval {"safety" if head.name in ("jailbreak", "moderation") else "signals"}`).
+- **Reproduce**: `wrp models train {head.name}` (metrics: `wrp eval {evaluated_by}`).
 
 ## Metrics on the eval split
 

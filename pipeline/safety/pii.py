@@ -1,14 +1,20 @@
 """Regex PII and secret detection and redaction (entity names follow Presidio's).
 
-Every detector is a precompiled regex that proposes candidates plus, where the shape alone is
-ambiguous, a small validation function (Luhn, ISO 13616 mod-97, IPv4 octets, phone structure,
-Shannon entropy). All regexes are linear on adversarial input: repeated groups are bounded or
-possessive and every candidate starts at a token boundary, so ``find_pii`` on megabytes of
-text stays in the tens of milliseconds.
+Detectors are precompiled regexes that propose candidates, plus small validation functions
+where the shape alone is ambiguous: Luhn for cards, ISO 13616 mod-97 for IBANs, octet ranges
+for IPv4, ``ipaddress`` for IPv6, layout and nearby labels for phone numbers, Shannon entropy
+for unlabelled secrets.
 
-Overlaps between detectors are resolved once, over all detectors, by :data:`PRIORITY` (a card
-number is never reported as a phone number just because cards were not asked for); only then
-are the spans filtered to the requested entities.
+Speed: ``find_pii`` runs on every request, so every regex is linear on any input (repetition
+is bounded or possessive, candidates start at token boundaries, and failed candidates are
+never retried inside the same run of characters), scanners with a rare anchor (``@``, ``:``,
+``PRIVATE KEY``, key prefixes) only look near it, and one pass over runs of digits serves
+phone numbers, cards, SSNs and IPv4 addresses. Two megabytes of prose with numbers take a few
+hundred milliseconds.
+
+Overlaps are resolved once, over all detectors, by :data:`PRIORITY` (a card number is never
+reported as a phone number just because cards were not asked for); only then are the spans
+filtered to the requested entities.
 """
 
 from __future__ import annotations
@@ -22,16 +28,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
-# Highest priority first: when two candidates overlap, the earlier entity wins.
-PRIORITY: tuple[str, ...] = (
-    "SECRET",
-    "EMAIL_ADDRESS",
-    "IBAN_CODE",
-    "CREDIT_CARD",
-    "US_SSN",
-    "IP_ADDRESS",
-    "PHONE_NUMBER",
-)
 KNOWN_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS",
     "PHONE_NUMBER",
@@ -41,6 +37,17 @@ KNOWN_ENTITIES: tuple[str, ...] = (
     "IP_ADDRESS",
     "SECRET",
 )
+# Highest first: when two candidates overlap, the higher entity wins (then the longer span).
+PRIORITY: tuple[str, ...] = (
+    "SECRET",
+    "EMAIL_ADDRESS",
+    "IBAN_CODE",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IP_ADDRESS",
+    "PHONE_NUMBER",
+)
+_RANK = {entity: rank for rank, entity in enumerate(PRIORITY)}
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,15 @@ class PiiSpan:
     end: int
 
 
-Candidate = tuple[int, int]  # (start, end) of one validated match
+Finding = tuple[str, int, int]  # (entity, start, end) of one validated candidate
 
-# --------------------------------------------------------------------------- validation
+
+def _glued(text: str, end: int) -> bool:
+    """Whether a match ending at ``end`` runs straight into a word."""
+    return end < len(text) and (text[end].isalnum() or text[end] == "_")
+
+
+# =========================================================================== validation
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -71,9 +84,9 @@ def _card_ok(digits: str, groups: list[str], has_context: bool) -> bool:
 
     13-19 digits (ISO/IEC 7812), a Luhn-valid check digit and a major industry identifier of
     1 (UATP) or 2-6 (banking and financial). Maestro also issues 12-digit numbers (prefixes 50
-    and 56-69); those are accepted only after a word like "card", because a tenth of all
-    12-digit numbers pass Luhn. When the number is written in groups, the first group has 4
-    digits and the others 3-6, as on every card scheme's embossing.
+    and 56-69); those count only after a word like "card" (``has_context``), because a tenth
+    of all 12-digit numbers pass Luhn. Written in groups, the first group has 4 digits and the
+    others 3-6, as every scheme prints them (4-4-4-4, 4-6-5, 4-6-4, ...).
     """
     if len(groups) > 1 and (len(groups[0]) != 4 or any(not 3 <= len(g) <= 6 for g in groups[1:])):
         return False
@@ -102,8 +115,9 @@ IBAN_LENGTHS: dict[str, int] = {
 def _iban_ok(compact: str) -> bool:
     """ISO 13616: the country's registered length and ``int(rearranged) % 97 == 1``.
 
-    ``compact`` is the IBAN without spaces. The rearranged number moves the country code and
-    check digits to the end and spells each letter as two digits (A=10 ... Z=35).
+    ``compact`` is the IBAN without spaces, in either case. The rearranged number moves the
+    country code and check digits to the end and spells each letter as two digits (A=10 ...
+    Z=35).
     """
     compact = compact.upper()
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
@@ -112,9 +126,19 @@ def _iban_ok(compact: str) -> bool:
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
+_SSN_SHAPE = re.compile(r"(?!000|666|9\d\d)\d{3}([- ]?)(?!00)\d{2}\1(?!0000)\d{4}")
+
+
+def _ssn_ok(text: str) -> bool:
+    """A US SSN as the SSA issues them: area not 000, 666 or 9xx, group not 00, serial not 0000,
+    written ``123-45-6789`` (or ``123 45 6789`` / ``123456789``; :func:`_ssns_by_label` only)."""
+    return _SSN_SHAPE.fullmatch(text) is not None
+
+
 def _ipv4_ok(text: str) -> bool:
     """Four dot-separated decimal octets, each 0-255."""
-    return all(int(part) <= 255 for part in text.split("."))
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
 
 
 def _ipv6_ok(text: str) -> bool:
@@ -123,13 +147,73 @@ def _ipv6_ok(text: str) -> bool:
     At least five hex digits, so that C++ scopes like ``a::b`` and the loopback ``::1`` (which
     identifies no one) are not reported.
     """
-    if text.count(":") < 2 or sum(c not in ":." for c in text) < 5:  # not "a::b" or "::1"
+    if text.count(":") < 2 or sum(c not in ":." for c in text) < 5:
         return False
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
         return False
     return True
+
+
+# Dates (ISO year-month-day, or day and month in either order then the year) with plausible
+# month and day numbers, so that "01.84.17.61.18" is not mistaken for one.
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_MONTH = r"(?:0?[1-9]|1[0-2])"
+_DATE_LIKE = re.compile(
+    rf"(?:19|20)\d{{2}}([-./ ]){_MONTH}\1{_DAY}|{_DAY}([-./ ]){_DAY}\2(?:19|20)?\d{{2}}"
+)
+_DIGIT_GROUP = re.compile(r"\d+")
+_SEPARATOR = re.compile(r"[ .-]")
+MAX_PHONE_LENGTH = 32  # 15 digits with a separator between each and a bracketed trunk
+
+
+def _phone_shape(number: str, has_extension: bool) -> str | None:
+    """``"strong"`` if the layout alone says phone, ``"weak"`` if it needs a label, else None.
+
+    Any phone number has 7-15 digits (E.164 allows at most 15) and is not shaped like a date.
+    Strong layouts: a leading "+", an extension, a bracketed area code followed by two or more
+    groups, the North American 3-3-4 layout, a trunk "0" and 9-12 digits in three or more
+    groups, or four or more 2-4 digit groups joined by dots or by dashes (and not shaped like
+    a thousands-separated amount); the last three use one kind of separator throughout.
+    Numbers that start like a date ("2024-05-01-0042") are weak.
+    """
+    if number.isdigit():  # the common case, one group: never strong
+        return "weak" if 7 <= len(number) <= 15 else None
+    if len(number) > MAX_PHONE_LENGTH:
+        return None
+    groups = _DIGIT_GROUP.findall(number)
+    digits = "".join(groups)
+    if not 7 <= len(digits) <= 15 or _DATE_LIKE.fullmatch(number):
+        return None
+    if _DATE_LIKE.match(number):
+        return "weak"
+    sizes = [len(g) for g in groups]
+    separators = set(_SEPARATOR.findall(number))
+    strong = (
+        (number.startswith("+") and len(digits) >= 8)
+        or (has_extension and len(groups) >= 2)
+        or ("(" in number and len(groups) >= 3)
+        or (
+            sizes[-3:] == [3, 3, 4]
+            and (len(groups) == 3 or groups[0] in ("1", "001"))
+            and len(separators) == 1
+        )
+        or (
+            digits[0] == "0"
+            and sizes[0] >= 2
+            and len(groups) >= 3
+            and 9 <= len(digits) <= 12
+            and len(separators) == 1
+        )
+        or (
+            len(groups) >= 4
+            and all(2 <= s <= 4 for s in sizes)
+            and separators in ({"."}, {"-"})
+            and not all(s == 3 for s in sizes[1:])  # "12.345.678.901" is an amount
+        )
+    )
+    return "strong" if strong else "weak"
 
 
 def shannon_entropy(token: str) -> float:
@@ -139,171 +223,32 @@ def shannon_entropy(token: str) -> float:
 
 
 SECRET_MIN_LENGTH = 20
-SECRET_MIN_ENTROPY = 3.5  # random base62 of 20+ chars scores >= 3.6 in 99% of draws
-SECRET_MIN_ENTROPY_HEX = 3.0  # hex has only 16 symbols: random 20+ hex chars score >= 2.9
+SECRET_MAX_LENGTH = 512
+SECRET_MIN_ENTROPY = 3.5  # random base62 of 20+ characters scores >= 3.6 in 99% of draws
+SECRET_MIN_ENTROPY_HEX = 3.0  # hex has 16 symbols: random 20+ hex characters score >= 2.9
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _random_token(token: str) -> bool:
     """A long token that looks machine-generated rather than a word or an identifier.
 
-    At least :data:`SECRET_MIN_LENGTH` characters, both letters and digits, and a Shannon
-    entropy of at least :data:`SECRET_MIN_ENTROPY` bits per character
+    :data:`SECRET_MIN_LENGTH` to :data:`SECRET_MAX_LENGTH` characters, both letters and digits,
+    and a Shannon entropy of at least :data:`SECRET_MIN_ENTROPY` bits per character
     (:data:`SECRET_MIN_ENTROPY_HEX` for hex-only tokens, whose alphabet is smaller).
     """
-    if len(token) < SECRET_MIN_LENGTH:
+    if not SECRET_MIN_LENGTH <= len(token) <= SECRET_MAX_LENGTH:
         return False
     if not (any(c.isdigit() for c in token) and any(c.isalpha() for c in token)):
         return False
-    hex_only = all(c in "0123456789abcdefABCDEF" for c in token)
+    hex_only = _HEX_DIGITS.issuperset(token)
     threshold = SECRET_MIN_ENTROPY_HEX if hex_only else SECRET_MIN_ENTROPY
     return shannon_entropy(token) >= threshold
 
 
-# --------------------------------------------------------------------------- detectors
+# =========================================================================== labels nearby
 
-_EMAIL = re.compile(
-    r"(?<![\w.%+-])[^\W_][\w.%+-]{0,63}"  # local part, starting at a token boundary
-    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[A-Za-z]{2,24}(?![\w-])"
-)
-
-
-def _emails(text: str) -> Iterator[Candidate]:
-    for m in _EMAIL.finditer(text):
-        yield m.span()
-
-
-# A maximal run of digit groups split by single spaces or dashes; _cards picks card numbers out
-# of it by whole groups, so "4111 1111 1111 1111 12/25" still yields the card.
-_DIGIT_RUN = re.compile(r"(?<![\w-])\d++(?:[ -]\d++)*+")
-_CARD_CONTEXT = re.compile(
-    r"(?i)\b(?:card|cc|credit|debit|maestro|visa|mastercard|amex|pan)\b[^\n]{0,24}$"
-)
-MAX_CARD_GROUPS = 8
-
-
-def _glued(text: str, end: int) -> bool:
-    """Whether the match ending at ``end`` runs straight into a word."""
-    return end < len(text) and (text[end].isalnum() or text[end] == "_")
-
-
-def _cards(text: str) -> Iterator[Candidate]:
-    for m in _DIGIT_RUN.finditer(text):
-        run = m.group()
-        if len(run) < 12 or _glued(text, m.end()):
-            continue
-        groups = run.replace("-", " ").split(" ")
-        offsets = [0]
-        for g in groups[:-1]:
-            offsets.append(offsets[-1] + len(g) + 1)
-        i = 0
-        while i < len(groups):
-            end = _card_at(text, m.start(), groups, i)
-            if end is None:
-                i += 1
-                continue
-            yield m.start() + offsets[i], m.start() + offsets[end] + len(groups[end])
-            i = end + 1
-
-
-def _card_at(text: str, run_start: int, groups: list[str], i: int) -> int | None:
-    """The last group of the longest card number starting at ``groups[i]``, if any."""
-    if len(groups[i]) != 4:  # a card written in groups starts with four digits
-        ok = 12 <= len(groups[i]) <= 19 and _card_ok(
-            groups[i], groups[i : i + 1], len(groups[i]) == 12 and _card_context(text, run_start)
-        )
-        return i if ok else None
-    best, digits = None, ""
-    for j in range(i, min(len(groups), i + MAX_CARD_GROUPS)):
-        if j > i and not 3 <= len(groups[j]) <= 6:
-            break
-        digits += groups[j]
-        if len(digits) > 19:
-            break
-        context = len(digits) == 12 and _card_context(text, run_start)
-        if len(digits) >= 12 and _card_ok(digits, groups[i : j + 1], context):
-            best = j
-    return best
-
-
-def _card_context(text: str, start: int) -> bool:
-    return _CARD_CONTEXT.search(text, max(0, start - 40), start) is not None
-
-
-# Country code and check digits; the rest is read by _ibans (groups of 4 split by a space).
-_IBAN_START = re.compile(r"(?<![\w-])([A-Za-z]{2})(\d{2})(?=[ ]?[A-Za-z0-9])")
-
-
-def _ibans(text: str) -> Iterator[Candidate]:
-    for m in _IBAN_START.finditer(text):
-        length = IBAN_LENGTHS.get(m.group(1).upper())
-        if length is None:
-            continue
-        compact, pos = m.group(1) + m.group(2), m.end()
-        while len(compact) < length and pos < len(text):
-            ch = text[pos]
-            if ch == " " and len(compact) % 4 == 0 and pos + 1 < len(text) and text[pos + 1] != " ":
-                pos += 1
-                continue
-            if not ch.isascii() or not ch.isalnum():
-                break
-            compact += ch
-            pos += 1
-        followed = pos < len(text) and (text[pos].isalnum() or text[pos] in "_-")
-        if len(compact) == length and not followed and _iban_ok(compact):
-            yield m.start(), pos
-
-
-_SSN_AREA = r"(?!000|666|9\d\d)\d{3}"
-_SSN_GROUP = r"(?!00)\d{2}"
-_SSN_SERIAL = r"(?!0000)\d{4}"
-_SSN = re.compile(rf"(?<![\w-]){_SSN_AREA}-{_SSN_GROUP}-{_SSN_SERIAL}(?![\w-])")
-# Without dashes only right after the words "SSN" or "social security (number)".
-_SSN_CONTEXT = re.compile(
-    r"(?i)\b(?:ssn|social[ -]security(?:[ ]number|[ ]no\.?|[ ]#)?)\W{0,4}(?:is\W{1,3})?"
-    rf"({_SSN_AREA}[ ]?{_SSN_GROUP}[ ]?{_SSN_SERIAL})(?![\w-])"
-)
-
-
-def _ssns(text: str) -> Iterator[Candidate]:
-    for m in _SSN.finditer(text):
-        yield m.span()
-    for m in _SSN_CONTEXT.finditer(text):
-        yield m.span(1)
-
-
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_IPV6 = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:|:(?=:))(?:[0-9A-Fa-f]{0,4}:){1,7}"
-    r"(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})(?![\w:]|\.\w)"
-)
-
-
-def _ips(text: str) -> Iterator[Candidate]:
-    for m in _IPV4.finditer(text):
-        if _ipv4_ok(m.group()):
-            yield m.span()
-    for m in _IPV6.finditer(text):
-        if _ipv6_ok(m.group()):
-            yield m.span()
-
-
-# A maximal run of digits, single separators (space, dot, dash) and bracketed groups, optionally
-# led by "+" and followed by an extension. Possessive, so it never backtracks, and the word
-# boundary after it is checked in Python so that a failed match is never retried inside the run.
-_PHONE = re.compile(
-    r"(?<![\w+.-])"
-    r"(?P<number>\+?\(?\d(?:\d|[ .-](?=[\d(])|\((?=\d)|\)(?=[\d .-]))*+)"
-    r"(?P<ext>[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6}+)?"
-)
-# Dates (ISO year-month-day, or day and month in either order then the year) with plausible
-# month and day numbers, so that "01.84.17.61.18" is not mistaken for one.
-_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
-_MONTH = r"(?:0?[1-9]|1[0-2])"
-_DATE_LIKE = re.compile(
-    rf"(?:19|20)\d{{2}}([-./ ]){_MONTH}\1{_DAY}|{_DAY}([-./ ]){_DAY}\2(?:19|20)?\d{{2}}"
-)
-# A label right before the number: a phone word, possibly followed by a few connecting words
-# ("Phone:", "call me at", "my mobile number is", "messages to") ...
+# A phone label right before the number: a phone word, possibly followed by a few connecting
+# words ("Phone:", "call me at", "my mobile number is", "messages to") ...
 _PHONE_BEFORE = re.compile(
     r"(?i)(?:\b(?:phone|ph|tel|telephone|mobile|mob|cell|cellphone|fax|call|called|calling|"
     r"ring|text|texts|sms|messages?|whatsapp|contact|reach|dial|landline|hotline|helpline|"
@@ -314,72 +259,216 @@ _PHONE_BEFORE = re.compile(
 )
 # ... or right after it ("-Office", " (mobile)").
 _PHONE_AFTER = re.compile(r"(?i)\W{0,3}(?:office|fax|mobile|home|work|cell|tel|phone|landline)\b")
+# Substrings of every label above: a cheap test before the regexes.
+_PHONE_STEMS = (
+    "ph", "tel", "mob", "cell", "fax", "call", "ring", "text", "sms", "messag", "whatsapp",
+    "contact", "reach", "dial", "line", "registered", "office", "home", "work", "desk", "direct",
+)  # fmt: skip
+LABEL_WINDOW = 40  # characters before a candidate searched for a label
 
 
-def _phone_ok(number: str, has_extension: bool, has_context: bool) -> bool:
-    """A plausible phone number, given its digit groups and the words around it.
-
-    7-15 digits (E.164 allows at most 15) and not shaped like a date. A label next to the
-    number ("Phone:", "call me at", "-Fax") is enough; without one the layout must say
-    "phone" on its own: a leading "+", an extension, a bracketed area code followed by two or
-    more groups, the North American 3-3-4 layout, a trunk "0" and 9-12 digits in three or
-    more groups, or four or more 2-4 digit groups joined by dots or dashes (not shaped like
-    a thousands-separated amount). Numbers that start like a date need a label.
-    """
-    digits = re.sub(r"\D", "", number)
-    if not 7 <= len(digits) <= 15 or _DATE_LIKE.fullmatch(number):
+def _phone_label(text: str, start: int, end: int) -> bool:
+    """Whether a phone label sits right before ``start`` or right after ``end``."""
+    lo = max(0, start - LABEL_WINDOW)
+    around = text[lo : end + 16].lower()
+    if not any(stem in around for stem in _PHONE_STEMS):
         return False
-    if has_context:
-        return True
-    if _DATE_LIKE.match(number):  # "2024-05-01-0042" is an id
-        return False
-    groups = re.findall(r"\d+", number)
-    sizes = [len(g) for g in groups]
-    if number.startswith("+") and len(digits) >= 8:
-        return True
-    if has_extension and len(groups) >= 2:
-        return True
-    if "(" in number and len(groups) >= 3:
-        return True
-    if sizes[-3:] == [3, 3, 4] and (len(groups) == 3 or groups[0] in ("1", "001")):
-        return len(set(re.findall(r"[ .-]", number))) == 1
-    if digits[0] == "0" and len(groups) >= 3 and 9 <= len(digits) <= 12:
-        return True
-    separators = set(re.findall(r"[ .-]", number))
-    thousands = all(s == 3 for s in sizes[1:])  # "12.345.678.901" is an amount
-    return (
-        len(groups) >= 4
-        and all(2 <= s <= 4 for s in sizes)
-        and separators <= {".", "-"}
-        and not thousands
-    )
+    return bool(_PHONE_BEFORE.search(text, lo, start) or _PHONE_AFTER.match(text, end, end + 16))
 
 
-def _phones(text: str) -> Iterator[Candidate]:
-    for m in _PHONE.finditer(text):
+_CARD_LABEL = re.compile(
+    r"(?i)\b(?:card|cc|credit|debit|maestro|visa|mastercard|amex|pan)\b[^\n]{0,24}$"
+)
+
+
+def _card_label(text: str, start: int) -> bool:
+    """Whether a card word ("card number", "cc", "Maestro") comes shortly before ``start``."""
+    return _CARD_LABEL.search(text, max(0, start - LABEL_WINDOW), start) is not None
+
+
+# =========================================================================== scanners
+
+# --- numbers: phone numbers, cards, SSNs and IPv4 addresses from one pass over digit runs.
+# A run is a maximal stretch of digits, single separators (space, dot, dash) and bracketed
+# groups, optionally led by "+" and followed by an extension. It is possessive, so it never
+# backtracks, and it only starts where no run was going on (not after a letter, a separator,
+# or a digit and ":" or "," as in "12:30", "1,234"), so no run is scanned twice.
+_NUMBER_RUN = re.compile(
+    r"(?P<number>"
+    r"(?:\d(?<![\w+.-]\d)(?<!\d[:,]\d)|\+(?<![\w+.-]\+)\(?\d|\((?<![\w+.-]\()\d)"
+    r"(?:\d|[ .-](?=[\d(])|\((?=\d)|\)(?=[\d .-]))*+"
+    r")"
+    r"(?P<ext>[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6}+)?"
+)
+_PIECES_CARD = re.compile(r"[^.()+]+")  # cards: digits split by spaces or dashes
+_PIECES_SSN = re.compile(r"[^ .()+]+")  # SSNs: digits split by dashes
+_PIECES_IP = re.compile(r"[^ ()+-]+")  # IPv4: digits split by dots
+MAX_CARD_GROUPS = 8
+
+
+def _numbers(text: str) -> Iterator[Finding]:
+    for m in _NUMBER_RUN.finditer(text):
         number = m.group("number")
         if len(number) < 7 or _glued(text, m.end()):
             continue
-        digits = sum(c.isdigit() for c in number)
-        if not 7 <= digits <= 15:
+        start = m.start()
+        shape = _phone_shape(number, m.group("ext") is not None)
+        if _number_goes_on(text, m.end()):  # "2024-05-01 12:30", "1 234,56"
+            shape = None
+        if shape == "strong" or (shape == "weak" and _phone_label(text, start, m.end())):
+            yield "PHONE_NUMBER", start, m.end()
+        if len(number) >= 11 and "-" in number:
+            for piece in _PIECES_SSN.finditer(number):
+                if len(piece.group()) == 11 and _ssn_ok(piece.group()):
+                    yield "US_SSN", start + piece.start(), start + piece.end()
+        if len(number) >= 12:
+            for piece in _PIECES_CARD.finditer(number):
+                if len(piece.group()) >= 12:
+                    for a, b in _cards_in(text, start + piece.start(), piece.group()):
+                        yield "CREDIT_CARD", a, b
+        if "." in number:
+            for piece in _PIECES_IP.finditer(number):
+                if _ipv4_ok(piece.group()):
+                    yield "IP_ADDRESS", start + piece.start(), start + piece.end()
+
+
+def _number_goes_on(text: str, end: int) -> bool:
+    """Whether the run ending at ``end`` continues as a time, fraction or decimal (":30")."""
+    return text[end : end + 1] in (":", ",", "/") and text[end + 1 : end + 2].isdigit()
+
+
+def _cards_in(text: str, offset: int, piece: str) -> Iterator[tuple[int, int]]:
+    """Card numbers made of whole groups of ``piece`` (digits split by spaces or dashes).
+
+    Longest valid card first, left to right, so "4111 1111 1111 1111 12/25" still yields the
+    card and a quantity before it ("2 4111 ...") does not spoil it.
+    """
+    groups = piece.replace("-", " ").split(" ")
+    starts = [0]
+    for g in groups[:-1]:
+        starts.append(starts[-1] + len(g) + 1)
+    i = 0
+    while i < len(groups):
+        last = _card_from(text, offset, groups, i)
+        if last is None:
+            i += 1
             continue
-        has_extension = m.group("ext") is not None
-        if _phone_ok(number, has_extension, False) or (
-            _phone_ok(number, has_extension, True) and _phone_context(text, m.start(), m.end())
-        ):
-            yield m.span()
+        yield offset + starts[i], offset + starts[last] + len(groups[last])
+        i = last + 1
 
 
-def _phone_context(text: str, start: int, end: int) -> bool:
-    """Whether a phone label sits right before ``start`` or right after ``end``."""
-    return bool(
-        _PHONE_BEFORE.search(text, max(0, start - 40), start)
-        or _PHONE_AFTER.match(text, end, end + 16)
-    )
+def _card_from(text: str, offset: int, groups: list[str], i: int) -> int | None:
+    """The last group of the longest card number starting at ``groups[i]``, if any."""
+    if len(groups[i]) != 4:  # a card written in groups starts with four digits
+        digits = groups[i]
+        label = len(digits) == 12 and _card_label(text, offset)
+        return i if 12 <= len(digits) <= 19 and _card_ok(digits, [digits], label) else None
+    best, digits = None, ""
+    for j in range(i, min(len(groups), i + MAX_CARD_GROUPS)):
+        if j > i and not 3 <= len(groups[j]) <= 6:
+            break
+        digits += groups[j]
+        if len(digits) > 19:
+            break
+        label = len(digits) == 12 and _card_label(text, offset)
+        if len(digits) >= 12 and _card_ok(digits, groups[i : j + 1], label):
+            best = j
+    return best
 
 
-# Well-known credential formats. Each alternative starts with a literal prefix and has bounded
-# repetition; _random_token below guards the short generic ones against ordinary words.
+# --- SSNs without dashes, only right after "SSN" or "social security (number)".
+_SSN_BY_LABEL = re.compile(
+    r"(?i)\b(?:ssn|social[ -]security(?:[ ]number|[ ]no\.?|[ ]#)?)\W{0,4}(?:is\W{1,3})?"
+    r"(\d{3}[ ]?\d{2}[ ]?\d{4})(?![\w-])"
+)
+
+
+def _ssns_by_label(text: str) -> Iterator[Finding]:
+    if any(word in text for word in ("ssn", "SSN", "Ssn", "ocial", "OCIAL")):
+        for m in _SSN_BY_LABEL.finditer(text):
+            if _ssn_ok(m.group(1)):
+                yield "US_SSN", m.start(1), m.end(1)
+
+
+# --- email addresses, looked for around each "@".
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[^\W_][\w.%+-]{0,63}"  # local part, starting at a token boundary
+    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[A-Za-z]{2,24}(?![\w-])"
+)
+_EMAIL_LOCAL = re.compile(r"(?<![\w.%+-])[^\W_][\w.%+-]{0,63}$")  # searched up to an "@"
+_EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[A-Za-z]{2,24}(?![\w-])")
+
+
+def _emails(text: str) -> Iterator[Finding]:
+    ats = text.count("@")
+    if ats > len(text) // 256:  # "@" everywhere: one scan beats a search per "@"
+        for m in _EMAIL.finditer(text):
+            yield "EMAIL_ADDRESS", m.start(), m.end()
+        return
+    at = text.find("@")
+    while at != -1:
+        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        domain = _EMAIL_DOMAIN.match(text, at + 1) if local else None
+        if local and domain:
+            yield "EMAIL_ADDRESS", local.start(), domain.end()
+        at = text.find("@", domain.end() if domain else at + 1)
+
+
+# --- IBANs: country code and check digits, then the rest in one piece or in groups of up to
+# four characters split by single spaces ("DE89 3704 0044 0532 0130 00"). The match is cut
+# to the country's length, so a word after the IBAN does not spoil it.
+_IBAN = re.compile(
+    r"[A-Za-z](?<![\w-][A-Za-z])[A-Za-z]\d{2}"
+    r"[A-Za-z0-9]{0,30}+(?:[ ][A-Za-z0-9]{1,4}+(?![A-Za-z0-9])){0,8}+"
+)
+
+
+def _ibans(text: str) -> Iterator[Finding]:
+    for m in _IBAN.finditer(text):
+        length = IBAN_LENGTHS.get(m.group()[:2].upper())
+        if length is None or len(m.group()) < length:
+            continue
+        size, end = 0, m.start()
+        for group in m.group().split(" "):
+            size += len(group)
+            end += len(group) + (end > m.start())
+            if size >= length:
+                break
+        if size != length or _glued(text, end) or text[end : end + 1] == "-":
+            continue
+        if _iban_ok(text[m.start() : end].replace(" ", "")):
+            yield "IBAN_CODE", m.start(), end
+
+
+# --- IPv6, looked for around every pair of colons at most four hex digits apart.
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:|:(?=:))(?:[0-9A-Fa-f]{0,4}:){1,7}"
+    r"(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})(?![\w:]|\.\w)"
+)
+IPV6_MAX_LENGTH = 45  # eight groups, or six and an IPv4 tail
+
+
+def _ipv6s(text: str) -> Iterator[Finding]:
+    if text.count(":") > len(text) // 64:  # colons everywhere: one scan beats many windows
+        for m in _IPV6.finditer(text):
+            if _ipv6_ok(m.group()):
+                yield "IP_ADDRESS", m.start(), m.end()
+        return
+    done = 0  # everything before this was searched
+    for hint in _IPV6_HINT.finditer(text):
+        if hint.start() < done:
+            continue
+        lo = max(done, hint.start() - IPV6_MAX_LENGTH)
+        hi = min(len(text), hint.end() + IPV6_MAX_LENGTH)
+        for m in _IPV6.finditer(text, lo, hi):
+            if (m.end() < hi or hi == len(text)) and _ipv6_ok(m.group()):
+                yield "IP_ADDRESS", m.start(), m.end()
+        done = hint.end()
+
+
+# --- secrets.
+# Well-known credential formats; each alternative starts with a literal prefix.
 _SECRET_PREFIXED = re.compile(
     r"(?<![\w-])(?:"
     r"(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
@@ -393,37 +482,36 @@ _SECRET_PREFIXED = re.compile(
     r"|eyJ[A-Za-z0-9_-]{8,4096}+\.[A-Za-z0-9_-]{8,8192}+\.[A-Za-z0-9_-]{0,4096}+"  # JWT
     r")(?![\w-])"
 )
-_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
-_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
-_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s:,.-]*+")  # an unterminated block: its base64 body
-# The literal prefixes of _SECRET_PREFIXED: a cheap test that skips the regex on most text.
+# The literal prefixes above: a cheap test that skips the regex on most text.
 _SECRET_PREFIXES = (
     "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "sk-", "sk_",
     "rk_", "AIza", "eyJ",
 )  # fmt: skip
-# A long run of token characters (base64, base64url, hex, with "=" padding only at the end) ...
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+# The base64 body (and "Proc-Type: ..." headers) of a block that has no END line.
+_PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=\s:,.]|-(?!----))*+")
+# A long run of token characters (base64, base64url, hex; "=" padding only at the end) ...
 _LONG_TOKEN = re.compile(r"[A-Za-z0-9+/_.~-]{20,}+={0,2}")
-SECRET_MAX_LENGTH = 512
 # ... right after a word like key/token/secret/password. The identifier may go on
 # ("AWS_SECRET_ACCESS_KEY", "api_token") and be followed by quotes, ":", "=", "is".
-_SECRET_WORDS = ("key", "token", "secret", "passw", "pwd", "bearer", "credential", "auth")
 _SECRET_LABEL = re.compile(
     r"(?i)(?<![a-z])(?:key|token|secret|passw(?:or)?d|pwd|bearer|credentials?|auth)"
     r"[\w.-]{0,40}(?:[\s\"']{1,4}|[\s\"']{0,4}(?::=|=>|->|[:=]|\bis\b|\bwas\b)[\s\"']{0,4})$"
 )
-SECRET_LABEL_WINDOW = 64  # characters before the token searched for a label
+_SECRET_WORDS = ("key", "token", "secret", "passw", "pwd", "bearer", "credential", "auth")
+SECRET_LABEL_WINDOW = 64  # characters before a token searched for a label
 
 
-def _secrets(text: str) -> Iterator[Candidate]:
+def _secrets(text: str) -> Iterator[Finding]:
     if any(prefix in text for prefix in _SECRET_PREFIXES):
         for m in _SECRET_PREFIXED.finditer(text):
-            token = m.group()
             # "sk-" also starts ordinary hyphenated words: demand a digit
-            if token.startswith("sk-") and not any(c.isdigit() for c in token):
-                continue
-            yield m.span()
+            if not m.group().startswith("sk-") or any(c.isdigit() for c in m.group()):
+                yield "SECRET", m.start(), m.end()
     if "PRIVATE KEY" in text:
-        yield from _pem_blocks(text)
+        for start, end in _pem_blocks(text):
+            yield "SECRET", start, end
     for m in _LONG_TOKEN.finditer(text):
         start, token = m.start(), m.group()
         if len(token) > SECRET_MAX_LENGTH or (start and text[start - 1] not in " \t\n\"':=>"):
@@ -433,58 +521,58 @@ def _secrets(text: str) -> Iterator[Candidate]:
         if not any(word in lowered for word in _SECRET_WORDS):
             continue
         if _SECRET_LABEL.search(window) and _random_token(token):
-            yield m.span()
+            yield "SECRET", start, m.end()
 
 
-def _pem_blocks(text: str) -> Iterator[Candidate]:
+def _pem_blocks(text: str) -> Iterator[tuple[int, int]]:
     """``-----BEGIN ... PRIVATE KEY-----`` to its END line, or to the end of a truncated body."""
     end_match: re.Match[str] | None = None
-    searched_from = -1  # _PEM_END was searched from here on; None then means "no END after"
+    searched = False  # once _PEM_END finds nothing, there is no END after any later BEGIN
+    last_end = -1
     for m in _PEM_BEGIN.finditer(text):
-        if searched_from < 0 or (end_match is not None and end_match.start() < m.end()):
-            end_match, searched_from = _PEM_END.search(text, m.end()), m.end()
+        if m.start() < last_end:
+            continue
+        if not searched or (end_match is not None and end_match.start() < m.end()):
+            end_match, searched = _PEM_END.search(text, m.end()), True
         if end_match is not None:
-            yield m.start(), end_match.end()
+            last_end = end_match.end()
         else:  # truncated block: the key material is still a secret
             body = _PEM_BODY.match(text, m.end())
-            yield m.start(), m.end() + (len(body.group().rstrip()) if body else 0)
+            last_end = m.end() + (len(body.group().rstrip()) if body else 0)
+        yield m.start(), last_end
 
 
-DETECTORS: dict[str, Callable[[str], Iterator[Candidate]]] = {
-    "SECRET": _secrets,
-    "EMAIL_ADDRESS": _emails,
-    "IBAN_CODE": _ibans,
-    "CREDIT_CARD": _cards,
-    "US_SSN": _ssns,
-    "IP_ADDRESS": _ips,
-    "PHONE_NUMBER": _phones,
-}
+SCANNERS: tuple[Callable[[str], Iterator[Finding]], ...] = (
+    _secrets,
+    _emails,
+    _ibans,
+    _numbers,
+    _ssns_by_label,
+    _ipv6s,
+)
 
-# --------------------------------------------------------------------------- API
+# =========================================================================== API
 
 
 def find_pii(text: str, entities: list[str] | tuple[str, ...] = KNOWN_ENTITIES) -> list[PiiSpan]:
     """Non-overlapping PII spans in ``text``, sorted by start.
 
-    Every detector runs; overlapping candidates are resolved by :data:`PRIORITY` (then the
-    longer span, then the earlier one) before keeping only the requested ``entities``.
+    Every scanner runs; overlapping candidates are resolved by :data:`PRIORITY`, then the
+    longer span, then the earlier one, before keeping only the requested ``entities``.
     """
     wanted = set(entities)
     if not wanted or not text:
         return []
-    candidates = [
-        (rank, start - end, start, end, entity)
-        for rank, entity in enumerate(PRIORITY)
-        for start, end in DETECTORS[entity](text)
+    candidates = sorted(
+        (_RANK[entity], start - end, start, end, entity)
+        for scan in SCANNERS
+        for entity, start, end in scan(text)
         if end > start
-    ]
-    candidates.sort()
+    )
     taken: list[tuple[int, int, str]] = []  # accepted (start, end, entity), sorted by start
     for _, _, start, end, entity in candidates:
         i = bisect.bisect_left(taken, start, key=itemgetter(0))
-        if i > 0 and taken[i - 1][1] > start:
-            continue
-        if i < len(taken) and taken[i][0] < end:
+        if (i > 0 and taken[i - 1][1] > start) or (i < len(taken) and taken[i][0] < end):
             continue
         taken.insert(i, (start, end, entity))
     return [PiiSpan(entity, start, end) for start, end, entity in taken if entity in wanted]

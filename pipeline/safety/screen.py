@@ -22,11 +22,13 @@ class Scores:
     """What the learned detectors said about one request."""
 
     jailbreak: float
-    jailbreak_threshold: float
+    harmful: float
+    thresholds: dict[str, float]  # per risk class of the jailbreak head
     contrastive: float | None
     contrastive_margin: float | None
     session_risk: float
     moderation: dict[str, float]
+    moderation_thresholds: dict[str, float]
 
 
 def find_request_pii(body: ChatRequest, entities: list[str]) -> list[PiiFinding]:
@@ -49,13 +51,22 @@ def verdict(
         reasons.append(f"{reason} -> {action}")
 
     jb = config.jailbreak
-    if scores.jailbreak >= scores.jailbreak_threshold:
-        act(jb.action, f"jailbreak score {scores.jailbreak:.2f} >= {scores.jailbreak_threshold}")
+    if scores.jailbreak >= scores.thresholds["jailbreak"]:
+        act(
+            jb.action, f"jailbreak score {scores.jailbreak:.2f} >= {scores.thresholds['jailbreak']}"
+        )
+    if scores.harmful >= scores.thresholds["harmful"]:
+        act(
+            config.harmful.action,
+            f"harmful-request score {scores.harmful:.2f} >= {scores.thresholds['harmful']}",
+        )
     if scores.contrastive is not None and scores.contrastive >= (scores.contrastive_margin or 0):
         act(jb.action, f"closer to attack examples by {scores.contrastive:.2f}")
     if scores.session_risk >= jb.session_threshold:
         act(jb.action, f"session risk {scores.session_risk:.2f} >= {jb.session_threshold}")
-    categories = sorted(c for c, p in scores.moderation.items() if p >= config.moderation.threshold)
+    categories = sorted(
+        c for c, p in scores.moderation.items() if p >= scores.moderation_thresholds[c]
+    )
     for category in categories:
         act(config.moderation.action_for(category), f"moderation: {category}")
     findings = find_request_pii(body, [e for e, a in config.pii.entities.items() if a != "allow"])
@@ -69,6 +80,7 @@ def verdict(
         action=action,
         redacted=redacted,
         jailbreak_score=round(scores.jailbreak, 4),
+        harmful_score=round(scores.harmful, 4),
         contrastive_score=None if scores.contrastive is None else round(scores.contrastive, 4),
         session_risk=round(scores.session_risk, 4),
         moderation={c: round(p, 4) for c, p in scores.moderation.items()},

@@ -11,12 +11,19 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.envelope import Envelope, Safety
-from pipeline.models.heads import load_trained
-from pipeline.policy import ContrastiveConfig, Policy
+from pipeline.models.heads import Head, load_trained
+from pipeline.policy import ContrastiveConfig, Policy, SafetyConfig
 from pipeline.safety.screen import Scores, verdict
 from pipeline.sessions import SessionMemory
 
-ATTACK = "attack"
+
+def head_thresholds(head: Head, config: SafetyConfig) -> dict[str, float]:
+    """Per risk class: the policy's threshold when set, else the one the head was trained with."""
+    trained = head.meta["thresholds"]
+    return {
+        "jailbreak": config.jailbreak.threshold or trained["jailbreak"],
+        "harmful": config.harmful.threshold or trained["harmful"],
+    }
 
 
 class Contrastive:
@@ -38,7 +45,16 @@ class Screener:
         self.policy = policy
         self.jailbreak = load_trained("jailbreak", encoder_name)
         self.moderation = load_trained("moderation", encoder_name)
-        self._attack = self.jailbreak.labels.index(ATTACK)
+        self.thresholds = head_thresholds(self.jailbreak, policy.safety)
+        configured = policy.safety.moderation.threshold
+        self.moderation_thresholds: dict[str, float] = (
+            dict.fromkeys(self.moderation.labels, configured)
+            if configured is not None
+            else self.moderation.meta["thresholds"]
+        )
+        self._classes = {
+            c: self.jailbreak.labels.index(c) for c in ("benign", "jailbreak", "harmful")
+        }
         config = policy.safety.jailbreak
         self.contrastive = Contrastive(config.contrastive, embed) if config.contrastive else None
         self.risk: SessionMemory[float] = SessionMemory(policy.signals.session_ttl_s)
@@ -46,17 +62,12 @@ class Screener:
         if self.contrastive:
             self.versions["contrastive"] = f"examples@{len(config.contrastive.attack)}"  # type: ignore[union-attr]
 
-    @property
-    def jailbreak_threshold(self) -> float:
-        configured = self.policy.safety.jailbreak.threshold
-        return configured if configured is not None else float(self.jailbreak.meta["threshold"])
-
     def screen(self, envelopes: list[Envelope]) -> list[Safety]:
         """A verdict per envelope; each must carry signals (with the embedding)."""
         if not envelopes:
             return []
         x = np.stack([env.signals.embedding_vector() for env in envelopes])  # type: ignore[union-attr]
-        attack = self.jailbreak.predict(x)[:, self._attack]
+        risk = self.jailbreak.predict(x)
         moderation = self.moderation.predict(x)
         contrast = self.contrastive.score(x) if self.contrastive else None
         verdicts = []
@@ -64,19 +75,22 @@ class Screener:
             body = env.request.body
             assert body is not None
             config = self.policy.safety.for_tenant(env.request.tenant)
+            turn_risk = 1.0 - float(risk[i, self._classes["benign"]])
             scores = Scores(
-                jailbreak=float(attack[i]),
-                jailbreak_threshold=self.jailbreak_threshold,
+                jailbreak=float(risk[i, self._classes["jailbreak"]]),
+                harmful=float(risk[i, self._classes["harmful"]]),
+                thresholds=self.thresholds,
                 contrastive=None if contrast is None else float(contrast[i]),
                 contrastive_margin=self.contrastive.margin if self.contrastive else None,
-                session_risk=self._session_risk(env.request.session_id, float(attack[i])),
+                session_risk=self._session_risk(env.request.session_id, turn_risk),
                 moderation=dict(zip(self.moderation.labels, moderation[i].tolist(), strict=True)),
+                moderation_thresholds=self.moderation_thresholds,
             )
             verdicts.append(verdict(body, scores, config, self.versions))
         return verdicts
 
     def _session_risk(self, session: str | None, score: float) -> float:
-        """EMA of the session's per-turn jailbreak scores (0 before its first turn)."""
+        """EMA of the session's per-turn risk, 1 - P(benign) (0 before its first turn)."""
         if session is None:
             return 0.0
         alpha = self.policy.safety.jailbreak.session_alpha

@@ -1,4 +1,4 @@
-"""safety stage: wrp.signals -> safety verdict -> wrp.screened (or a refusal on reply_to at once)."""
+"""safety stage: wrp.signals -> verdict -> wrp.screened (blocks answered on reply_to at once)."""
 
 from __future__ import annotations
 

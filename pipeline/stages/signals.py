@@ -1,4 +1,4 @@
-"""signals stage: wrp.requests -> Workload signals (one encoder pass, trained heads) -> wrp.signals."""
+"""signals stage: wrp.requests -> Workload signals (one encoder pass, heads) -> wrp.signals."""
 
 from __future__ import annotations
 

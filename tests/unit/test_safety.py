@@ -10,14 +10,16 @@ CONFIG = POLICY.safety
 QUIET = {c: 0.0 for c in ("sexual", "hate", "self-harm", "sexual/minors")}
 
 
-def scores(jailbreak=0.0, contrastive=None, session=0.0, **moderation) -> Scores:
+def scores(jailbreak=0.0, contrastive=None, session=0.0, harmful=0.0, **moderation) -> Scores:
     return Scores(
         jailbreak=jailbreak,
-        jailbreak_threshold=0.9,
+        harmful=harmful,
+        thresholds={"jailbreak": 0.9, "harmful": 0.9},
         contrastive=contrastive,
         contrastive_margin=0.15,
         session_risk=session,
         moderation={**QUIET, **{k.replace("_", "-"): v for k, v in moderation.items()}},
+        moderation_thresholds=dict.fromkeys(QUIET, 0.5),
     )
 
 

@@ -130,7 +130,7 @@ def error_reply(envelope: Envelope, stage: str, error_type: str, message: str) -
 def _readable_request(raw: bytes) -> RequestSection | None:
     """The request id and reply_to of a record that failed validation, if they can be read."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8", "replace"))
         request = data.get("request") if isinstance(data, dict) else None
         if not isinstance(request, dict) or not isinstance(request.get("request_id"), str):
             return None

@@ -312,11 +312,9 @@ def _numbers(text: str) -> Iterator[Finding]:
         if len(number) < 7 or _glued(text, m.end()):
             continue
         start = m.start()
-        shape = _phone_shape(number, m.group("ext") is not None)
-        if _number_goes_on(text, m.end()):  # "2024-05-01 12:30", "1 234,56"
-            shape = None
-        if shape == "strong" or (shape == "weak" and _phone_label(text, start, m.end())):
-            yield "PHONE_NUMBER", start, m.end()
+        if not _number_goes_on(text, m.end()):  # "2024-05-01 12:30", "1 234,56"
+            for a, b in _phones_in(text, start, m.end(), number, m.group("ext") is not None):
+                yield "PHONE_NUMBER", a, b
         if len(number) >= 11 and "-" in number:
             for piece in _PIECES_SSN.finditer(number):
                 if len(piece.group()) == 11 and _ssn_ok(piece.group()):
@@ -330,6 +328,46 @@ def _numbers(text: str) -> Iterator[Finding]:
             for piece in _PIECES_IP.finditer(number):
                 if _ipv4_ok(piece.group()):
                     yield "IP_ADDRESS", start + piece.start(), start + piece.end()
+
+
+_INNER_SEPARATOR = re.compile(r"\d[.-]\d")
+
+
+def _phones_in(
+    text: str, start: int, end: int, number: str, has_extension: bool
+) -> Iterator[tuple[int, int]]:
+    """The run as one phone number or, failing that, its space-separated parts that are.
+
+    A part is a token with its own dots or dashes ("10.0.0.1", "555-123-4567") or a stretch of
+    plain digit groups, so "10.0.0.1 555-123-4567" still yields the phone number.
+    """
+    if _is_phone(text, start, end, number, has_extension):
+        yield start, end
+        return
+    if " " not in number:
+        return
+    parts: list[tuple[int, str]] = []  # (offset in number, text)
+    offset = 0
+    for token in number.split(" "):
+        inner = _INNER_SEPARATOR.search(token) is not None
+        if parts and not inner and not _INNER_SEPARATOR.search(parts[-1][1]):
+            parts[-1] = (parts[-1][0], f"{parts[-1][1]} {token}")
+        else:
+            parts.append((offset, token))
+        offset += len(token) + 1
+    if len(parts) < 2:
+        return
+    for i, (offset, part) in enumerate(parts):
+        last = i == len(parts) - 1
+        part_end = end if last else start + offset + len(part)
+        if _is_phone(text, start + offset, part_end, part, has_extension and last):
+            yield start + offset, part_end
+
+
+def _is_phone(text: str, start: int, end: int, number: str, has_extension: bool) -> bool:
+    """A strong phone layout, or a weak one with a phone label next to it."""
+    shape = _phone_shape(number, has_extension)
+    return shape == "strong" or (shape == "weak" and _phone_label(text, start, end))
 
 
 def _number_goes_on(text: str, end: int) -> bool:

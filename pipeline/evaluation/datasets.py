@@ -88,7 +88,10 @@ def mmlu_pro(root: Path):  # -> pandas.DataFrame
     questions = pd.read_parquet(_file(root, "routing/mmlu_pro/questions.parquet"))
     correctness = pd.read_parquet(_file(root, "routing/mmlu_pro/correctness.parquet"))
     frame = questions.merge(correctness, on="question_id", how="left")
-    frame["split"] = [split_of(f"mmlu_pro:{q}") for q in frame.question_id]
+    # MMLU-Pro repeats some questions under new ids: split by the question's text so a
+    # duplicate never sits on both sides.
+    frame["group"] = [_digest(" ".join(q.split())) for q in frame.question]
+    frame["split"] = [split_of(f"mmlu_pro:{g}") for g in frame.group]
     return frame
 
 
@@ -166,10 +169,8 @@ def benign_sources(root: Path) -> dict[str, list[Text]]:
             Text("mt_bench", str(r["question_id"]), turn) for r in mt for turn in r["turns"]
         ],
         "mmlu_pro": [
-            Text("mmlu_pro", str(q), mmlu_prompt(text, list(options)))
-            for q, text, options in zip(
-                frame.question_id, frame.question, frame.options, strict=True
-            )
+            Text("mmlu_pro", group, mmlu_prompt(text, list(options)))
+            for group, text, options in zip(frame.group, frame.question, frame.options, strict=True)
         ],
     }
 

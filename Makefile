@@ -31,6 +31,7 @@ format: $(STAMP)
 	$(BIN)/ruff format pipeline tests workloads
 
 bench: $(STAMP)
+	$(BIN)/wrp bench classify -n 2000
 	for rate in 10 25 50; do $(BIN)/wrp bench pipeline --rate $$rate --duration 20; done
 
 schemas: $(STAMP)

@@ -51,12 +51,15 @@ SELECT
     ),
     "safety": NamedQuery(
         """
-SELECT safety_action, arrayJoin(if(empty(pii_entities), [''], pii_entities)) AS pii_entity,
-       count() AS requests, round(avg(jailbreak_score), 3) AS mean_jailbreak_score
+SELECT safety_action,
+       arrayJoin(if(empty(pii_entities), [''], pii_entities)) AS pii_entity,
+       arrayStringConcat(moderation_categories, ',') AS categories,
+       count() AS requests, round(avg(jailbreak_score), 3) AS mean_jailbreak_score,
+       round(avg(harmful_score), 3) AS mean_harmful_score
 FROM requests FINAL
 WHERE safety_action != ''
-GROUP BY safety_action, pii_entity ORDER BY requests DESC""",
-        "safety actions and PII entities found",
+GROUP BY safety_action, pii_entity, categories ORDER BY requests DESC""",
+        "safety actions, PII entities and moderation categories found",
     ),
     "dead_letters": NamedQuery(
         """

@@ -77,8 +77,15 @@ def eval_safety(settings: Settings) -> dict:
     return report
 
 
-def _row(cells: list[object], widths: list[int]) -> str:
-    return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
+def _metric_table(what: str, metrics: dict[str, dict]) -> list[str]:
+    """Precision / recall / F1 / support per label, as aligned lines."""
+    header = [what, "precision", "recall", "f1", "support"]
+    rows = [[k, m["precision"], m["recall"], m["f1"], m["support"]] for k, m in metrics.items()]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
+        for r in [header, *rows]
+    ]
 
 
 def render(report: dict) -> str:
@@ -109,28 +116,8 @@ def render(report: dict) -> str:
             lines.append(f"  flagged on benign   {source:<16} {m['rate']:.3f}  ({m['rows']} rows)")
         if "categories" in section:
             lines.append(f"thresholds {section['thresholds']}, eval rows {section['rows']}")
-            lines.append(
-                "  " + _row(["category", "precision", "recall", "f1", "support"], [18, 9, 7, 6, 7])
-            )
-            for label, m in section["categories"].items():
-                lines.append(
-                    "  "
-                    + _row(
-                        [label, m["precision"], m["recall"], m["f1"], m["support"]],
-                        [18, 9, 7, 6, 7],
-                    )
-                )
+            lines += _metric_table("category", section["categories"])
         if "entities" in section:
             lines.append(f"split {section.get('split')}, rows {section.get('rows')}")
-            lines.append(
-                "  " + _row(["entity", "precision", "recall", "f1", "support"], [16, 9, 7, 6, 7])
-            )
-            for label, m in section["entities"].items():
-                lines.append(
-                    "  "
-                    + _row(
-                        [label, m["precision"], m["recall"], m["f1"], m["support"]],
-                        [16, 9, 7, 6, 7],
-                    )
-                )
+            lines += _metric_table("entity", section["entities"])
     return "\n".join(lines)

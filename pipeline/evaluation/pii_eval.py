@@ -4,41 +4,42 @@ The data (``presidio_synth_dataset_v2.json`` from presidio-research, under ../sh
 is a list of rows ``{full_text, spans: [{entity_type, start_position, end_position}],
 template_id}``. Rows made from one template share their wording, so the split is by template:
 ``split_of(str(template_id), EVAL_SHARE)``. The detectors were tuned on the train templates
-only; the numbers to quote are the eval split's.
+only, and the eval split was scored once tuning was done (the misses listed below were read
+after that, and not fixed); the numbers to quote are the eval split's.
 
 Matching rule: a predicted span is a true positive when it has the same entity type as a gold
 span and overlaps it by at least one character; each gold span can be matched once, so a
 second prediction on the same gold span is a false positive. Precision is true positives over
 predictions, recall is matched gold spans over gold spans, both per entity type.
 
-Run::
+Run with ``wrp eval safety``.
 
-    python -m pipeline.evaluation.pii_eval [path/to/presidio_synth_dataset_v2.json]
+What the data labels and a regex cannot reasonably catch (left as misses, not special-cased):
+
+* Template 164, "They're not answering at 78 651 450": 8-9 digit numbers in two or three
+  spaced groups with no phone word nearby. Without a label such a number is indistinguishable
+  from any other count or id, and flagging every one would wreck precision on ordinary text.
+* Template 13, one 12-digit "Maestro" number starting 0604: the prefix comes from Faker's
+  Maestro list, but ISO/IEC 7812 gives major industry identifier 0 to ISO/TC 68 assignments,
+  not to card issuers, so the card check rejects it (other numbers from the same template,
+  with real prefixes, are found).
+* Only 7 of the 209 templates carry IBAN_CODE, US_SSN or IP_ADDRESS labels, and all 7 hash to
+  the train side at a 30% eval share: the eval split has no support for those three, and
+  their all-rows figures are on rows that were visible while tuning.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.evaluation.split import split_of
-from pipeline.safety.pii import find_pii
+from pipeline.safety.pii import KNOWN_ENTITIES, find_pii
 
-DEFAULT_PATH = (
-    Path(__file__).resolve().parents[3] / "shared/data/pii/presidio_synth_dataset_v2.json"
-)
 EVAL_SHARE = 0.3
 # The Presidio entity types our detectors cover (SECRET has no gold labels in this set).
-EVALUATED = (
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "US_SSN",
-    "IP_ADDRESS",
-)
+EVALUATED = tuple(e for e in KNOWN_ENTITIES if e != "SECRET")
 
 
 def _counts(rows: Iterable[dict]) -> dict[str, dict[str, int]]:
@@ -64,33 +65,33 @@ def _counts(rows: Iterable[dict]) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _scores(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, float | int]]:
-    out: dict[str, dict[str, float | int]] = {}
+def _scores(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, float | int | None]]:
+    """Precision, recall and F1 per entity; None where undefined (nothing predicted or no
+    gold spans), so that "not measurable" never reads as a score of 0."""
+    out: dict[str, dict[str, float | int | None]] = {}
     for entity, c in counts.items():
-        precision = c["tp"] / c["predicted"] if c["predicted"] else 0.0
-        recall = c["tp"] / c["gold"] if c["gold"] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        precision = c["tp"] / c["predicted"] if c["predicted"] else None
+        recall = c["tp"] / c["gold"] if c["gold"] else None
+        f1 = None
+        if precision is not None and recall is not None:
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         out[entity] = {
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "f1": round(f1, 4),
+            "precision": None if precision is None else round(precision, 4),
+            "recall": None if recall is None else round(recall, 4),
+            "f1": None if f1 is None else round(f1, 4),
             "support": c["gold"],
             "predicted": c["predicted"],
         }
     return out
 
 
-def load_rows(path: Path = DEFAULT_PATH) -> list[dict]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def evaluate_pii(path: Path = DEFAULT_PATH) -> dict:
+def evaluate_pii(path: Path) -> dict:
     """Per-entity precision, recall, F1 and support on the eval split, and on all rows.
 
-    ``support`` is the number of gold spans; with no support an entity's recall and F1 are 0
-    and only its ``predicted`` count (false positives) is informative.
+    ``support`` is the number of gold spans and ``predicted`` the number of predicted spans.
+    With no support, recall and F1 are None and ``predicted`` counts false positives.
     """
-    rows = load_rows(path)
+    rows = json.loads(path.read_text(encoding="utf-8"))
     eval_rows = [r for r in rows if split_of(str(r["template_id"]), EVAL_SHARE) == "eval"]
     return {
         "split": "eval",
@@ -100,28 +101,3 @@ def evaluate_pii(path: Path = DEFAULT_PATH) -> dict:
         "entities": _scores(_counts(eval_rows)),
         "all_rows": {"rows": len(rows), "entities": _scores(_counts(rows))},
     }
-
-
-def format_table(scores: dict[str, dict[str, float | int]]) -> str:
-    lines = [f"{'entity':<14} {'prec':>6} {'recall':>6} {'f1':>6} {'support':>7} {'pred':>5}"]
-    for entity, s in scores.items():
-        lines.append(
-            f"{entity:<14} {s['precision']:>6.3f} {s['recall']:>6.3f} {s['f1']:>6.3f}"
-            f" {s['support']:>7} {s['predicted']:>5}"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str]) -> None:
-    result = evaluate_pii(Path(argv[0]) if argv else DEFAULT_PATH)
-    print(f"eval split: {result['rows']} rows from {result['templates']} templates")
-    print(format_table(result["entities"]))
-    print(
-        f"\nall rows (includes the train templates the regexes were tuned on): "
-        f"{result['all_rows']['rows']} rows"
-    )
-    print(format_table(result["all_rows"]["entities"]))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

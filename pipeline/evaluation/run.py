@@ -80,7 +80,10 @@ def eval_safety(settings: Settings) -> dict:
 def _metric_table(what: str, metrics: dict[str, dict]) -> list[str]:
     """Precision / recall / F1 / support per label, as aligned lines."""
     header = [what, "precision", "recall", "f1", "support"]
-    rows = [[k, m["precision"], m["recall"], m["f1"], m["support"]] for k, m in metrics.items()]
+    rows = [
+        [k, *("-" if m[c] is None else m[c] for c in ("precision", "recall", "f1")), m["support"]]
+        for k, m in metrics.items()
+    ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     return [
         "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
@@ -120,4 +123,7 @@ def render(report: dict) -> str:
         if "entities" in section:
             lines.append(f"split {section.get('split')}, rows {section.get('rows')}")
             lines += _metric_table("entity", section["entities"])
+            if "all_rows" in section:
+                lines.append(f"all {section['all_rows']['rows']} rows (include the rows tuned on)")
+                lines += _metric_table("entity", section["all_rows"]["entities"])
     return "\n".join(lines)

@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from operator import itemgetter
 
 KNOWN_ENTITIES: tuple[str, ...] = (
@@ -68,14 +69,15 @@ def _glued(text: str, end: int) -> bool:
 # =========================================================================== validation
 
 
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # digit * 2, minus 9 when that exceeds 9
+
+
 def _luhn_ok(digits: str) -> bool:
-    """The Luhn (mod 10) checksum that every payment card number carries in its last digit."""
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    """The Luhn (mod 10) checksum that every payment card number carries in its last digit.
+
+    From the right, every second digit is doubled (less 9 when over 9); the sum ends in 0.
+    """
+    total = sum(map(int, digits[-1::-2])) + sum(_LUHN_DOUBLED[int(d)] for d in digits[-2::-2])
     return total % 10 == 0
 
 
@@ -90,11 +92,14 @@ def _card_ok(digits: str, groups: list[str], has_context: bool) -> bool:
     """
     if len(groups) > 1 and (len(groups[0]) != 4 or any(not 3 <= len(g) <= 6 for g in groups[1:])):
         return False
-    if digits[0] not in "123456" or not _luhn_ok(digits):
-        return False
     if len(digits) == 12:
-        return has_context and (digits[:2] == "50" or "56" <= digits[:2] <= "69")
-    return 13 <= len(digits) <= 19
+        return _maestro_12(digits) and has_context and _luhn_ok(digits)
+    return 13 <= len(digits) <= 19 and digits[0] in "123456" and _luhn_ok(digits)
+
+
+def _maestro_12(digits: str) -> bool:
+    """Whether a 12-digit number could be a Maestro card, before looking for a label."""
+    return len(digits) == 12 and (digits[:2] == "50" or "56" <= digits[:2] <= "69")
 
 
 # ISO 13616 IBAN lengths by country (SWIFT IBAN registry).
@@ -292,10 +297,10 @@ def _card_label(text: str, start: int) -> bool:
 # A run is a maximal stretch of digits, single separators (space, dot, dash) and bracketed
 # groups, optionally led by "+" and followed by an extension. It is possessive, so it never
 # backtracks, and it only starts where no run was going on (not after a letter, a separator,
-# or a digit and ":" or "," as in "12:30", "1,234"), so no run is scanned twice.
+# or a digit and ":" as in "12:30"), so no run is scanned twice.
 _NUMBER_RUN = re.compile(
     r"(?P<number>"
-    r"(?:\d(?<![\w+.-]\d)(?<!\d[:,]\d)|\+(?<![\w+.-]\+)\(?\d|\((?<![\w+.-]\()\d)"
+    r"(?:\d(?<![\w+.-]\d)(?<!\d:\d)|\+(?<![\w+.-]\+)\(?\d|\((?<![\w+.-]\()\d)"
     r"(?:\d|[ .-](?=[\d(])|\((?=\d)|\)(?=[\d .-]))*+"
     r")"
     r"(?P<ext>[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6}+)?"
@@ -346,22 +351,24 @@ def _phones_in(
         return
     if " " not in number:
         return
-    parts: list[tuple[int, str]] = []  # (offset in number, text)
+    parts: list[tuple[int, int, bool]] = []  # (start, end) in number, has its own separators
     offset = 0
     for token in number.split(" "):
         inner = _INNER_SEPARATOR.search(token) is not None
-        if parts and not inner and not _INNER_SEPARATOR.search(parts[-1][1]):
-            parts[-1] = (parts[-1][0], f"{parts[-1][1]} {token}")
+        if parts and not inner and not parts[-1][2]:
+            parts[-1] = (parts[-1][0], offset + len(token), False)
         else:
-            parts.append((offset, token))
+            parts.append((offset, offset + len(token), inner))
         offset += len(token) + 1
     if len(parts) < 2:
         return
-    for i, (offset, part) in enumerate(parts):
+    for i, (a, b, _) in enumerate(parts):
         last = i == len(parts) - 1
-        part_end = end if last else start + offset + len(part)
-        if _is_phone(text, start + offset, part_end, part, has_extension and last):
-            yield start + offset, part_end
+        if not 7 <= b - a <= MAX_PHONE_LENGTH:
+            continue
+        part_end = end if last else start + b
+        if _is_phone(text, start + a, part_end, number[a:b], has_extension and last):
+            yield start + a, part_end
 
 
 def _is_phone(text: str, start: int, end: int, number: str, has_extension: bool) -> bool:
@@ -370,9 +377,13 @@ def _is_phone(text: str, start: int, end: int, number: str, has_extension: bool)
     return shape == "strong" or (shape == "weak" and _phone_label(text, start, end))
 
 
+_GOES_ON = re.compile(r"[:/]\d|,\d{1,2}(?!\d)")
+
+
 def _number_goes_on(text: str, end: int) -> bool:
-    """Whether the run ending at ``end`` continues as a time, fraction or decimal (":30")."""
-    return text[end : end + 1] in (":", ",", "/") and text[end + 1 : end + 2].isdigit()
+    """Whether the run ending at ``end`` goes on as a time, fraction or decimal (":30", "/25",
+    ",5"); a comma before a longer number is a list ("555-123-4567,555-987-6543")."""
+    return _GOES_ON.match(text, end) is not None
 
 
 def _cards_in(text: str, offset: int, piece: str) -> Iterator[tuple[int, int]]:
@@ -382,12 +393,11 @@ def _cards_in(text: str, offset: int, piece: str) -> Iterator[tuple[int, int]]:
     card and a quantity before it ("2 4111 ...") does not spoil it.
     """
     groups = piece.replace("-", " ").split(" ")
-    starts = [0]
-    for g in groups[:-1]:
-        starts.append(starts[-1] + len(g) + 1)
+    starts = list(accumulate((len(g) + 1 for g in groups[:-1]), initial=0))
     i = 0
     while i < len(groups):
-        last = _card_from(text, offset, groups, i)
+        size = len(groups[i])
+        last = _card_from(text, offset, groups, i) if size == 4 or 12 <= size <= 19 else None
         if last is None:
             i += 1
             continue
@@ -399,7 +409,7 @@ def _card_from(text: str, offset: int, groups: list[str], i: int) -> int | None:
     """The last group of the longest card number starting at ``groups[i]``, if any."""
     if len(groups[i]) != 4:  # a card written in groups starts with four digits
         digits = groups[i]
-        label = len(digits) == 12 and _card_label(text, offset)
+        label = _maestro_12(digits) and _card_label(text, offset)
         return i if 12 <= len(digits) <= 19 and _card_ok(digits, [digits], label) else None
     best, digits = None, ""
     for j in range(i, min(len(groups), i + MAX_CARD_GROUPS)):
@@ -408,7 +418,7 @@ def _card_from(text: str, offset: int, groups: list[str], i: int) -> int | None:
         digits += groups[j]
         if len(digits) > 19:
             break
-        label = len(digits) == 12 and _card_label(text, offset)
+        label = _maestro_12(digits) and _card_label(text, offset)
         if len(digits) >= 12 and _card_ok(digits, groups[i : j + 1], label):
             best = j
     return best

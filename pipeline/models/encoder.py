@@ -134,8 +134,19 @@ class Encoder:
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Truncated token ids per text, special tokens included, as the model sees them."""
-        encodings = self._tokenizer.encode_batch([self._clip(t) for t in texts])
-        return [head_tail(enc.ids, self.max_tokens) for enc in encodings]
+        return self.tokenize(texts)[0]
+
+    def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        """Truncated ids per text, and each text's full token count (as :meth:`count_tokens`),
+        from one tokenizer pass unless a text was too long to tokenize whole."""
+        clipped = [self._clip(t) for t in texts]
+        encodings = self._tokenizer.encode_batch(clipped)
+        ids = [head_tail(enc.ids, self.max_tokens) for enc in encodings]
+        counts = [
+            len(enc.ids) - 2 if c is t else self.count_tokens(t)
+            for enc, c, t in zip(encodings, clipped, texts, strict=True)
+        ]
+        return ids, counts
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encode_ids(self.token_ids(texts))
@@ -164,7 +175,7 @@ class Encoder:
         return pooled / np.clip(norms, 1e-12, None)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in ``text`` before truncation; extrapolated from a sample for huge texts."""
+        """Tokens in ``text`` (no special tokens); extrapolated from a sample for huge texts."""
         if len(text) <= EXACT_COUNT_CHARS:
             return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
         sample = text[:EXACT_COUNT_CHARS]

@@ -45,6 +45,7 @@ class SignalExtractor:
         self.language = LanguageDetector(config.language_min_confidence)
         self.sessions: SessionMemory[bool] = SessionMemory(config.session_ttl_s)
         self.timings = Timings()
+        self._known_counts: dict[str, int] = {}
         self.versions = {
             "encoder": f"{encoder.name}/{encoder.max_tokens}",
             "domain": self.domain.version,
@@ -55,7 +56,9 @@ class SignalExtractor:
         """Signals per request, in order; every request must have a body."""
         started = time.perf_counter()
         texts = [routing_text(r.body) for r in requests if r.body is not None]
-        embeddings = self.encoder.encode(texts)
+        ids, counts = self.encoder.tokenize(texts)
+        self._known_counts = dict(zip(texts, counts, strict=True))
+        embeddings = self.encoder.encode_ids(ids)
         encoded = time.perf_counter()
         domain_p = self.domain.predict(embeddings)
         complexity_p = self.complexity.predict(embeddings)
@@ -80,7 +83,7 @@ class SignalExtractor:
         body = request.body
         assert body is not None
         config = self.policy.signals
-        structure = extract_structural(body, self.encoder.count_tokens, config.context_classes)
+        structure = extract_structural(body, self._count_tokens, config.context_classes)
         best = int(domain_p.argmax())
         domain = self.domain.labels[best]
         if domain_p[best] < config.domain_threshold:
@@ -108,6 +111,11 @@ class SignalExtractor:
             encoder=self.encoder.name,
             heads=self.versions,
         )
+
+    def _count_tokens(self, text: str) -> int:
+        """Token count, reusing the encoder's tokenization of the routing texts."""
+        known = self._known_counts.get(text)
+        return known if known is not None else self.encoder.count_tokens(text)
 
     def _session(self, request: RequestSection) -> str:
         """warm when this instance saw the session within the TTL (then refreshes it)."""

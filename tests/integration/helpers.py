@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.analytics.access import query_analytics
 from pipeline.envelope import ChatRequest, RequestSection
 
 T = TypeVar("T")
@@ -51,3 +52,18 @@ def eventually(check: Callable[[], T | None], timeout_s: float = 60, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what or check.__name__}")
         time.sleep(0.3)
+
+
+def totals(stack) -> dict:
+    result = query_analytics(stack.settings, "totals", {})
+    return dict(zip(result["columns"], result["rows"][0], strict=True))
+
+
+def analytics_row(stack, request_id: str) -> dict | None:
+    result = query_analytics(stack.settings, "request", {"request_id": request_id})
+    return dict(zip(result["columns"], result["rows"][0], strict=True)) if result["rows"] else None
+
+
+def landed(stack, request_ids: list[str]) -> None:
+    """Wait until analytics has a row for every request (so later tests count from a still base)."""
+    eventually(lambda: all(analytics_row(stack, rid) for rid in request_ids), what="analytics rows")

@@ -12,7 +12,7 @@ from pipeline.bus.codec import decode
 from pipeline.client import ResponseCollector, replay
 from pipeline.envelope import ChatRequest, DeadLetter, RequestSection
 from tests.integration.conftest import run
-from tests.integration.helpers import eventually, read_topic
+from tests.integration.helpers import eventually, landed, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,7 @@ def test_odd_but_valid_requests_get_a_defined_signal_set(stack):
     h = answers[huge.request_id]
     assert h.signals.prompt_tokens > 131_072 and len(h.signals.prefix_hashes) == 32
     assert h.result.status == "error" and h.result.error.type == "context_length_exceeded"
+    landed(stack, [r.request_id for r in requests])
 
 
 def test_oversize_and_invalid_utf8_get_dead_lettered_and_an_error_reply(stack):
@@ -89,3 +90,4 @@ def test_oversize_and_invalid_utf8_get_dead_lettered_and_an_error_reply(stack):
     by_id = eventually(letters, what="dead letters")
     assert by_id["oversize-1"].error_type == "oversize"
     assert by_id["bad-utf8-1"].error_type == "invalid_json"
+    landed(stack, ["oversize-1", "bad-utf8-1"])

@@ -7,26 +7,15 @@ import signal
 
 import pytest
 
-from pipeline.analytics.access import query_analytics
 from pipeline.bus.catalog import DLQ, REQUESTS, ROUTER_STATE
 from pipeline.bus.codec import decode
 from pipeline.client import load_workload, replay, send_feedback, start_producer
 from pipeline.envelope import DeadLetter, Feedback, RouterState
 from pipeline.settings import DEMO_WORKLOAD
 from tests.integration.conftest import run
-from tests.integration.helpers import eventually, read_topic, request
+from tests.integration.helpers import analytics_row, eventually, read_topic, request, totals
 
 pytestmark = pytest.mark.integration
-
-
-def totals(stack) -> dict:
-    result = query_analytics(stack.settings, "totals", {})
-    return dict(zip(result["columns"], result["rows"][0], strict=True))
-
-
-def analytics_row(stack, request_id: str) -> dict | None:
-    result = query_analytics(stack.settings, "request", {"request_id": request_id})
-    return dict(zip(result["columns"], result["rows"][0], strict=True)) if result["rows"] else None
 
 
 def test_n_requests_give_n_responses_and_n_analytics_rows(stack):

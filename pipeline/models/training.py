@@ -1,8 +1,9 @@
 """`wrp models train NAME`: fit a head on the train split, measure it on the eval split, and
 write ``trained/NAME.npz`` with a model card ``trained/NAME.md``.
 
-Thresholds are never chosen on eval rows: the jailbreak threshold comes from out-of-fold
-scores of the train rows (3 folds by the same hash split).
+Thresholds are never chosen on eval rows: the jailbreak head's per-class thresholds and the
+moderation head's per-category thresholds come from out-of-fold predictions on the train rows
+(3 folds, by a hash of the text).
 """
 
 from __future__ import annotations
@@ -164,10 +165,11 @@ def model_card(head: Head, task: Task, metrics: dict) -> str:
         for split in ("train", "eval")
     }
     layers = head.meta["hyperparameters"]
+    dim = head.weights[0].shape[0]
     shape = (
-        f"384 -> {layers['hidden']} ReLU -> {len(head.labels)}"
+        f"{dim} -> {layers['hidden']} ReLU -> {len(head.labels)}"
         if layers["hidden"]
-        else f"384 -> {len(head.labels)}"
+        else f"{dim} -> {len(head.labels)}"
     )
     evaluated_by = "safety" if head.name in ("jailbreak", "moderation") else "signals"
     labels = ", ".join(head.labels)

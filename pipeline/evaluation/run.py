@@ -11,7 +11,7 @@ from pipeline.evaluation.pii_eval import evaluate_pii
 from pipeline.evaluation.tasks import TASKS
 from pipeline.models.encoder import load_encoder
 from pipeline.models.heads import load_trained
-from pipeline.models.training import evaluate, train
+from pipeline.models.training import evaluate, leave_one_source_out, train
 from pipeline.policy import load_policy
 from pipeline.safety.screener import Contrastive, head_thresholds
 from pipeline.settings import Settings
@@ -68,8 +68,17 @@ def eval_contrastive(settings: Settings, cache: EmbeddingCache) -> dict | None:
     return {"model": f"{head.version} + contrastive margin {contrastive.margin}", **report}
 
 
+def eval_unseen_attacks(settings: Settings) -> dict:
+    """Jailbreak recall per attack source for heads trained without that source."""
+    cache = _cache(settings)
+    task = TASKS["jailbreak"](datasets.data_dir())
+    head = load_trained("jailbreak", cache.encoder.name)
+    return leave_one_source_out(head, task, cache.embed(task.texts, "jailbreak"))
+
+
 def eval_safety(settings: Settings) -> dict:
     report = evaluate_heads(settings, SAFETY_HEADS)
+    report["jailbreak"]["unseen_source_recall"] = eval_unseen_attacks(settings)
     combined = eval_contrastive(settings, _cache(settings))
     if combined is not None:
         report["jailbreak+contrastive"] = combined
@@ -115,6 +124,8 @@ def render(report: dict) -> str:
                         f"  {title:<20} {source:<16} {m['rate']:.3f}  "
                         f"({m['flagged']}/{m['rows']}){own}"
                     )
+        for source, m in section.get("unseen_source_recall", {}).items():
+            lines.append(f"  recall, source unseen in training {source:<16} {m['rate']:.3f}")
         for source, m in section.get("benign_flag_rate", {}).items():
             lines.append(f"  flagged on benign   {source:<16} {m['rate']:.3f}  ({m['rows']} rows)")
         if "categories" in section:

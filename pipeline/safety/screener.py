@@ -40,8 +40,12 @@ class Contrastive:
 
 class Screener:
     def __init__(
-        self, policy: Policy, encoder_name: str, embed: Callable[[list[str]], np.ndarray]
+        self,
+        policy: Policy,
+        encoder_name: str,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
     ) -> None:
+        """``embed`` encodes the policy's contrastive examples; needed only when it has some."""
         self.policy = policy
         self.jailbreak = load_trained("jailbreak", encoder_name)
         self.moderation = load_trained("moderation", encoder_name)
@@ -56,11 +60,16 @@ class Screener:
             c: self.jailbreak.labels.index(c) for c in ("benign", "jailbreak", "harmful")
         }
         config = policy.safety.jailbreak
-        self.contrastive = Contrastive(config.contrastive, embed) if config.contrastive else None
         self.risk: SessionMemory[float] = SessionMemory(policy.signals.session_ttl_s)
         self.versions = {"jailbreak": self.jailbreak.version, "moderation": self.moderation.version}
-        if self.contrastive:
-            self.versions["contrastive"] = f"examples@{len(config.contrastive.attack)}"  # type: ignore[union-attr]
+        self.contrastive: Contrastive | None = None
+        if config.contrastive:
+            if embed is None:
+                raise ValueError(
+                    "the policy has contrastive examples: give an encoder to embed them"
+                )
+            self.contrastive = Contrastive(config.contrastive, embed)
+            self.versions["contrastive"] = f"examples@{len(config.contrastive.attack)}"
 
     def screen(self, envelopes: list[Envelope]) -> list[Safety]:
         """A verdict per envelope; each must carry signals (with the embedding)."""

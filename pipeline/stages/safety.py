@@ -9,7 +9,7 @@ import uuid
 from pipeline.bus.catalog import SCREENED, SIGNALS
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
 from pipeline.envelope import Envelope, Result, now
-from pipeline.models.encoder import load_encoder
+from pipeline.models.encoder import Encoder, locate_encoder
 from pipeline.policy import load_policy
 from pipeline.safety.screen import redact_request
 from pipeline.safety.screener import Screener
@@ -45,10 +45,11 @@ class SafetyStage(Stage):
     async def start(self) -> None:
         s = self.settings
         policy = load_policy(s.policy)
-        encoder = load_encoder(
-            s.model_dir, s.encoder_threads, s.encoder_max_tokens, s.encoder_batch
-        )
-        self.screener = Screener(policy, encoder.name, encoder.encode)
+        files = locate_encoder(s.model_dir)
+        embed = None
+        if policy.safety.jailbreak.contrastive:  # the only thing this stage encodes itself
+            embed = Encoder(files, s.encoder_threads, s.encoder_max_tokens).encode
+        self.screener = Screener(policy, files.name, embed)
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()

@@ -248,27 +248,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pipeline.evaluation.datasets import DataMissing
     from pipeline.evaluation.run import SAFETY_HEADS, SIGNAL_HEADS, train_heads
 
     names = [*SIGNAL_HEADS, *SAFETY_HEADS] if args.name == "all" else [args.name]
-    try:
-        train_heads(_settings(args), names)
-    except DataMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    train_heads(_settings(args), names)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.evaluation.datasets import DataMissing
     from pipeline.evaluation.run import eval_safety, eval_signals, render
 
-    try:
-        report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
-    except DataMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 
@@ -370,12 +360,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("aiokafka", "httpx", "faust", "mode", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from pipeline.evaluation.datasets import DataMissing
+    from pipeline.models.encoder import ModelNotFound
+    from pipeline.models.heads import HeadMissing
     from pipeline.policy import PolicyError
 
     try:
         return args.fn(args)
     except PolicyError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    except (DataMissing, ModelNotFound, HeadMissing) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -242,6 +242,13 @@ class TenantSafety(Strict):
     pii: dict[str, SafetyAction] = {}
     moderation_action: SafetyAction | None = None
 
+    @model_validator(mode="after")
+    def _known(self) -> TenantSafety:
+        unknown = sorted(set(self.pii) - set(KNOWN_ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown PII entities {unknown}; known: {list(KNOWN_ENTITIES)}")
+        return self
+
 
 class SafetyConfig(Strict):
     jailbreak: JailbreakConfig = JailbreakConfig()

@@ -69,3 +69,28 @@ def test_model_in_an_unknown_pool(tmp_path):
     data["models"][0]["pool"] = "gpu-9"
     found = problems(write(tmp_path, data))
     assert any(p.startswith("models[0].pool: unknown pool 'gpu-9'") for p in found)
+
+
+def test_signal_rules_safety_names_and_values_are_checked(tmp_path):
+    data = default_data()
+    data["router"]["decisions"][2]["when"] = {
+        "any": [
+            {"signal": "keyword.nope", "equals": True},
+            {"signal": "domain", "in": ["cooking"]},
+            {"signal": "complexity", "equals": "extreme"},
+        ]
+    }
+    data["signals"]["keywords"].append({"name": "bad", "regex": True, "any": ["("]})
+    data["safety"]["tenants"]["strict"]["pii"] = {"PASSPORT": "block"}
+    data["safety"]["safe_model"] = None
+    data["safety"]["moderation"]["actions"] = {"self-harm": "route_safe"}
+    found = "\n".join(problems(write(tmp_path, data)))
+    assert "keyword rule 'bad': invalid regex '('" in found
+    assert "unknown PII entities ['PASSPORT']" in found
+    data["signals"]["keywords"].pop()
+    data["safety"]["tenants"]["strict"]["pii"] = {}
+    found = "\n".join(problems(write(tmp_path, data)))
+    assert "keyword.nope: no keyword rule named 'nope'" in found
+    assert "unknown domain value(s) ['cooking']" in found
+    assert "unknown complexity value(s) ['extreme']" in found
+    assert "route_safe but safety.safe_model is not set" in found

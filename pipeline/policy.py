@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from pipeline.envelope import SafetyAction
 from pipeline.safety.pii import KNOWN_ENTITIES
@@ -201,17 +208,28 @@ class HarmfulConfig(Strict):
     action: SafetyAction = "block"
 
 
+def _known_keys(what: str, known: tuple[str, ...]):
+    """A validator that rejects mapping keys outside ``known``, naming the known ones."""
+
+    def check(mapping: dict[str, SafetyAction]) -> dict[str, SafetyAction]:
+        unknown = sorted(set(mapping) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {what} {unknown}; known: {list(known)}")
+        return mapping
+
+    return AfterValidator(check)
+
+
+PiiActions = Annotated[dict[str, SafetyAction], _known_keys("PII entities", KNOWN_ENTITIES)]
+ModerationActions = Annotated[
+    dict[str, SafetyAction], _known_keys("moderation categories", MODERATION_CATEGORIES)
+]
+
+
 class PiiConfig(Strict):
-    entities: dict[str, SafetyAction] = Field(
+    entities: PiiActions = Field(
         min_length=1, description="entity type -> action (allow, redact, flag, block, ...)"
     )
-
-    @model_validator(mode="after")
-    def _known(self) -> PiiConfig:
-        unknown = sorted(set(self.entities) - set(KNOWN_ENTITIES))
-        if unknown:
-            raise ValueError(f"unknown PII entities {unknown}; known: {list(KNOWN_ENTITIES)}")
-        return self
 
 
 class ModerationConfig(Strict):
@@ -219,16 +237,7 @@ class ModerationConfig(Strict):
         None, ge=0, le=1, description="probability that flags a category; default: the head's"
     )
     action: SafetyAction = "flag"
-    actions: dict[str, SafetyAction] = Field({}, description="per-category action overrides")
-
-    @model_validator(mode="after")
-    def _known(self) -> ModerationConfig:
-        unknown = sorted(set(self.actions) - set(MODERATION_CATEGORIES))
-        if unknown:
-            raise ValueError(
-                f"unknown moderation categories {unknown}; known: {list(MODERATION_CATEGORIES)}"
-            )
-        return self
+    actions: ModerationActions = Field({}, description="per-category action overrides")
 
     def action_for(self, category: str) -> SafetyAction:
         return self.actions.get(category, self.action)
@@ -239,15 +248,8 @@ class TenantSafety(Strict):
 
     jailbreak_action: SafetyAction | None = None
     harmful_action: SafetyAction | None = None
-    pii: dict[str, SafetyAction] = {}
+    pii: PiiActions = {}
     moderation_action: SafetyAction | None = None
-
-    @model_validator(mode="after")
-    def _known(self) -> TenantSafety:
-        unknown = sorted(set(self.pii) - set(KNOWN_ENTITIES))
-        if unknown:
-            raise ValueError(f"unknown PII entities {unknown}; known: {list(KNOWN_ENTITIES)}")
-        return self
 
 
 class SafetyConfig(Strict):

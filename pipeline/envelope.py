@@ -50,7 +50,7 @@ class ChatMessage(BaseModel):
             return self.content
         if not self.content:
             return ""
-        return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return "\n".join(str(p.get("text") or "") for p in self.content if p.get("type") == "text")
 
 
 class ChatRequest(BaseModel):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.evaluation import short_turns
 from pipeline.evaluation.split import Split, split_of
 from pipeline.settings import PROJECT_ROOT
 from pipeline.workload.labels import MODERATION_CATEGORIES
@@ -69,8 +70,11 @@ class Text:
     source: str
     group: str
     text: str
+    fixed_split: Split | None = None  # for our own lists, which come split already
 
     def split(self, eval_share: float = 0.2) -> Split:
+        if self.fixed_split is not None:
+            return self.fixed_split
         return split_of(f"{self.source}:{self.group}", eval_share)
 
     def digest(self) -> str:
@@ -151,7 +155,8 @@ def attack_sources(root: Path) -> dict[str, list[Text]]:
 
 
 def benign_sources(root: Path) -> dict[str, list[Text]]:
-    """Benign prompts by source: Arena-Hard, MT-Bench (each turn), MMLU-Pro questions."""
+    """Benign prompts by source: Arena-Hard, MT-Bench (each turn), MMLU-Pro questions, and
+    short conversational turns (our own lists, see ``short_turns``)."""
     arena = [
         json.loads(line)
         for line in _file(root, "benign_prompts/arena_hard_v0.1_question.jsonl")
@@ -167,6 +172,11 @@ def benign_sources(root: Path) -> dict[str, list[Text]]:
         "arena_hard": [Text("arena_hard", str(r["uid"]), r["prompt"]) for r in arena],
         "mt_bench": [
             Text("mt_bench", str(r["question_id"]), turn) for r in mt for turn in r["turns"]
+        ],
+        "short_turns": [
+            Text("short_turns", t, t, split)
+            for split, turns in (("train", short_turns.TRAIN), ("eval", short_turns.EVAL))
+            for t in turns
         ],
         "mmlu_pro": [
             Text("mmlu_pro", group, mmlu_prompt(text, list(options)))

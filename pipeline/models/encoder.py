@@ -15,6 +15,7 @@ Training and serving both go through :meth:`Encoder.encode`.
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,10 @@ CHARS_PER_TOKEN_BOUND = 16
 BUCKET_SLACK = 0.1
 #: Above this many characters, prompt tokens are counted on a sample and extrapolated.
 EXACT_COUNT_CHARS = 32_768
+#: WordPiece turns any run of more than 100 non-space characters (base64, minified code, emoji
+#: strings) into one [UNK]; LLM tokenizers spend about one token per 3 bytes on such runs.
+LONG_RUN = re.compile(r"\S{101,}")
+LONG_RUN_BYTES_PER_TOKEN = 3
 
 
 class ModelNotFound(RuntimeError):
@@ -70,6 +75,14 @@ def locate_encoder(model_dir: Path | None = None) -> EncoderFiles:
     if not files.model.is_file() or not files.tokenizer.is_file():
         raise ModelNotFound(f"encoder package files are incomplete: {INSTALL_HINT}")
     return files
+
+
+def long_run_tokens(text: str) -> int:
+    """Tokens the tokenizer misses in over-long space-free runs (it gives each one [UNK])."""
+    return sum(
+        len(run.encode("utf-8", "replace")) // LONG_RUN_BYTES_PER_TOKEN
+        for run in LONG_RUN.findall(text)
+    )
 
 
 def head_tail(ids: list[int], max_tokens: int) -> list[int]:
@@ -143,7 +156,7 @@ class Encoder:
         encodings = self._tokenizer.encode_batch(clipped)
         ids = [head_tail(enc.ids, self.max_tokens) for enc in encodings]
         counts = [
-            len(enc.ids) - 2 if c is t else self.count_tokens(t)
+            len(enc.ids) - 2 + long_run_tokens(t) if c is t else self.count_tokens(t)
             for enc, c, t in zip(encodings, clipped, texts, strict=True)
         ]
         return ids, counts
@@ -177,10 +190,11 @@ class Encoder:
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` (no special tokens); extrapolated from a sample for huge texts."""
         if len(text) <= EXACT_COUNT_CHARS:
-            return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+            counted = len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+            return counted + long_run_tokens(text)
         sample = text[:EXACT_COUNT_CHARS]
         sampled = len(self._tokenizer.encode(sample, add_special_tokens=False).ids)
-        return round(sampled * len(text) / len(sample))
+        return round((sampled + long_run_tokens(sample)) * len(text) / len(sample))
 
 
 def load_encoder(

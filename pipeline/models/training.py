@@ -33,6 +33,9 @@ HYPERPARAMETERS: dict[str, dict] = {
 #: source of the train split.
 JAILBREAK_TARGET_FPR = 0.005
 FOLDS = 3
+#: A benign source calibrates a threshold only with this many train rows: fewer cannot pin a
+#: 0.5% quantile (it would be the source's maximum). Smaller sources still train the head.
+CALIBRATION_MIN_ROWS = 100
 
 
 def _fit(task: Task, x: np.ndarray, rows: np.ndarray) -> Head:
@@ -100,7 +103,8 @@ def jailbreak_thresholds(task: Task, x: np.ndarray) -> dict[str, float]:
         threshold = 0.5
         for source in set(sources[benign].tolist()):
             mine = scores[benign & (sources == source)]
-            threshold = max(threshold, float(np.quantile(mine, 1 - JAILBREAK_TARGET_FPR)))
+            if len(mine) >= CALIBRATION_MIN_ROWS:
+                threshold = max(threshold, float(np.quantile(mine, 1 - JAILBREAK_TARGET_FPR)))
         thresholds[risk] = round(min(threshold, 0.99), 4)
     return thresholds
 

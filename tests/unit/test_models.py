@@ -44,10 +44,13 @@ def test_head_tail_truncation_sees_the_end_of_a_long_prompt(encoder):
     a, b = encoder.encode([long_a, long_b])
     assert float(a @ b) < 0.99  # the tails differ, so the embeddings do
     assert encoder.count_tokens("word " * 50_000) == pytest.approx(50_000, rel=0.05)
-    texts = ["", "one two three", long_a, "word " * 50_000]
+    blob = "QUJD" * 2_500  # 10 KB of base64 without a space: one [UNK] to WordPiece
+    assert encoder.count_tokens(blob) >= 3_000
+    assert encoder.count_tokens("🙂" * 5_000) >= 5_000
+    texts = ["", "one two three", long_a, "word " * 50_000, blob]
     ids, counts = encoder.tokenize(texts)
     assert counts == [encoder.count_tokens(t) for t in texts]
-    assert [len(i) for i in ids] == [2, 5, 32, 32]
+    assert [len(i) for i in ids] == [2, 5, 32, 32, 4]
 
 
 def test_a_trained_head_learns_and_survives_save_and_load(tmp_path):

@@ -14,7 +14,7 @@ import uuid
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -44,13 +44,24 @@ class ChatMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _parts_are_typed(cls, content: Any) -> Any:
+        """Each part names its type as a string, and a text part carries its text as one."""
+        for i, part in enumerate(content if isinstance(content, list) else []):
+            if not isinstance(part.get("type"), str):
+                raise ValueError(f"content part {i} needs a string 'type' (text, image_url, ...)")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f"content part {i} is type 'text' but has no string 'text'")
+        return content
+
     def text(self) -> str:
         """The message's text, with non-text parts left out."""
         if isinstance(self.content, str):
             return self.content
         if not self.content:
             return ""
-        return "\n".join(str(p.get("text") or "") for p in self.content if p.get("type") == "text")
+        return "\n".join(p["text"] for p in self.content if p["type"] == "text")
 
 
 class ChatRequest(BaseModel):
@@ -77,6 +88,11 @@ class RequestSection(BaseModel):
     body: ChatRequest | None = Field(
         None, description="absent only on error replies to requests whose body was unreadable"
     )
+
+    @property
+    def session_scope(self) -> tuple[str, str] | None:
+        """The session's identity for per-session state: an id is unique only in its tenant."""
+        return (self.tenant, self.session_id) if self.session_id else None
 
     @property
     def key(self) -> str:
@@ -232,6 +248,11 @@ class Envelope(Contract):
     trail: list[StageSpan] = []
 
     @property
+    def session_scope(self) -> tuple[str, str] | None:
+        """The session's identity for per-session state: an id is unique only in its tenant."""
+        return (self.tenant, self.session_id) if self.session_id else None
+
+    @property
     def key(self) -> str:
         return self.request.key
 
@@ -271,6 +292,11 @@ class RouterState(Contract):
     failures: float = Field(ge=0)
     observations: int = Field(ge=0)
     updated_at: float = Field(default_factory=now)
+
+    @property
+    def session_scope(self) -> tuple[str, str] | None:
+        """The session's identity for per-session state: an id is unique only in its tenant."""
+        return (self.tenant, self.session_id) if self.session_id else None
 
     @property
     def key(self) -> str:

@@ -107,6 +107,10 @@ class ContextClass(Strict):
     max_tokens: int = Field(gt=0)
 
 
+#: ``.*`` / ``.+`` not preceded by a backslash: a wildcard run without a bound.
+UNBOUNDED_WILDCARD = re.compile(r"(?<!\\)\.[*+]")
+
+
 class KeywordRule(Strict):
     """Fires when the routing text contains any of ``any`` (if given), every one of ``all``
     and none of ``none``. Terms are whole words unless ``regex`` is true."""
@@ -130,6 +134,11 @@ class KeywordRule(Strict):
                     raise ValueError(
                         f"keyword rule {self.name!r}: invalid regex {term!r} ({exc})"
                     ) from None
+                if UNBOUNDED_WILDCARD.search(term):
+                    raise ValueError(
+                        f"keyword rule {self.name!r}: {term!r} has an unbounded .* or .+, which "
+                        "can take quadratic time on long prompts; bound it, e.g. [^\\n]{0,200}?"
+                    )
         return self
 
 
@@ -341,6 +350,15 @@ class Condition(Strict):
         return value is not None and self.lte is not None and value <= self.lte
 
 
+def _fits(value: Any, kind: type) -> bool:
+    """Whether a rule's literal can be compared with a signal of type ``kind``."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
 def _value(values: dict[str, Any], signal: str) -> Any:
     """A signal's value; a keyword/embedding rule that did not fire is False."""
     if signal in values:
@@ -456,7 +474,15 @@ class Policy(Strict):
             "session": ("warm", "cold"),
             "context_class": tuple(c.name for c in self.signals.context_classes),
         }.get(cond.signal)
+        kind = bool if family in declared else RULE_SIGNALS[cond.signal]
+        if kind is str and (cond.gte is not None or cond.lte is not None):
+            return f"{cond.signal} is text: compare it with equals, not_equals or in, not gte/lte"
         values = cond.in_ or ([] if cond.equals is None else [cond.equals])
+        if cond.not_equals is not None:
+            values = [*values, cond.not_equals]
+        mistyped = [v for v in values if not _fits(v, kind)]
+        if mistyped:
+            return f"{cond.signal} takes {kind.__name__} values; got {mistyped}"
         unknown = [v for v in values if vocabulary is not None and v not in vocabulary]
         if unknown:
             return f"unknown {cond.signal} value(s) {unknown}; known: {list(vocabulary or ())}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -18,9 +19,9 @@ class SessionMemory(Generic[V]):
     def __init__(self, ttl_s: float, capacity: int = 100_000) -> None:
         self.ttl_s = ttl_s
         self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
 
-    def get(self, session: str, now: float | None = None) -> V | None:
+    def get(self, session: Hashable, now: float | None = None) -> V | None:
         """The live value for ``session``, or None when unseen or expired."""
         entry = self._entries.get(session)
         if entry is None:
@@ -31,7 +32,7 @@ class SessionMemory(Generic[V]):
             return None
         return value
 
-    def put(self, session: str, value: V, now: float | None = None) -> None:
+    def put(self, session: Hashable, value: V, now: float | None = None) -> None:
         self._entries[session] = (time.monotonic() if now is None else now, value)
         self._entries.move_to_end(session)
         while len(self._entries) > self.capacity:

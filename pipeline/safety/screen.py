@@ -92,20 +92,31 @@ def verdict(
 
 
 def redact_request(body: ChatRequest, findings: list[PiiFinding]) -> ChatRequest:
-    """A copy of ``body`` whose text content has every finding replaced by ``<ENTITY>``."""
+    """A copy of ``body`` whose text has every finding replaced by ``<ENTITY>``.
+
+    Offsets refer to :meth:`ChatMessage.text`: for list content, the text parts joined by
+    newlines. Each part gets the pieces of the spans that fall in it (a span across two parts
+    is replaced in both), so nothing found is left in place.
+    """
     messages = []
     for i, message in enumerate(body.messages):
         spans = [PiiSpan(f.entity, f.start, f.end) for f in findings if f.message_index == i]
         if spans and isinstance(message.content, str):
             message = message.model_copy(update={"content": redact(message.content, spans)})
         elif spans and isinstance(message.content, list):
-            # offsets refer to the joined text parts: redact each part on its own instead
-            parts = [
-                {**p, "text": redact(p["text"], find_pii(p["text"], [s.entity for s in spans]))}
-                if p.get("type") == "text"
-                else p
-                for p in message.content
-            ]
+            parts, offset = [], 0
+            for part in message.content:
+                if part["type"] != "text":
+                    parts.append(part)
+                    continue
+                text = part["text"]
+                local = [
+                    PiiSpan(s.entity, max(s.start - offset, 0), min(s.end - offset, len(text)))
+                    for s in spans
+                    if s.start < offset + len(text) and s.end > offset
+                ]
+                parts.append({**part, "text": redact(text, local)})
+                offset += len(text) + 1  # the newline text() joins parts with
             message = message.model_copy(update={"content": parts})
         messages.append(message)
     return body.model_copy(update={"messages": messages})

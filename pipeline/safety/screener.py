@@ -21,8 +21,12 @@ def head_thresholds(head: Head, config: SafetyConfig) -> dict[str, float]:
     """Per risk class: the policy's threshold when set, else the one the head was trained with."""
     trained = head.meta["thresholds"]
     return {
-        "jailbreak": config.jailbreak.threshold or trained["jailbreak"],
-        "harmful": config.harmful.threshold or trained["harmful"],
+        "jailbreak": trained["jailbreak"]
+        if config.jailbreak.threshold is None
+        else config.jailbreak.threshold,
+        "harmful": trained["harmful"]
+        if config.harmful.threshold is None
+        else config.harmful.threshold,
     }
 
 
@@ -43,12 +47,13 @@ class Screener:
         self,
         policy: Policy,
         encoder_name: str,
+        max_tokens: int,
         embed: Callable[[list[str]], np.ndarray] | None = None,
     ) -> None:
         """``embed`` encodes the policy's contrastive examples; needed only when it has some."""
         self.policy = policy
-        self.jailbreak = load_trained("jailbreak", encoder_name)
-        self.moderation = load_trained("moderation", encoder_name)
+        self.jailbreak = load_trained("jailbreak", encoder_name, max_tokens)
+        self.moderation = load_trained("moderation", encoder_name, max_tokens)
         self.thresholds = head_thresholds(self.jailbreak, policy.safety)
         configured = policy.safety.moderation.threshold
         self.moderation_thresholds: dict[str, float] = (
@@ -91,14 +96,14 @@ class Screener:
                 thresholds=self.thresholds,
                 contrastive=None if contrast is None else float(contrast[i]),
                 contrastive_margin=self.contrastive.margin if self.contrastive else None,
-                session_risk=self._session_risk(env.request.session_id, turn_risk),
+                session_risk=self._session_risk(env.request.session_scope, turn_risk),
                 moderation=dict(zip(self.moderation.labels, moderation[i].tolist(), strict=True)),
                 moderation_thresholds=self.moderation_thresholds,
             )
             verdicts.append(verdict(body, scores, config, self.versions))
         return verdicts
 
-    def _session_risk(self, session: str | None, score: float) -> float:
+    def _session_risk(self, session: tuple[str, str] | None, score: float) -> float:
         """EMA of the session's per-turn risk, 1 - P(benign) (0 before its first turn)."""
         if session is None:
             return 0.0

@@ -49,7 +49,7 @@ class SafetyStage(Stage):
         embed = None
         if policy.safety.jailbreak.contrastive:  # the only thing this stage encodes itself
             embed = Encoder(files, s.encoder_threads, s.encoder_max_tokens).encode
-        self.screener = Screener(policy, files.name, embed)
+        self.screener = Screener(policy, files.name, s.encoder_max_tokens, embed)
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()

@@ -37,8 +37,8 @@ class SignalExtractor:
         self.policy = policy
         self.encoder = encoder
         config = policy.signals
-        self.domain: Head = load_trained("domain", encoder.name)
-        self.complexity: Head = load_trained("complexity", encoder.name)
+        self.domain: Head = load_trained("domain", encoder.name, encoder.max_tokens)
+        self.complexity: Head = load_trained("complexity", encoder.name, encoder.max_tokens)
         self.output_priors: dict[str, int] = self.domain.meta.get("output_tokens_prior", {})
         self.keywords = KeywordMatcher(config.keywords)
         self.embedding_rules = EmbeddingMatcher(config.embeddings, encoder.encode)
@@ -119,8 +119,9 @@ class SignalExtractor:
 
     def _session(self, request: RequestSection) -> str:
         """warm when this instance saw the session within the TTL (then refreshes it)."""
-        if request.session_id is None:
+        scope = request.session_scope
+        if scope is None:
             return "cold"
-        warm = self.sessions.get(request.session_id) is not None
-        self.sessions.put(request.session_id, True)
+        warm = self.sessions.get(scope) is not None
+        self.sessions.put(scope, True)
         return "warm" if warm else "cold"

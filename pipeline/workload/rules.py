@@ -9,6 +9,8 @@ import numpy as np
 
 from pipeline.policy import EmbeddingRule, KeywordRule
 
+WINDOW_CHARS = 16_384
+
 
 def _compile(rule: KeywordRule, term: str) -> re.Pattern[str]:
     flags = 0 if rule.case_sensitive else re.IGNORECASE
@@ -31,6 +33,10 @@ class KeywordMatcher:
         ]
 
     def matches(self, text: str) -> list[str]:
+        """Rules that hold on the text's first and last ``WINDOW_CHARS`` characters (bounded
+        work on a huge prompt; a term only in its middle is not seen)."""
+        if len(text) > 2 * WINDOW_CHARS:
+            text = f"{text[:WINDOW_CHARS]}\n{text[-WINDOW_CHARS:]}"
         fired = []
         for name, any_, all_, none in self._rules:
             if any_ and not any(p.search(text) for p in any_):

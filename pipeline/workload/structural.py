@@ -54,9 +54,7 @@ def routing_text(body: ChatRequest) -> str:
 
 
 def _has_part(message: ChatMessage, types: set[str]) -> bool:
-    return isinstance(message.content, list) and any(
-        p.get("type") in types for p in message.content
-    )
+    return isinstance(message.content, list) and any(p["type"] in types for p in message.content)
 
 
 def in_tool_loop(body: ChatRequest) -> bool:
@@ -73,7 +71,7 @@ def extract_structural(
         tokens += count_tokens(m.text()) + MESSAGE_OVERHEAD_TOKENS
         if _has_part(m, IMAGE_PART_TYPES):
             parts = m.content if isinstance(m.content, list) else []
-            tokens += IMAGE_PART_TOKENS * sum(p.get("type") in IMAGE_PART_TYPES for p in parts)
+            tokens += IMAGE_PART_TOKENS * sum(p["type"] in IMAGE_PART_TYPES for p in parts)
         if m.tool_calls:
             tokens += count_tokens(json.dumps(m.tool_calls))
     if body.tools:

@@ -59,14 +59,14 @@ def test_a_trained_head_learns_and_survives_save_and_load(tmp_path):
     y = (x[:, 0] + x[:, 1] > 0).astype(int)
     head = train_head("toy", "softmax", ["no", "yes"], x, y, hidden=16, epochs=30, lr=0.02)
     assert (head.predict(x).argmax(axis=1) == y).mean() > 0.95
-    head.meta = {"encoder": "toy-encoder", "version": "1"}
+    head.meta = {"encoder": "toy-encoder", "max_tokens": 128, "version": "1"}
     head.save(tmp_path / "toy.npz")
-    loaded = load_trained("toy", "toy-encoder", tmp_path)
+    loaded = load_trained("toy", "toy-encoder", 128, tmp_path)
     assert np.allclose(loaded.predict(x), head.predict(x)) and loaded.version == "toy@1"
     with pytest.raises(HeadMissing, match="wrp models train toy"):
-        load_trained("toy", "another-encoder", tmp_path)
+        load_trained("toy", "another-encoder", 128, tmp_path)
     with pytest.raises(HeadMissing, match="wrp models train nothing"):
-        load_trained("nothing", "toy-encoder", tmp_path)
+        load_trained("nothing", "toy-encoder", 128, tmp_path)
 
 
 def test_sigmoid_head_ignores_unknown_labels():

@@ -31,13 +31,13 @@ def test_train_and_eval_rows_never_overlap():
 def test_domain_head_on_held_out_mmlu_pro(encoder):
     task = domain_task(ROOT)
     rows = task.rows("eval")[::8]  # ~300 rows keep the test fast
-    head = load_trained("domain", encoder.name)
+    head = load_trained("domain", encoder.name, encoder.max_tokens)
     predicted = head.predict(encoder.encode([task.texts[i] for i in rows])).argmax(axis=1)
     assert (predicted == task.targets[rows]).mean() >= 0.75
 
 
 def test_jailbreak_head_catches_held_out_attacks_and_spares_benign_prompts(encoder):
-    head = load_trained("jailbreak", encoder.name)
+    head = load_trained("jailbreak", encoder.name, encoder.max_tokens)
     attacks, benign = datasets.attack_sources(ROOT), datasets.benign_sources(ROOT)
 
     def flagged(rows: list[datasets.Text]) -> float:

@@ -94,3 +94,16 @@ def test_signal_rules_safety_names_and_values_are_checked(tmp_path):
     assert "unknown domain value(s) ['cooking']" in found
     assert "unknown complexity value(s) ['extreme']" in found
     assert "route_safe but safety.safe_model is not set" in found
+
+
+def test_rules_that_would_fail_or_stall_at_request_time_are_refused(tmp_path):
+    data = default_data()
+    data["router"]["decisions"][0]["when"] = {
+        "all": [{"signal": "domain", "gte": 0.5}, {"signal": "tools_present", "equals": "yes"}]
+    }
+    found = "\n".join(problems(write(tmp_path, data)))
+    assert "domain is text" in found and "tools_present takes bool values" in found
+    data = default_data()
+    data["signals"]["keywords"][0]["any"].append(r"\bSELECT\b.+\bFROM\b")
+    (line,) = problems(write(tmp_path, data))
+    assert "unbounded .* or .+" in line

@@ -109,3 +109,23 @@ def test_session_risk_catches_slow_escalation_but_not_one_risky_turn():
     assert risks == sorted(risks) and risks[-1] >= POLICY.safety.jailbreak.session_threshold
     assert screener._session_risk(None, 0.99) == 0.0
     assert screener._session_risk(("other-tenant", "b"), 0.0) == 0.0  # ids are per tenant
+
+
+def test_redaction_uses_the_found_offsets_even_across_text_parts():
+    body = ChatRequest(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "my phone"},
+                    {"type": "image_url", "image_url": {"url": "data:,"}},
+                    {"type": "text", "text": "5551234567, mail ana@example.org"},
+                ],
+            }
+        ]
+    )
+    found = verdict(body, scores(), CONFIG, {}).pii
+    assert {f.entity for f in found} == {"PHONE_NUMBER", "EMAIL_ADDRESS"}
+    parts = redact_request(body, found).messages[0].content
+    assert parts[0]["text"] == "my phone" and parts[1]["type"] == "image_url"
+    assert parts[2]["text"] == "<PHONE_NUMBER>, mail <EMAIL_ADDRESS>"

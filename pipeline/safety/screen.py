@@ -73,9 +73,7 @@ def verdict(
     for entity in sorted({f.entity for f in findings}):
         act(config.pii.entities[entity], f"PII: {entity}")
     action = max(actions, key=SEVERITY.__getitem__)
-    redacted = action != "block" and any(
-        config.pii.entities[f.entity] == "redact" for f in findings
-    )
+    redacted = action != "block" and bool(to_redact(findings, config))
     return Safety(
         action=action,
         redacted=redacted,
@@ -89,6 +87,11 @@ def verdict(
         reasons=reasons,
         models=models,
     )
+
+
+def to_redact(findings: list[PiiFinding], config: SafetyConfig) -> list[PiiFinding]:
+    """The findings whose entity the (tenant's) policy redacts."""
+    return [f for f in findings if config.pii.entities[f.entity] == "redact"]
 
 
 def redact_request(body: ChatRequest, findings: list[PiiFinding]) -> ChatRequest:

@@ -66,6 +66,7 @@ class Screener:
         }
         config = policy.safety.jailbreak
         self.risk: SessionMemory[float] = SessionMemory(policy.signals.session_ttl_s)
+        self._tenant_configs: dict[str, SafetyConfig] = {}
         self.versions = {"jailbreak": self.jailbreak.version, "moderation": self.moderation.version}
         self.contrastive: Contrastive | None = None
         if config.contrastive:
@@ -88,7 +89,7 @@ class Screener:
         for i, env in enumerate(envelopes):
             body = env.request.body
             assert body is not None
-            config = self.policy.safety.for_tenant(env.request.tenant)
+            config = self.config_for(env.request.tenant)
             turn_risk = 1.0 - float(risk[i, self._classes["benign"]])
             scores = Scores(
                 jailbreak=float(risk[i, self._classes["jailbreak"]]),
@@ -102,6 +103,13 @@ class Screener:
             )
             verdicts.append(verdict(body, scores, config, self.versions))
         return verdicts
+
+    def config_for(self, tenant: str) -> SafetyConfig:
+        """The tenant's effective safety policy, built once per tenant."""
+        config = self._tenant_configs.get(tenant)
+        if config is None:
+            config = self._tenant_configs[tenant] = self.policy.safety.for_tenant(tenant)
+        return config
 
     def _session_risk(self, session: tuple[str, str] | None, score: float) -> float:
         """EMA of the session's per-turn risk, 1 - P(benign) (0 before its first turn)."""

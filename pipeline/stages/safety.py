@@ -11,7 +11,7 @@ from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
 from pipeline.envelope import Envelope, Result, now
 from pipeline.models.encoder import Encoder, locate_encoder
 from pipeline.policy import load_policy
-from pipeline.safety.screen import redact_request
+from pipeline.safety.screen import redact_request, to_redact
 from pipeline.safety.screener import Screener
 
 SAFETY_MODEL = "wrp-safety"
@@ -61,7 +61,7 @@ class SafetyStage(Stage):
         for env, verdict in zip(envelopes, verdicts, strict=True):
             body = env.request.body
             assert body is not None
-            config = self.screener.policy.safety.for_tenant(env.request.tenant)
+            config = self.screener.config_for(env.request.tenant)
             if verdict.action == "block":
                 result = Result(
                     status="blocked", response=refusal_response(config.refusal), stage=self.name
@@ -70,8 +70,8 @@ class SafetyStage(Stage):
                 outputs.append(Outbound(env.request.reply_to, env.key, closed))
                 continue
             if verdict.redacted:
-                redact = [f for f in verdict.pii if config.pii.entities[f.entity] == "redact"]
-                request = env.request.model_copy(update={"body": redact_request(body, redact)})
+                redacted = redact_request(body, to_redact(verdict.pii, config))
+                request = env.request.model_copy(update={"body": redacted})
                 env = env.model_copy(update={"request": request})
             outputs.append(
                 Outbound(SCREENED, env.key, env.advance(self.name, started, safety=verdict))

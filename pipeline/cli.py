@@ -214,16 +214,24 @@ def cmd_analytics(args: argparse.Namespace) -> int:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from pipeline.policy import PolicyError, load_policy
+    """Print a policy file's errors, then its warnings, as ``path:line: severity: message``;
+    2 when there is an error, else an ok line and 0."""
+    from pipeline.policy import load_policy
+    from pipeline.policy_check import check_policy
 
-    try:
-        policy = load_policy(Path(args.file))
-    except PolicyError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    findings = check_policy(args.file)
+    for finding in findings:  # errors come first
+        print(finding.format(args.file))
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    if errors:
+        print(f"{args.file}: {errors} error(s), {warnings} warning(s)")
+        return 2
+    policy = load_policy(Path(args.file))
     print(
         f"{args.file}: ok ({len(policy.models)} models, {len(policy.pools)} pools, "
-        f"{len(policy.router.decisions) + 1} decisions)"
+        f"{len(policy.router.decisions) + 1} decisions"
+        + (f"; {warnings} warning(s))" if warnings else ")")
     )
     return 0
 
@@ -326,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("request_id", nargs="?")
     p.add_argument("--json", action="store_true")
-    p = command("policy", cmd_policy, "validate a policy file")
+    p = command(
+        "policy",
+        cmd_policy,
+        "check a policy file: validation errors and routing mistakes (unfit context "
+        "lengths, shadowed or overlapping decisions), each with its line; exit 2 on an error",
+    )
     p.add_argument("action", choices=["check"])
     p.add_argument("file")
     p = command("demo", cmd_demo, "run the whole pipeline on a sample workload and report")

@@ -14,7 +14,7 @@ import uuid
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -83,6 +83,9 @@ class RequestSection(BaseModel):
     session_id: str | None = None
     reply_to: str = "wrp.responses"
     deadline: float | None = Field(None, description="epoch seconds after which to give up")
+    ttft_budget_ms: float | None = Field(
+        None, gt=0, description="pool-aware routing skips pools slower than this to first token"
+    )
     priority: int = 0
     created_at: float = Field(default_factory=now)
     body: ChatRequest | None = Field(
@@ -140,7 +143,11 @@ class Signals(BaseModel):
     heads: dict[str, str] = {}
 
     def embedding_vector(self) -> np.ndarray:
-        return np.frombuffer(base64.b64decode(self.embedding), dtype="<f2").astype(np.float32)
+        return self.decode_embedding(self.embedding)
+
+    @staticmethod
+    def decode_embedding(encoded: str) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(encoded), dtype="<f2").astype(np.float32)
 
     @staticmethod
     def encode_embedding(vector: np.ndarray) -> str:
@@ -172,6 +179,9 @@ class Safety(BaseModel):
     categories: list[str] = Field([], description="moderation categories over threshold")
     pii: list[PiiFinding] = []
     reasons: list[str] = []
+    triggers: list[str] = Field(
+        [], description="what fired: jailbreak, harmful, moderation:<category>, pii:<ENTITY>"
+    )
     models: dict[str, str] = Field({}, description="detector -> model version")
 
 
@@ -184,7 +194,17 @@ class Decision(BaseModel):
     model: str
     pool: str
     strategy: str
-    scores: dict[str, float] = {}
+    scores: dict[str, float] = Field({}, description="each candidate's score under the strategy")
+    explored: bool = Field(False, description="the model is not the one with the best estimate")
+    skipped: dict[str, str] = Field({}, description="candidates pool-aware routing left out, why")
+    redact: list[str] = Field([], description="PII entities the decision's safety redacts")
+    ladder: list[str] = Field([], description="cascade: models to escalate to, in order")
+    reasoning: bool = Field(False, description="the decision turns on the model's reasoning mode")
+    context: list[float] = Field([], description="contextual-bandit features, for the learner")
+    prior: float = Field(0.5, description="the chosen model's quality prior for this request")
+    policy_version: str = Field("", description="digest of the policy file that decided")
+    state_version: int = Field(0, description="sum of the candidates' router-state versions")
+    cache_hit: bool = False
 
 
 class ErrorInfo(BaseModel):
@@ -225,6 +245,14 @@ class Outcome(Contract):
     cost_usd: float
     dispatched_at: float
     completed_at: float
+    explored: bool = False
+    cache_hit: bool = False
+    escalated_from: list[str] = Field(
+        [], description="cascade: models whose answers failed a check, in the order tried"
+    )
+    slo_missed: bool = False
+    prior: float = Field(0.5, description="the served model's quality prior (the decision's)")
+    context: list[float] = Field([], description="the decision's contextual-bandit features")
 
 
 class StageSpan(BaseModel):
@@ -269,14 +297,51 @@ class Envelope(Contract):
 # --- other topics ----------------------------------------------------------------------------
 
 
+Verdict = Literal["good_fit", "underpowered", "overprovisioned", "failed"]
+#: Reward of each verdict: an overprovisioned answer was good but a cheaper model would have done.
+VERDICT_REWARD: dict[str, float] = {
+    "good_fit": 1.0,
+    "overprovisioned": 0.5,
+    "underpowered": 0.0,
+    "failed": 0.0,
+}
+
+
 class Feedback(Contract):
-    """A user's or evaluator's verdict on a served request; ``score`` in [0, 1], 1 = good."""
+    """A user's or evaluator's judgement of a served request, in exactly one form: ``score`` in
+    [0, 1], ``thumbs`` up/down, a 1-5 ``rating`` or a ``verdict``. :attr:`reward` maps it to
+    [0, 1] (1 = good)."""
 
     request_id: str = Field(min_length=1, max_length=128)
-    score: float = Field(ge=0, le=1)
+    score: float | None = Field(None, ge=0, le=1)
+    thumbs: Literal["up", "down"] | None = None
+    rating: int | None = Field(None, ge=1, le=5)
+    verdict: Verdict | None = None
     source: str = "user"
     comment: str | None = None
     created_at: float = Field(default_factory=now)
+
+    @model_validator(mode="after")
+    def _one_judgement(self) -> Feedback:
+        given = [
+            k for k in ("score", "thumbs", "rating", "verdict") if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of score, thumbs, rating, verdict (got {given or 'none'})"
+            )
+        return self
+
+    @property
+    def reward(self) -> float:
+        if self.score is not None:
+            return self.score
+        if self.thumbs is not None:
+            return 1.0 if self.thumbs == "up" else 0.0
+        if self.rating is not None:
+            return (self.rating - 1) / 4
+        assert self.verdict is not None
+        return VERDICT_REWARD[self.verdict]
 
 
 class RouterState(Contract):
@@ -291,6 +356,13 @@ class RouterState(Contract):
     successes: float = Field(ge=0)
     failures: float = Field(ge=0)
     observations: int = Field(ge=0)
+    version: int = Field(0, ge=0, description="increases by one with every credit folded in")
+    design: list[float] = Field(
+        [], description="contextual bandit: decayed sum of x x^T, row-major (d*d)"
+    )
+    response: list[float] = Field(
+        [], description="contextual bandit: decayed sum of (reward - prior) * x (d)"
+    )
     updated_at: float = Field(default_factory=now)
 
     @property
@@ -315,6 +387,9 @@ class Credit(Contract):
     model: str
     successes: float = Field(ge=0)
     failures: float = Field(ge=0)
+    prior: float = Field(0.5, ge=0, le=1, description="the card's quality prior for the request")
+    context: list[float] = Field([], description="the decision's contextual-bandit features")
+    at: float = Field(default_factory=now, description="when the evidence was observed")
 
 
 class PoolState(Contract):
@@ -325,7 +400,24 @@ class PoolState(Contract):
     requests: int = Field(ge=0)
     errors: int = Field(ge=0)
     latency_ms_ewma: float = Field(ge=0)
+    in_flight: int = Field(0, ge=0)
+    capacity: int | None = Field(None, ge=1, description="in-flight cap of the endpoint")
+    ttft_ms_ewma: float | None = Field(None, ge=0)
     updated_at: float = Field(default_factory=now)
+
+
+class CacheEntry(Contract):
+    """A cached answer on the compacted ``wrp.cache`` (see ``pipeline.router.caching``)."""
+
+    tenant: str
+    decision: str
+    params: str = Field(description="fingerprint of the answer-shaping request fields")
+    key: str = Field(description="sha256 of the normalised last user turn")
+    embedding: str | None = Field(None, description="that turn's embedding, float16 base64")
+    model: str
+    response: dict[str, Any]
+    stored_at: float
+    expires_at: float
 
 
 class DeadLetter(Contract):
@@ -350,5 +442,6 @@ PAYLOADS: dict[str, type[Contract]] = {
     "RouterState": RouterState,
     "Credit": Credit,
     "PoolState": PoolState,
+    "CacheEntry": CacheEntry,
     "DeadLetter": DeadLetter,
 }

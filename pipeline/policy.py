@@ -7,6 +7,7 @@ file, the path inside it, what is wrong and how to fix it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,7 +16,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     model_validator,
 )
@@ -72,12 +75,31 @@ class Price(Strict):
         ) / 1e6
 
 
+def _quality_keys(value: dict[str, float]) -> dict[str, float]:
+    known = (*DOMAINS, "default")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"unknown domain(s) {unknown}; use 'default' or one of {list(known)}")
+    return value
+
+
 class ModelCard(Strict):
     name: str = Field(min_length=1)
     pool: str
     context_length: int = Field(gt=0)
     price: Price
     description: str = ""
+    quality: Annotated[
+        dict[str, Annotated[float, Field(ge=0, le=1)]], AfterValidator(_quality_keys)
+    ] = Field(
+        {},
+        description="prior probability of a good answer per domain; 'default' for the rest",
+    )
+    reasoning: bool = Field(False, description="the model has a reasoning (thinking) mode")
+
+    def prior_quality(self, domain: str | None) -> float:
+        """The card's quality prior for ``domain`` (0.5 when the card says nothing)."""
+        return self.quality.get(domain or "default", self.quality.get("default", 0.5))
 
 
 class SimulatorProfile(Strict):
@@ -366,19 +388,106 @@ def _value(values: dict[str, Any], signal: str) -> Any:
     return False if signal.partition(".")[0] in RULE_FAMILIES else None
 
 
-class Rule(Strict):
-    """``all`` conditions must hold and, if given, at least one of ``any``."""
+def _node_kind(value: Any) -> str:
+    if isinstance(value, Condition) or (isinstance(value, dict) and "signal" in value):
+        return "condition"
+    return "rule"
 
-    all: list[Condition] = []
-    any: list[Condition] = []
+
+#: A node of a rule tree: a condition on one signal, or a nested all/any/not rule.
+Node = Annotated[
+    Annotated["Condition", Tag("condition")] | Annotated["Rule", Tag("rule")],
+    Discriminator(_node_kind),
+]
+
+
+class Rule(Strict):
+    """Holds when every ``all`` node holds, at least one ``any`` node does (if any are given)
+    and the ``not`` node does not. Nodes are conditions or nested rules. An empty rule holds."""
+
+    all: list[Node] = []
+    any: list[Node] = []
+    not_: Node | None = Field(None, alias="not")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def holds(self, values: dict[str, Any]) -> bool:
-        if not all(c.holds(_value(values, c.signal)) for c in self.all):
+        if not all(_holds(node, values) for node in self.all):
             return False
-        return not self.any or any(c.holds(_value(values, c.signal)) for c in self.any)
+        if self.any and not any(_holds(node, values) for node in self.any):
+            return False
+        return self.not_ is None or not _holds(self.not_, values)
+
+    def conditions(self, where: str = "when") -> Iterator[tuple[str, Condition]]:
+        """Every condition of the tree with its path inside the decision."""
+        for field, nodes in (("all", self.all), ("any", self.any)):
+            for i, node in enumerate(nodes):
+                yield from _conditions(node, f"{where}.{field}[{i}]")
+        if self.not_ is not None:
+            yield from _conditions(self.not_, f"{where}.not")
 
 
-Strategy = Literal["static", "thompson"]
+def _holds(node: Condition | Rule, values: dict[str, Any]) -> bool:
+    if isinstance(node, Condition):
+        return node.holds(_value(values, node.signal))
+    return node.holds(values)
+
+
+def _conditions(node: Condition | Rule, where: str) -> Iterator[tuple[str, Condition]]:
+    if isinstance(node, Condition):
+        yield where, node
+    else:
+        yield from node.conditions(where)
+
+
+Rule.model_rebuild()
+
+#: Selection strategies, one module each under ``pipeline/router/strategies``.
+Strategy = Literal["static", "cost_quality", "knn", "thompson", "contextual", "cascade"]
+
+
+class Exploration(Strict):
+    """Bounds on the share of a decision's requests that explore (pick a model other than the
+    one with the best estimate), measured over the router's recent choices."""
+
+    floor: float = Field(0.0, ge=0, le=1, description="explore at least this often")
+    ceiling: float = Field(0.25, ge=0, le=1, description="explore at most this often")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Exploration:
+        if self.floor > self.ceiling:
+            raise ValueError(f"floor {self.floor} is above ceiling {self.ceiling}")
+        return self
+
+
+class CacheConfig(Strict):
+    """Semantic response cache: exact match, then embedding similarity >= ``similarity``."""
+
+    enabled: bool = False
+    similarity: float = Field(0.95, gt=0, le=1)
+    ttl_s: float = Field(3600, gt=0)
+
+
+CascadeCheck = Literal["empty", "refusal", "logprob", "arithmetic"]
+
+
+class CascadeConfig(Strict):
+    """Cheapest capable model first; escalate to the next when the answer fails a check."""
+
+    checks: list[CascadeCheck] = ["empty", "refusal", "logprob"]
+    min_mean_logprob: float = Field(
+        -1.0, le=0, description="escalate below this mean token logprob, when the pool returns it"
+    )
+    max_models: int = Field(3, ge=2, description="models tried at most, escalations included")
+
+
+class DecisionSafety(Strict):
+    """Per-decision safety actions; they may only tighten the verdict (never loosen it)."""
+
+    jailbreak_action: SafetyAction | None = None
+    harmful_action: SafetyAction | None = None
+    moderation_action: SafetyAction | None = None
+    pii: PiiActions = {}
 
 
 class DecisionSpec(Strict):
@@ -387,17 +496,72 @@ class DecisionSpec(Strict):
     when: Rule = Rule()
     models: list[str] = Field(min_length=1, description="candidates, in order of preference")
     strategy: Strategy = "static"
+    cost_weight: float | None = Field(
+        None, ge=0, description="lambda: quality traded per USD of 1,000 such requests"
+    )
+    reasoning: bool = Field(False, description="turn on reasoning for models that have it")
+    exploration: Exploration | None = None
+    cache: CacheConfig | None = None
+    cascade: CascadeConfig = CascadeConfig()
+    safety: DecisionSafety | None = None
 
 
 class ThompsonConfig(Strict):
-    prior_alpha: float = Field(1.0, gt=0)
-    prior_beta: float = Field(1.0, gt=0)
+    """Beta prior of every arm: the card's quality prior q becomes Beta(q*n, (1-q)*n)."""
+
+    prior_strength: float = Field(
+        2.0, gt=0, description="n: how many observations the prior is worth"
+    )
+
+
+class LearningConfig(Strict):
+    half_life_s: float = Field(
+        7 * 86400, gt=0, description="evidence loses half its weight after this long"
+    )
+    slo_miss_penalty: float = Field(0.5, ge=0, le=1, description="failure weight of an SLO miss")
+
+
+class KnnConfig(Strict):
+    index: Path | None = Field(None, description="labelled neighbours (.npz, `wrp router index`)")
+    k: int = Field(24, ge=1)
+    prior_weight: float = Field(2.0, ge=0, description="pseudo-neighbours at the card's prior")
+
+
+class ContextualConfig(Strict):
+    alpha: float = Field(0.3, ge=0, description="LinUCB confidence width")
+    ridge: float = Field(1.0, gt=0, description="regulariser of each arm's design matrix")
+
+
+class PoolAwareConfig(Strict):
+    enabled: bool = True
+    saturation: float = Field(
+        0.9, gt=0, le=1, description="a pool this full (in flight / capacity) is skipped"
+    )
+    ttft_budget_ms: float | None = Field(
+        None, gt=0, description="skip pools whose TTFT EWMA exceeds this (requests may set less)"
+    )
+
+
+class TenantRouting(Strict):
+    cost_weight: float | None = Field(None, ge=0, description="overrides decisions' lambda")
+    explore: bool = Field(True, description="false freezes exploration: best estimate only")
 
 
 class RouterConfig(Strict):
     decisions: list[DecisionSpec] = []
     default: DecisionSpec
+    cost_weight: float = Field(0.0, ge=0, description="lambda of decisions that set none")
+    exploration: Exploration = Exploration()
+    cache: CacheConfig = CacheConfig()
     thompson: ThompsonConfig = ThompsonConfig()
+    learning: LearningConfig = LearningConfig()
+    knn: KnnConfig = KnnConfig()
+    contextual: ContextualConfig = ContextualConfig()
+    pool_aware: PoolAwareConfig = PoolAwareConfig()
+    tenants: dict[str, TenantRouting] = {}
+
+    def find(self, name: str) -> DecisionSpec | None:
+        return next((d for d in [*self.decisions, self.default] if d.name == name), None)
 
     def ordered(self) -> list[DecisionSpec]:
         """Decisions by descending priority, file order breaking ties; the default last."""
@@ -444,10 +608,10 @@ class Policy(Strict):
                         f"{where}.models[{j}]: unknown model {model!r}; declare it under models: "
                         f"or use one of {models}"
                     )
-            for k, cond in enumerate([*spec.when.all, *spec.when.any]):
+            for path, cond in spec.when.conditions():
                 problem = self._condition_problem(cond)
                 if problem:
-                    problems.append(f"{where}.when condition {k}: {problem}")
+                    problems.append(f"{where}.{path}: {problem}")
         names = [d.name for d in decisions]
         if len(set(names)) != len(names):
             problems.append("router: decision names must be unique (the default's too)")
@@ -513,6 +677,8 @@ class PolicyError(ValueError):
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
+        if part in ("condition", "rule"):  # the tags of a rule-tree node, not in the file
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:

@@ -22,6 +22,7 @@ OUTCOMES = "wrp.outcomes"
 FEEDBACK = "wrp.feedback"
 ROUTER_STATE = "wrp.router-state"
 POOL_STATE = "wrp.pool-state"
+CACHE = "wrp.cache"
 DLQ = "wrp.dlq"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -18,11 +19,19 @@ T = TypeVar("T", bound=Contract)
 
 
 class CompactedTable(Generic[T]):
-    """``values`` follows the topic; a tombstone (null value) deletes its key."""
+    """``values`` follows the topic; a tombstone (null value) deletes its key. With
+    ``on_record`` every value is handed to it instead of being kept in ``values``."""
 
-    def __init__(self, bootstrap: str, topic: str, model: type[T]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        model: type[T],
+        on_record: Callable[[T], None] | None = None,
+    ) -> None:
         self.topic = topic
         self.model = model
+        self.on_record = on_record
         self.values: dict[str, T] = {}
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
@@ -48,7 +57,7 @@ class CompactedTable(Generic[T]):
                     self.values.pop(key, None)
                     continue
                 try:
-                    self.values[key] = decode(record.value, self.model)
+                    value = decode(record.value, self.model)
                 except (ValidationError, ValueError) as exc:
                     log.warning(
                         "%s: skipping invalid record at offset %d: %s",
@@ -56,6 +65,11 @@ class CompactedTable(Generic[T]):
                         record.offset,
                         exc,
                     )
+                    continue
+                if self.on_record is not None:
+                    self.on_record(value)
+                else:
+                    self.values[key] = value
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,53 +1,105 @@
-"""Pure folding rules: what feedback and outcomes say about a (decision, model) arm."""
+"""Pure folding rules: what feedback and outcomes say about a (decision, model) arm.
+
+Rewards are in [0, 1]: feedback's :attr:`Feedback.reward` (score, thumbs, 1-5 rating, verdict);
+a failed call, a cascade rung whose answer failed its check, and (weighted by the policy's
+``slo_miss_penalty``) an SLO miss are failures. Evidence decays exponentially with the time
+between observations, ``w = 2^(-(t - t_last) / half_life)``, so a model that drifts is followed.
+The same rules serve the learner stage and ``wrp eval routing``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from pipeline.envelope import Credit, Feedback, Outcome, RouterState
+from pipeline.policy import LearningConfig
+from pipeline.router.strategies.contextual import arm_statistics
 
 
 @dataclass(frozen=True)
 class Served:
-    """Which arm served a request (remembered from its outcome, to credit later feedback)."""
+    """Which arm served a request, its quality prior and its contextual features (remembered
+    from its outcome, to credit later feedback)."""
 
     decision: str
     model: str
+    prior: float = 0.5
+    context: tuple[float, ...] = ()
+
+
+def served_by(outcome: Outcome) -> Served:
+    return Served(outcome.decision, outcome.model, outcome.prior, tuple(outcome.context))
 
 
 def credit_feedback(feedback: Feedback, served: Served) -> Credit:
-    """Score s counts as s of a success and 1 - s of a failure."""
+    """Reward r counts as r of a success and 1 - r of a failure."""
+    reward = feedback.reward
     return Credit(
         request_id=feedback.request_id,
         decision=served.decision,
         model=served.model,
-        successes=feedback.score,
-        failures=1.0 - feedback.score,
+        successes=reward,
+        failures=1.0 - reward,
+        prior=served.prior,
+        context=list(served.context),
+        at=feedback.created_at,
     )
 
 
-def credit_outcome(outcome: Outcome) -> Credit | None:
-    """A failed call is one failure of its arm; a served one waits for feedback."""
-    if outcome.status == "ok":
-        return None
-    return Credit(
-        request_id=outcome.request_id,
-        decision=outcome.decision,
-        model=outcome.model,
-        successes=0.0,
-        failures=1.0,
+def credit_outcome(outcome: Outcome, config: LearningConfig) -> list[Credit]:
+    """Implicit evidence of an outcome: failed calls, failed cascade rungs, SLO misses.
+    A served answer otherwise waits for feedback."""
+
+    def failure(model: str, weight: float, context: list[float]) -> Credit:
+        return Credit(
+            request_id=outcome.request_id,
+            decision=outcome.decision,
+            model=model,
+            successes=0.0,
+            failures=weight,
+            prior=outcome.prior,
+            context=context,
+            at=outcome.completed_at,
+        )
+
+    if outcome.cache_hit:
+        return []
+    # a failed rung's prior is not on the outcome: its contextual statistics are left alone
+    credits = [failure(model, 1.0, []) for model in outcome.escalated_from]
+    if outcome.status != "ok":
+        credits.append(failure(outcome.model, 1.0, outcome.context))
+    elif outcome.slo_missed and config.slo_miss_penalty > 0:
+        credits.append(failure(outcome.model, config.slo_miss_penalty, outcome.context))
+    return credits
+
+
+def fold(current: RouterState | None, credit: Credit, half_life_s: float) -> RouterState:
+    """The arm's evidence after ``credit``: the old evidence decayed to the credit's time, plus
+    the credit (and, with features, its x x^T and (r - prior) x for the contextual bandit)."""
+    weight = 1.0
+    if current is not None:
+        weight = 2.0 ** (-max(credit.at - current.updated_at, 0.0) / half_life_s)
+    successes = (current.successes * weight if current else 0.0) + credit.successes
+    failures = (current.failures * weight if current else 0.0) + credit.failures
+    design, response = arm_statistics(
+        current.design if current else [], current.response if current else []
     )
-
-
-def fold(current: RouterState | None, credit: Credit) -> RouterState:
-    """The arm's evidence after ``credit``."""
-    successes = (current.successes if current else 0.0) + credit.successes
-    failures = (current.failures if current else 0.0) + credit.failures
-    observations = (current.observations if current else 0) + 1
+    design, response = design * weight, response * weight
+    if len(credit.context) == len(response):
+        x = np.array(credit.context)
+        reward = credit.successes / max(credit.successes + credit.failures, 1e-9)
+        design += np.outer(x, x)
+        response += (reward - credit.prior) * x
     return RouterState(
         decision=credit.decision,
         model=credit.model,
         successes=round(successes, 6),
         failures=round(failures, 6),
-        observations=observations,
+        observations=(current.observations if current else 0) + 1,
+        version=(current.version if current else 0) + 1,
+        design=[round(float(v), 6) for v in design.ravel()] if design.any() else [],
+        response=[round(float(v), 6) for v in response] if design.any() else [],
+        updated_at=max(credit.at, current.updated_at if current else credit.at),
     )

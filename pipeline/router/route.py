@@ -1,15 +1,21 @@
-"""Routing one request: explicit model or decision -> fitting candidates -> strategy."""
+"""Routing one request: safety pin, explicit model or decision -> fitting candidates -> pools
+that can take it -> strategy -> exploration bounds -> :class:`Decision`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.envelope import Decision, Envelope, RouterState
-from pipeline.policy import Policy
+from pipeline.envelope import Decision, Envelope, PoolState, RouterState, router_state_key
+from pipeline.policy import DecisionSpec, Policy
 from pipeline.router.decisions import fitting_models, match_decision, rule_values
-from pipeline.router.selection import select_static, select_thompson
+from pipeline.router.exploration import ExplorationGovernor
+from pipeline.router.strategies import STRATEGIES
+from pipeline.router.strategies.base import SelectionContext
+from pipeline.router.strategies.pool_aware import usable
+from pipeline.safety.screen import tighten
 
 EXPLICIT = "explicit"
 #: Decision and strategy name of requests the safety verdict sends to the safe model.
@@ -26,46 +32,133 @@ class RoutingError(Exception):
         self.error_type = error_type
 
 
-def route(
-    envelope: Envelope,
-    policy: Policy,
-    state: Mapping[str, RouterState],
-    rng: np.random.Generator,
-) -> Decision:
-    body, signals = envelope.request.body, envelope.signals
-    assert body is not None and signals is not None
-    needed = signals.prompt_tokens + (body.max_tokens or DEFAULT_ANSWER_TOKENS)
-    known = [m.name for m in policy.models]
-    safety = envelope.safety
-    if safety is not None and safety.action == "route_safe" and policy.safety.safe_model:
-        name, candidates, strategy = SAFETY, [policy.safety.safe_model], SAFETY
-    elif body.model != "auto":
+class BlockedByDecision(Exception):
+    """The matched decision's stricter safety settings block the request."""
+
+    def __init__(self, decision: str) -> None:
+        super().__init__(f"blocked by the safety settings of decision {decision!r}")
+        self.decision = decision
+
+
+@dataclass
+class RouterRuntime:
+    """What a router instance knows besides the policy: learned arms, pool health, its
+    exploration bookkeeping and random source, and which policy version it runs."""
+
+    arms: Mapping[str, RouterState] = field(default_factory=dict)
+    pools: Mapping[str, PoolState] = field(default_factory=dict)
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    exploration: ExplorationGovernor = field(default_factory=ExplorationGovernor)
+    policy_version: str = ""
+
+
+def pinned_spec(policy: Policy, envelope: Envelope, action: str) -> DecisionSpec | None:
+    """The decision of a request that is not routed by rules: safety pin or explicit model."""
+    body = envelope.request.body
+    assert body is not None
+    if action == "route_safe" and policy.safety.safe_model:
+        return DecisionSpec(name=SAFETY, models=[policy.safety.safe_model], strategy="static")
+    if body.model != "auto":
+        known = [m.name for m in policy.models]
         if body.model not in known:
             raise RoutingError(
                 "model_not_found",
                 f"unknown model {body.model!r}; use 'auto' or one of: {', '.join(known)}",
             )
-        name, candidates, strategy = EXPLICIT, [body.model], EXPLICIT
-    else:
-        spec = match_decision(policy, rule_values(envelope))
-        name, candidates, strategy = spec.name, spec.models, spec.strategy
-    fitting = fitting_models(policy, candidates, needed)
+        return DecisionSpec(name=EXPLICIT, models=[body.model], strategy="static")
+    return None
+
+
+def decision_spec(envelope: Envelope, policy: Policy) -> tuple[DecisionSpec, list[str]]:
+    """The decision a request falls under, after the matched decision's safety settings had
+    their say, and the PII entities those settings redact."""
+    safety = envelope.safety
+    action = safety.action if safety else "allow"
+    pinned = pinned_spec(policy, envelope, action)
+    if pinned is not None:
+        return pinned, []
+    spec = match_decision(policy, rule_values(envelope))
+    if spec.safety is None or safety is None:
+        return spec, []
+    action, findings = tighten(safety, spec.safety)
+    if action == "block":
+        raise BlockedByDecision(spec.name)
+    redact = sorted({f.entity for f in findings}) if action == "redact" else []
+    return pinned_spec(policy, envelope, action) or spec, redact
+
+
+def route(
+    envelope: Envelope,
+    policy: Policy,
+    runtime: RouterRuntime,
+    matched: tuple[DecisionSpec, list[str]] | None = None,
+) -> Decision:
+    """The decision for one screened request (raises RoutingError or BlockedByDecision).
+    ``matched`` is :func:`decision_spec`'s answer when the caller already has it."""
+    body, signals = envelope.request.body, envelope.signals
+    assert body is not None and signals is not None
+    spec, redact = matched or decision_spec(envelope, policy)
+    answer_budget = body.max_tokens or DEFAULT_ANSWER_TOKENS
+    needed = signals.prompt_tokens + answer_budget
+    fitting = fitting_models(policy, spec.models, needed)
     if not fitting:
         raise RoutingError(
             "context_length_exceeded",
             f"the request needs ~{needed} tokens (prompt {signals.prompt_tokens} + answer "
-            f"budget); no candidate of decision {name!r} has that context: shorten the prompt or "
-            "lower max_tokens",
+            f"budget); no candidate of decision {spec.name!r} has that context: shorten the "
+            "prompt or lower max_tokens",
         )
-    if strategy == "thompson":
-        selection = select_thompson(name, fitting, state, policy.router.thompson, rng)
-    else:
-        selection = select_static(fitting)
+    router = policy.router
+    candidates, skipped = usable(
+        fitting, runtime.pools, router.pool_aware, envelope.request.ttft_budget_ms
+    )
+    tenant = router.tenants.get(envelope.request.tenant)
+    cost_weight = next(
+        w
+        for w in (tenant and tenant.cost_weight, spec.cost_weight, router.cost_weight)
+        if w is not None
+    )
+    ctx = SelectionContext(
+        policy=policy,
+        decision=spec,
+        candidates=candidates,
+        domain=signals.domain,
+        complexity=signals.complexity,
+        embedding=signals.embedding_vector() if signals.embedding else None,
+        prompt_tokens=signals.prompt_tokens,
+        answer_tokens=min(signals.expected_output_tokens, answer_budget),
+        cost_weight=cost_weight,
+        arms=runtime.arms,
+        rng=runtime.rng,
+    )
+    selection = STRATEGIES[spec.strategy](ctx)
+    model = runtime.exploration.govern(
+        spec.name,
+        selection.model,
+        selection.greedy,
+        candidates,
+        spec.exploration or router.exploration,
+        frozen=tenant is not None and not tenant.explore,
+        rng=runtime.rng,
+    )
     return Decision(
-        decision=name,
+        decision=spec.name,
         candidates=[card.name for card in fitting],
-        model=selection.model.name,
-        pool=selection.model.pool,
-        strategy=strategy,
+        model=model.name,
+        pool=model.pool,
+        strategy=spec.strategy,
         scores=selection.scores,
+        skipped=skipped,
+        redact=redact,
+        explored=model.name != selection.greedy.name,
+        ladder=[name for name in selection.ladder if name != model.name],
+        reasoning=spec.reasoning and model.reasoning,
+        context=selection.context,
+        prior=round(ctx.prior(model), 4),
+        policy_version=runtime.policy_version,
+        state_version=sum(
+            arm.version
+            for card in fitting
+            if (arm := runtime.arms.get(router_state_key(spec.name, card.name)))
+        ),
     )

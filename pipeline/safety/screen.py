@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
 
 from pipeline.envelope import ChatRequest, PiiFinding, Safety, SafetyAction
-from pipeline.policy import SafetyConfig
+from pipeline.policy import DecisionSafety, SafetyConfig
 from pipeline.safety.pii import PiiSpan, find_pii, redact
 
 SEVERITY: dict[SafetyAction, int] = {
@@ -39,6 +41,27 @@ def find_request_pii(body: ChatRequest, entities: list[str]) -> list[PiiFinding]
     ]
 
 
+SAFETY_MODEL = "wrp-safety"
+
+
+def refusal_response(text: str) -> dict:
+    """An OpenAI chat completion that refuses, as a content filter would."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": SAFETY_MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "content_filter",
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
 def verdict(
     body: ChatRequest, scores: Scores, config: SafetyConfig, models: dict[str, str]
 ) -> Safety:
@@ -46,32 +69,46 @@ def verdict(
     actions: list[SafetyAction] = ["allow"]
     reasons: list[str] = []
 
-    def act(action: SafetyAction, reason: str) -> None:
+    triggers: list[str] = []
+
+    def act(action: SafetyAction, reason: str, trigger: str) -> None:
         actions.append(action)
         reasons.append(f"{reason} -> {action}")
+        triggers.append(trigger)
 
     jb = config.jailbreak
     if scores.jailbreak >= scores.thresholds["jailbreak"]:
         act(
-            jb.action, f"jailbreak score {scores.jailbreak:.2f} >= {scores.thresholds['jailbreak']}"
+            jb.action,
+            f"jailbreak score {scores.jailbreak:.2f} >= {scores.thresholds['jailbreak']}",
+            "jailbreak",
         )
     if scores.harmful >= scores.thresholds["harmful"]:
         act(
             config.harmful.action,
             f"harmful-request score {scores.harmful:.2f} >= {scores.thresholds['harmful']}",
+            "harmful",
         )
     if scores.contrastive is not None and scores.contrastive >= (scores.contrastive_margin or 0):
-        act(jb.action, f"closer to attack examples by {scores.contrastive:.2f}")
+        act(jb.action, f"closer to attack examples by {scores.contrastive:.2f}", "jailbreak")
     if scores.session_risk >= jb.session_threshold:
-        act(jb.action, f"session risk {scores.session_risk:.2f} >= {jb.session_threshold}")
+        act(
+            jb.action,
+            f"session risk {scores.session_risk:.2f} >= {jb.session_threshold}",
+            "jailbreak",
+        )
     categories = sorted(
         c for c, p in scores.moderation.items() if p >= scores.moderation_thresholds[c]
     )
     for category in categories:
-        act(config.moderation.action_for(category), f"moderation: {category}")
+        act(
+            config.moderation.action_for(category),
+            f"moderation: {category}",
+            f"moderation:{category}",
+        )
     findings = find_request_pii(body, [e for e, a in config.pii.entities.items() if a != "allow"])
     for entity in sorted({f.entity for f in findings}):
-        act(config.pii.entities[entity], f"PII: {entity}")
+        act(config.pii.entities[entity], f"PII: {entity}", f"pii:{entity}")
     action = max(actions, key=SEVERITY.__getitem__)
     redacted = action != "block" and bool(to_redact(findings, config))
     return Safety(
@@ -85,7 +122,29 @@ def verdict(
         categories=categories,
         pii=findings,
         reasons=reasons,
+        triggers=sorted(set(triggers)),
         models=models,
+    )
+
+
+def tighten(safety: Safety, override: DecisionSafety) -> tuple[SafetyAction, list[PiiFinding]]:
+    """A decision's stricter verdict: the most severe of the verdict's action and the actions the
+    decision sets for what fired (never less severe), and the PII findings it redacts."""
+    actions: list[SafetyAction] = [safety.action]
+    for trigger in safety.triggers:
+        kind, _, name = trigger.partition(":")
+        action = {
+            "jailbreak": override.jailbreak_action,
+            "harmful": override.harmful_action,
+            "moderation": override.moderation_action,
+            "pii": override.pii.get(name),
+        }.get(kind)
+        if action is not None:
+            actions.append(action)
+    redact_entities = {e for e, a in override.pii.items() if a == "redact"}
+    return (
+        max(actions, key=SEVERITY.__getitem__),
+        [f for f in safety.pii if f.entity in redact_entities],
     )
 
 

@@ -6,12 +6,15 @@ import asyncio
 
 import httpx
 
-from pipeline.bus.catalog import OUTCOMES, ROUTED
+from pipeline.bus.catalog import CACHE, OUTCOMES, ROUTED
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage, error_reply
 from pipeline.envelope import Envelope, ErrorInfo, Outcome, Result, now
-from pipeline.policy import Policy, load_policy
+from pipeline.policy import CascadeConfig
+from pipeline.policy_reload import PolicyWatcher
 from pipeline.pool.client import call_pool
 from pipeline.pool.endpoints import LeastOutstanding
+from pipeline.router import caching
+from pipeline.router.strategies.cascade import failed_check
 
 #: Requests in flight to pools at once, across the batch.
 MAX_IN_FLIGHT = 256
@@ -22,10 +25,8 @@ class DispatchStage(Stage):
     topics = (ROUTED,)
     requires = ("signals", "decision")
 
-    policy: Policy
-
     async def start(self) -> None:
-        self.policy = load_policy(self.settings.policy)
+        self.watcher = PolicyWatcher(self.settings.policy)
         self.balancer = LeastOutstanding()
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=64)
@@ -38,6 +39,7 @@ class DispatchStage(Stage):
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
+        self.watcher.refresh()
         served = await asyncio.gather(*(self.dispatch(env, started) for env in envelopes))
         return [out for outs in served for out in outs]
 
@@ -53,23 +55,52 @@ class DispatchStage(Stage):
                     "the request's deadline passed before it reached a pool",
                 )
             ]
-        pool = self.policy.pool(decision.pool)
-        card = self.policy.model(decision.model)
-        payload = body.model_dump(exclude_none=True)
-        payload.update(model=card.name, stream=False)
+        policy = self.watcher.policy
+        known = {card.name for card in policy.models}
+        missing = [name for name in [decision.model, *decision.ladder] if name not in known]
+        if missing:
+            return [
+                error_reply(
+                    env.advance(self.name, started),
+                    self.name,
+                    "model_not_found",
+                    f"model(s) {missing} are not in the policy in force (version "
+                    f"{self.watcher.version}); the policy changed after routing: retry",
+                )
+            ]
+        spec = policy.router.find(decision.decision)
+        cascade = spec.cascade if spec is not None else CascadeConfig()
         dispatched_at = now()
-        async with self.in_flight:
-            call = await call_pool(
-                self.client,
-                self.balancer,
-                [e.url for e in pool.endpoints],
-                payload,
-                pool.timeout_s,
-                pool.retries,
-            )
-        usage = (call.response or {}).get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens", env.signals.prompt_tokens))
-        completion_tokens = int(usage.get("completion_tokens", 0))
+        escalated: list[str] = []
+        cost = 0.0
+        rungs = [decision.model, *decision.ladder]
+        for rung, name in enumerate(rungs):
+            card = policy.model(name)
+            pool = policy.pool(card.pool)
+            payload = body.model_dump(exclude_none=True)
+            payload.update(model=card.name, stream=False)
+            if decision.reasoning and card.reasoning:
+                payload["chat_template_kwargs"] = {"enable_thinking": True}
+            async with self.in_flight:
+                call = await call_pool(
+                    self.client,
+                    self.balancer,
+                    [e.url for e in pool.endpoints],
+                    payload,
+                    pool.timeout_s,
+                    pool.retries,
+                )
+            usage = (call.response or {}).get("usage") or {}
+            prompt_tokens = int(usage.get("prompt_tokens", env.signals.prompt_tokens))
+            completion_tokens = int(usage.get("completion_tokens", 0))
+            if call.response is not None:
+                cost += card.price.cost(prompt_tokens, completion_tokens)
+            last = rung == len(rungs) - 1
+            if call.response is None or last or failed_check(call.response, cascade) is None:
+                break
+            escalated.append(name)
+        completed_at = now()
+        deadline = env.request.deadline
         outcome = Outcome(
             request_id=env.request.request_id,
             decision=decision.decision,
@@ -79,15 +110,25 @@ class DispatchStage(Stage):
             status="ok" if call.response is not None else "error",
             error_type=call.error_type,
             attempts=call.attempts,
-            latency_ms=round(call.latency_ms, 3),
+            latency_ms=round((completed_at - dispatched_at) * 1000, 3),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_usd=card.price.cost(prompt_tokens, completion_tokens)
-            if call.response is not None
-            else 0.0,
+            cost_usd=round(cost, 8),
             dispatched_at=dispatched_at,
-            completed_at=now(),
+            completed_at=completed_at,
+            explored=decision.explored,
+            escalated_from=escalated,
+            slo_missed=deadline is not None and completed_at > deadline,
+            prior=decision.prior,
+            context=decision.context,
         )
+        outputs: list[Outbound] = []
+        config = caching.cache_config(policy, spec) if spec is not None else None
+        if call.response is not None and config is not None and caching.cacheable(env):
+            entry = caching.entry_for(
+                env, decision.decision, card.name, call.response, config.ttl_s, completed_at
+            )
+            outputs.append(Outbound(CACHE, caching.topic_key(entry), entry))
         if call.response is not None:
             result = Result(status="ok", response=call.response, stage=self.name)
         else:
@@ -100,6 +141,7 @@ class DispatchStage(Stage):
             )
         closed = env.advance(self.name, started, result=result, outcome=outcome)
         return [
+            *outputs,
             Outbound(env.request.reply_to, env.key, closed),
             Outbound(OUTCOMES, outcome.request_id, outcome),
         ]

@@ -2,10 +2,13 @@
 
 1. outcomes and feedback (both keyed by request_id, so co-partitioned) meet in the ``served``
    table: an outcome remembers which arm served its request; feedback for a request is credited
-   to that arm (feedback that arrives first waits in ``pending``). Failed outcomes are credited
-   at once. Credits go to ``wrp.learner-credits`` keyed by arm.
-2. credits, now partitioned by arm, fold into the ``arms`` table; every change is published to
-   the compacted ``wrp.router-state`` that routers tail.
+   to that arm (feedback that arrives first waits in ``pending``). Implicit evidence (failed
+   calls, failed cascade rungs, SLO misses) is credited at once; cached answers credit no
+   model. Credits go to ``wrp.learner-credits`` keyed by arm.
+2. credits, now partitioned by arm, fold into the ``arms`` table with exponential decay
+   (``router.learning.half_life_s`` of the policy read at start, see ``pipeline.learn.evidence``);
+   every change is published, with a version one higher, to the compacted ``wrp.router-state``
+   that every router instance tails, so all instances converge on the same arms.
 
 Tables are changelog-backed, so a restarted learner resumes with its counts. Bad records go to
 ``wrp.dlq``. ``/healthz`` and ``/metrics`` are served by faust's web server on the stage port.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import asdict
 from typing import Any
 
 import faust
@@ -25,16 +29,25 @@ from pipeline.bus.codec import decode, encode
 from pipeline.bus.health import StageMetrics
 from pipeline.bus.runner import describe_validation_error
 from pipeline.envelope import Contract, Credit, DeadLetter, Feedback, Outcome, RouterState
-from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold
+from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
+from pipeline.policy import load_policy
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _served(stored: dict[str, Any]) -> Served:
+    fields = {k: v for k, v in stored.items() if k != "cache_hit"}
+    return Served(**{**fields, "context": tuple(fields.get("context", ()))})
+
+
 CREDITS = "wrp.learner-credits"
 STAGE = "learner"
 
 
 def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     catalog = load_catalog()
+    learning = load_policy(settings.policy).router.learning
     partitions = catalog.get(OUTCOMES).partitions
     app = faust.App(
         "wrp-learner",
@@ -108,14 +121,16 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             outcome = await read(event, Outcome)
             if outcome is None:
                 continue
-            arm = Served(outcome.decision, outcome.model)
-            served[outcome.request_id] = {"decision": arm.decision, "model": arm.model}
-            if (credit := credit_outcome(outcome)) is not None:
+            arm = served_by(outcome)
+            served[outcome.request_id] = {**asdict(arm), "cache_hit": outcome.cache_hit}
+            for credit in credit_outcome(outcome, learning):
                 await send_credit(credit)
             waiting = pending.get(outcome.request_id)
             if waiting:
                 for raw in waiting:
-                    await send_credit(credit_feedback(Feedback.model_validate_json(raw), arm))
+                    feedback = Feedback.model_validate_json(raw)
+                    if not outcome.cache_hit:
+                        await send_credit(credit_feedback(feedback, arm))
                 del pending[outcome.request_id]
 
     @app.agent(feedback)
@@ -130,7 +145,8 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 waiting = pending.get(item.request_id) or []
                 pending[item.request_id] = [*waiting, item.model_dump_json()]
                 continue
-            await send_credit(credit_feedback(item, Served(**arm)))
+            if not arm.get("cache_hit"):  # a cached answer credits no model
+                await send_credit(credit_feedback(item, _served(arm)))
 
     @app.agent(credits)
     async def fold_credits(stream: faust.StreamT) -> None:
@@ -141,7 +157,8 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 continue
             key = f"{credit.decision}/{credit.model}"
             current = arms.get(key)
-            state = fold(RouterState.model_validate(current) if current else None, credit)
+            previous = RouterState.model_validate(current) if current else None
+            state = fold(previous, credit, learning.half_life_s)
             arms[key] = state.model_dump()
             await router_state.send(key=key.encode(), value=encode(state))
 

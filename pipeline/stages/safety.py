@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 from pipeline.bus.catalog import SCREENED, SIGNALS
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
 from pipeline.envelope import Envelope, Result, now
 from pipeline.models.encoder import Encoder, locate_encoder
 from pipeline.policy import load_policy
-from pipeline.safety.screen import redact_request, to_redact
+from pipeline.safety.screen import redact_request, refusal_response, to_redact
 from pipeline.safety.screener import Screener
-
-SAFETY_MODEL = "wrp-safety"
-
-
-def refusal_response(text: str) -> dict:
-    """An OpenAI chat completion that refuses, as a content filter would."""
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": SAFETY_MODEL,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "content_filter",
-            }
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
 
 
 class SafetyStage(Stage):

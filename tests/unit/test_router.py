@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.envelope import ChatRequest, Envelope, RequestSection, RouterState, Safety, Signals
 from pipeline.policy import load_policy
-from pipeline.router.route import RoutingError, route
+from pipeline.router.route import RouterRuntime, RoutingError, route
 from pipeline.settings import DEFAULT_POLICY
 
 POLICY = load_policy(DEFAULT_POLICY)
@@ -53,37 +53,37 @@ def envelope(
     )
 
 
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
+def runtime(**kwargs) -> RouterRuntime:
+    return RouterRuntime(rng=np.random.default_rng(0), **kwargs)
 
 
 def test_highest_priority_matching_decision_wins():
     code = "computer science"
-    assert route(envelope(domain=code, tools=True), POLICY, {}, rng()).decision == "agentic"
-    assert route(envelope(domain=code), POLICY, {}, rng()).decision == "code"
-    assert route(envelope(keywords=["code"]), POLICY, {}, rng()).decision == "code"
-    assert route(envelope(domain="math"), POLICY, {}, rng()).decision == "reasoning"
-    assert route(envelope(domain="history"), POLICY, {}, rng()).decision == "general"
-    long = route(envelope(tokens=20_000), POLICY, {}, rng())
+    assert route(envelope(domain=code, tools=True), POLICY, runtime()).decision == "agentic"
+    assert route(envelope(domain=code), POLICY, runtime()).decision == "code"
+    assert route(envelope(keywords=["code"]), POLICY, runtime()).decision == "code"
+    assert route(envelope(domain="math"), POLICY, runtime()).decision == "reasoning"
+    assert route(envelope(domain="history"), POLICY, runtime()).decision == "general"
+    long = route(envelope(tokens=20_000), POLICY, runtime())
     assert (long.decision, long.model, long.pool) == ("long_context", "wrp-long-128k", "long")
 
 
 def test_candidates_that_cannot_hold_the_prompt_are_dropped():
-    decision = route(envelope(tokens=7_900), POLICY, {}, rng())
+    decision = route(envelope(tokens=7_900), POLICY, runtime())
     assert decision.candidates == ["wrp-large-70b"]
 
 
 def test_explicit_known_model_is_honoured_and_unknown_model_is_an_error():
-    decision = route(envelope(model="wrp-small-8b"), POLICY, {}, rng())
+    decision = route(envelope(model="wrp-small-8b"), POLICY, runtime())
     assert (decision.decision, decision.model) == ("explicit", "wrp-small-8b")
     with pytest.raises(RoutingError) as info:
-        route(envelope(model="gpt-9"), POLICY, {}, rng())
+        route(envelope(model="gpt-9"), POLICY, runtime())
     assert info.value.error_type == "model_not_found" and "wrp-small-8b" in str(info.value)
 
 
 def test_no_model_with_enough_context_is_an_error():
     with pytest.raises(RoutingError) as info:
-        route(envelope(tokens=200_000), POLICY, {}, rng())
+        route(envelope(tokens=200_000), POLICY, runtime())
     assert info.value.error_type == "context_length_exceeded"
 
 
@@ -96,23 +96,29 @@ def test_thompson_follows_the_evidence():
             decision="general", model="wrp-large-70b", successes=98, failures=2, observations=100
         ),
     }
-    generator = rng()
-    picks = [route(envelope(), POLICY, state, generator).model for _ in range(200)]
+    generator = np.random.default_rng(0)
+    picks = [
+        route(envelope(), POLICY, RouterRuntime(arms=state, rng=generator)).model
+        for _ in range(200)
+    ]
     assert picks.count("wrp-large-70b") == 200
     flipped = {
         k: v.model_copy(update={"successes": v.failures, "failures": v.successes})
         for k, v in state.items()
     }
-    picks = [route(envelope(), POLICY, flipped, generator).model for _ in range(200)]
+    picks = [
+        route(envelope(), POLICY, RouterRuntime(arms=flipped, rng=generator)).model
+        for _ in range(200)
+    ]
     assert picks.count("wrp-small-8b") == 200
 
 
 def test_thompson_explores_both_arms_without_evidence():
-    generator = rng()
-    picks = {route(envelope(), POLICY, {}, generator).model for _ in range(50)}
+    generator = np.random.default_rng(0)
+    picks = {route(envelope(), POLICY, RouterRuntime(rng=generator)).model for _ in range(50)}
     assert picks == {"wrp-small-8b", "wrp-large-70b"}
 
 
 def test_route_safe_verdict_pins_the_safe_model():
-    decision = route(envelope(domain="math", action="route_safe"), POLICY, {}, rng())
+    decision = route(envelope(domain="math", action="route_safe"), POLICY, runtime())
     assert (decision.decision, decision.model) == ("safety", POLICY.safety.safe_model)

@@ -1,0 +1,55 @@
+"""pool_aware: drop candidates whose pool cannot serve the request well right now.
+
+Applied before every strategy (``router.pool_aware``), so any strategy becomes pool-aware:
+
+    saturation(pool) = sum in_flight / sum capacity        over the pool's endpoints that report one
+    ttft(pool)       = min TTFT EWMA                         over the pool's endpoints
+    skip m  if  saturation(pool_m) >= saturation_limit  or  ttft(pool_m) > TTFT budget
+
+The budget is the request's (``x-ttft-budget-ms``-style field ``ttft_budget_ms``) or the
+policy's. If every candidate would be skipped, the one on the least saturated pool is kept, so a
+busy fleet degrades to queueing instead of refusing. Pool state comes from ``wrp.pool-state``
+(published by dispatch); a pool nobody has reported on is assumed healthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipeline.envelope import PoolState
+from pipeline.policy import ModelCard, PoolAwareConfig
+
+
+def pool_load(pool: str, states: Mapping[str, PoolState]) -> tuple[float, float | None]:
+    """(saturation, best TTFT EWMA) of a pool from its endpoints' latest states."""
+    mine = [s for s in states.values() if s.pool == pool]
+    capacity = sum(s.capacity or 0 for s in mine)
+    in_flight = sum(s.in_flight for s in mine if s.capacity)
+    ttfts = [s.ttft_ms_ewma for s in mine if s.ttft_ms_ewma is not None]
+    return (in_flight / capacity if capacity else 0.0), (min(ttfts) if ttfts else None)
+
+
+def usable(
+    candidates: list[ModelCard],
+    states: Mapping[str, PoolState],
+    config: PoolAwareConfig,
+    ttft_budget_ms: float | None,
+) -> tuple[list[ModelCard], dict[str, str]]:
+    """The candidates to choose among, and why each other one was skipped."""
+    if not config.enabled or not states:
+        return candidates, {}
+    budget = ttft_budget_ms or config.ttft_budget_ms
+    loads = {card.pool: pool_load(card.pool, states) for card in candidates}
+    skipped: dict[str, str] = {}
+    for card in candidates:
+        saturation, ttft = loads[card.pool]
+        if saturation >= config.saturation:
+            skipped[card.name] = f"pool {card.pool} saturated ({saturation:.0%} in flight)"
+        elif budget is not None and ttft is not None and ttft > budget:
+            skipped[card.name] = f"pool {card.pool} TTFT {ttft:.0f} ms > budget {budget:.0f} ms"
+    kept = [card for card in candidates if card.name not in skipped]
+    if not kept:
+        least = min(candidates, key=lambda card: loads[card.pool][0])
+        skipped.pop(least.name)
+        kept = [least]
+    return kept, skipped

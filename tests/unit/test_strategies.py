@@ -1,0 +1,188 @@
+"""Selection strategies, pool awareness, exploration bounds and decision safety, through route()."""
+
+import numpy as np
+import pytest
+
+from pipeline.envelope import Feedback, PoolState, RouterState, Safety
+from pipeline.learn.evidence import Served, credit_feedback, fold
+from pipeline.policy import CascadeConfig, Policy
+from pipeline.router.route import BlockedByDecision, route
+from pipeline.router.strategies.cascade import arithmetic_holds, failed_check
+from pipeline.router.strategies.knn import KnnIndex
+from tests.unit.test_router import POLICY, envelope, runtime
+
+
+def policy_with(decision: dict, **router) -> Policy:
+    """The default policy whose default decision is ``decision`` (and no other decisions)."""
+    data = POLICY.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    data["router"] = {"default": {"name": "general", **decision}, **router}
+    return Policy.model_validate(data)
+
+
+def arm(model: str, successes: float, failures: float, decision: str = "general") -> RouterState:
+    return RouterState(
+        decision=decision,
+        model=model,
+        successes=successes,
+        failures=failures,
+        observations=int(successes + failures),
+        version=int(successes + failures),
+    )
+
+
+SMALL, LARGE = "wrp-small-8b", "wrp-large-70b"
+
+
+def test_cost_quality_trades_quality_for_price_by_lambda():
+    decision = {"models": [SMALL, LARGE], "strategy": "cost_quality"}
+    assert route(envelope(), policy_with(decision), runtime()).model == LARGE
+    thrifty = policy_with({**decision, "cost_weight": 1000.0})
+    chosen = route(envelope(), thrifty, runtime())
+    assert chosen.model == SMALL
+    assert chosen.scores[SMALL] > chosen.scores[LARGE]
+
+
+def test_tenant_cost_weight_overrides_the_decision():
+    policy = policy_with(
+        {"models": [SMALL, LARGE], "strategy": "cost_quality"},
+        tenants={"thrifty": {"cost_weight": 1000.0}},
+    )
+    env = envelope()
+    env.request.tenant = "thrifty"
+    assert route(env, policy, runtime()).model == SMALL
+    assert route(envelope(), policy, runtime()).model == LARGE
+
+
+def test_knn_follows_labelled_neighbours(tmp_path):
+    rng = np.random.default_rng(1)
+    here, there = np.eye(8)[0], np.eye(8)[1]
+    points = np.vstack(
+        [here + 0.05 * rng.standard_normal(8) for _ in range(20)]
+        + [there + 0.05 * rng.standard_normal(8) for _ in range(20)]
+    )
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    # near "here" only the small model answers well; near "there" only the large one
+    labels = np.array([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 20)
+    KnnIndex(points.astype(np.float32), labels.astype(np.float32), (SMALL, LARGE)).save(
+        tmp_path / "index.npz"
+    )
+    policy = policy_with(
+        {"models": [SMALL, LARGE], "strategy": "knn"},
+        knn={"index": str(tmp_path / "index.npz"), "k": 5},
+    )
+    for vector, expected in ((here, SMALL), (there, LARGE)):
+        env = envelope()
+        env.signals.embedding = env.signals.encode_embedding(vector.astype(np.float32))
+        assert route(env, policy, runtime()).model == expected
+
+
+def test_contextual_bandit_learns_a_model_per_domain():
+    policy = policy_with(
+        {"models": [SMALL, LARGE], "strategy": "contextual", "exploration": {"ceiling": 0.0}}
+    )
+    arms: dict[str, RouterState] = {}
+    for t in range(60):
+        domain = "history" if t % 2 else "math"
+        good = SMALL if domain == "history" else LARGE
+        for model in (SMALL, LARGE):
+            decision = route(envelope(domain=domain), policy, runtime(arms=arms))
+            prior = policy.model(model).prior_quality(domain)
+            served = Served("general", model, prior, tuple(decision.context))
+            feedback = Feedback(request_id=str(t), score=float(model == good), created_at=t)
+            key = f"general/{model}"
+            arms[key] = fold(arms.get(key), credit_feedback(feedback, served), 1e9)
+    assert route(envelope(domain="history"), policy, runtime(arms=arms)).model == SMALL
+    assert route(envelope(domain="math"), policy, runtime(arms=arms)).model == LARGE
+
+
+def test_cascade_starts_cheapest_and_lists_the_escalation_ladder():
+    decision = route(
+        envelope(), policy_with({"models": [LARGE, SMALL], "strategy": "cascade"}), runtime()
+    )
+    assert (decision.model, decision.ladder) == (SMALL, [LARGE])
+
+
+def answer(text: str, logprobs: list[float] | None = None) -> dict:
+    choice: dict = {"message": {"role": "assistant", "content": text}}
+    if logprobs is not None:
+        choice["logprobs"] = {"content": [{"token": "t", "logprob": v} for v in logprobs]}
+    return {"choices": [choice]}
+
+
+def test_cascade_checks():
+    config = CascadeConfig(checks=["empty", "refusal", "logprob", "arithmetic"])
+    assert failed_check(answer("  "), config) == "empty"
+    assert failed_check(answer("I'm sorry, but I can't help with that."), config) == "refusal"
+    assert failed_check(answer("Paris", [-3.0, -2.5]), config) == "logprob"
+    assert failed_check(answer("16 - 3 = 12, so 12 eggs"), config) == "arithmetic"
+    assert failed_check(answer("16 - 3 = 13 and 13 x 2 = $26", [-0.1]), config) is None
+    assert arithmetic_holds("1,200 / 4 = 300")
+    assert not arithmetic_holds("7 / 0 = 1")
+
+
+def test_pool_aware_skips_saturated_and_slow_pools_but_never_all():
+    decision = {"models": [LARGE, SMALL], "strategy": "static"}
+    policy = policy_with(decision, pool_aware={"saturation": 0.9, "ttft_budget_ms": 500})
+
+    def state(pool: str, in_flight: int, ttft: float = 100.0) -> PoolState:
+        return PoolState(
+            pool=pool,
+            endpoint="e",
+            requests=1,
+            errors=0,
+            latency_ms_ewma=1,
+            in_flight=in_flight,
+            capacity=10,
+            ttft_ms_ewma=ttft,
+        )
+
+    busy = {"large/e": state("large", 10), "small/e": state("small", 1)}
+    chosen = route(envelope(), policy, runtime(pools=busy))
+    assert chosen.model == SMALL and "saturated" in chosen.skipped[LARGE]
+    slow = {"large/e": state("large", 1, ttft=2000.0), "small/e": state("small", 1)}
+    assert route(envelope(), policy, runtime(pools=slow)).model == SMALL
+    both = {"large/e": state("large", 10), "small/e": state("small", 9)}
+    assert route(envelope(), policy, runtime(pools=both)).model == SMALL
+    assert route(envelope(), policy, runtime(pools={})).model == LARGE
+
+
+def test_exploration_is_bounded_and_frozen_per_tenant():
+    even = {"models": [SMALL, LARGE], "strategy": "thompson"}
+    arms = {f"general/{m}": arm(m, 5, 5) for m in (SMALL, LARGE)}
+    never = policy_with({**even, "exploration": {"floor": 0.0, "ceiling": 0.0}})
+    rt = runtime(arms=arms)
+    assert not any(route(envelope(), never, rt).explored for _ in range(100))
+    always = policy_with({**even, "exploration": {"floor": 1.0, "ceiling": 1.0}})
+    rt = runtime(arms=arms)
+    assert all(route(envelope(), always, rt).explored for _ in range(100))
+    frozen = policy_with(
+        {**even, "exploration": {"floor": 1.0, "ceiling": 1.0}},
+        tenants={"acme": {"explore": False}},
+    )
+    env = envelope()
+    env.request.tenant = "acme"
+    rt = runtime(arms=arms)
+    assert not any(route(env, frozen, rt).explored for _ in range(50))
+
+
+def test_a_decision_can_tighten_safety_but_not_loosen_it():
+    strict = policy_with(
+        {
+            "models": [SMALL],
+            "safety": {"jailbreak_action": "block", "pii": {"EMAIL_ADDRESS": "allow"}},
+        }
+    )
+    flagged = envelope()
+    flagged.safety = Safety(action="flag", jailbreak_score=0.9, triggers=["jailbreak"])
+    with pytest.raises(BlockedByDecision):
+        route(flagged, strict, runtime())
+    redacted = envelope()
+    redacted.safety = Safety(action="redact", jailbreak_score=0.0, triggers=["pii:EMAIL_ADDRESS"])
+    assert route(redacted, strict, runtime()).model == SMALL  # still redacted upstream
+
+
+def test_decisions_record_policy_and_state_versions():
+    arms = {f"general/{m}": arm(m, 3, 1) for m in (SMALL, LARGE)}
+    decision = route(envelope(), POLICY, runtime(arms=arms, policy_version="abc123"))
+    assert decision.policy_version == "abc123"
+    assert decision.state_version == 8

@@ -9,6 +9,8 @@ force.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -33,6 +35,22 @@ class PolicyWatcher:
         self.reloads = 0
         self._stamp = self._file_stamp()
         self._checked = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Check the file every ``interval_s`` in the background, traffic or not."""
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.refresh()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     def _file_stamp(self) -> tuple[float, int] | None:
         try:

@@ -27,6 +27,7 @@ class DispatchStage(Stage):
 
     async def start(self) -> None:
         self.watcher = PolicyWatcher(self.settings.policy)
+        self.watcher.start()
         self.balancer = LeastOutstanding()
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=64)
@@ -34,12 +35,12 @@ class DispatchStage(Stage):
         self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def stop(self) -> None:
+        await self.watcher.stop()
         await self.client.aclose()
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
-        self.watcher.refresh()
         served = await asyncio.gather(*(self.dispatch(env, started) for env in envelopes))
         return [out for outs in served for out in outs]
 

@@ -44,6 +44,7 @@ class RouterStage(Stage):
 
     async def start(self) -> None:
         self.watcher = PolicyWatcher(self.settings.policy)
+        self.watcher.start()
         self.cache = SemanticCache()
         self.arms = CompactedTable(self.settings.broker, ROUTER_STATE, RouterState)
         self.pools = CompactedTable(self.settings.broker, POOL_STATE, PoolState)
@@ -72,6 +73,7 @@ class RouterStage(Stage):
         )
 
     async def stop(self) -> None:
+        await self.watcher.stop()
         for table in (self.arms, self.pools, self.cached):
             await table.stop()
 
@@ -87,9 +89,8 @@ class RouterStage(Stage):
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()
-        if self.watcher.refresh():
-            self.runtime.policy_version = self.watcher.version
         policy = self.watcher.policy
+        self.runtime.policy_version = self.watcher.version
         outputs: list[Outbound | Rejected] = []
         for item in batch:
             env: Envelope = item.message  # type: ignore[assignment]

@@ -1,0 +1,117 @@
+"""Learning and policy reload through the real broker: feedback moves the router's choice, and
+a changed policy file takes effect without a restart while a broken one is refused."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from pipeline.bus.catalog import ROUTER_STATE
+from pipeline.bus.codec import decode
+from pipeline.client import replay, send_feedback, start_producer
+from pipeline.envelope import Envelope, Feedback, RouterState
+from tests.integration.conftest import run
+from tests.integration.helpers import eventually, read_topic, request
+
+pytestmark = pytest.mark.integration
+
+TENANT = "learning-test"
+GOOD, BAD = "wrp-small-8b", "wrp-large-70b"
+ROUNDS, PER_ROUND = 8, 10
+
+
+def learning_decision() -> dict:
+    """Thompson between two models for one tenant, free to explore; the card priors favour
+    BAD (0.8 vs 0.6), so following GOOD's feedback goes against the prior."""
+    return {
+        "name": "learn_test",
+        "priority": 1000,
+        "when": {"all": [{"signal": "tenant", "equals": TENANT}]},
+        "models": [BAD, GOOD],
+        "strategy": "thompson",
+        "exploration": {"floor": 0.0, "ceiling": 1.0},
+    }
+
+
+@contextlib.contextmanager
+def policy_edit(path: Path) -> Iterator[dict]:
+    """Yield the policy as data; write it back; restore the original file afterwards."""
+    original = path.read_text()
+    data = yaml.safe_load(original)
+    try:
+        yield data
+    finally:
+        path.write_text(original)
+
+
+def ask(stack, texts: list[str]) -> dict[str, Envelope]:
+    requests = [request(text, tenant=TENANT) for text in texts]
+    return run(replay(stack.settings.broker, requests, rate=0, timeout_s=90))
+
+
+def policy_status(stack) -> dict:
+    url = f"http://127.0.0.1:{stack.settings.stage_port('router')}/policy"
+    return httpx.get(url, timeout=5).json()
+
+
+def test_policy_reload_applies_a_valid_file_and_keeps_the_old_one_on_errors(stack):
+    path = stack.settings.policy
+    before = policy_status(stack)["version"]
+    with policy_edit(path) as data:
+        data["router"]["decisions"].append(learning_decision())
+        path.write_text(yaml.safe_dump(data))
+        reloaded = eventually(
+            lambda: (v := policy_status(stack)["version"]) != before and v, what="reload"
+        )
+        env = next(iter(ask(stack, ["which reload is this?"]).values()))
+        assert env.decision.decision == "learn_test"
+        assert env.decision.policy_version == reloaded
+        path.write_text(path.read_text().replace("strategy: thompson", "strategy: telepathy"))
+        error = eventually(lambda: policy_status(stack)["error"], what="reload error")
+        assert "router.default.strategy: Input should be" in error
+        env = next(iter(ask(stack, ["still the old policy?"]).values()))
+        assert env.decision.decision == "learn_test"
+        assert env.decision.policy_version == reloaded
+    eventually(lambda: policy_status(stack)["version"] == before, what="restore")
+
+
+def test_feedback_moves_the_choice_toward_the_model_users_like(stack):
+    async def arm_versions() -> int:
+        records = await read_topic(stack.settings.broker, ROUTER_STATE)
+        states = [decode(r.value, RouterState) for r in records]
+        latest = {s.key: s.version for s in states if s.decision == "learn_test"}
+        return sum(latest.values())
+
+    async def feedback(answers: dict[str, Envelope]) -> None:
+        producer = await start_producer(stack.settings.broker)
+        try:
+            for rid, env in answers.items():
+                score = 1.0 if env.decision.model == GOOD else 0.0
+                await send_feedback(producer, Feedback(request_id=rid, score=score))
+        finally:
+            await producer.stop()
+
+    path = stack.settings.policy
+    before = policy_status(stack)["version"]
+    with policy_edit(path) as data:
+        data["router"]["decisions"].append(learning_decision())
+        path.write_text(yaml.safe_dump(data))
+        eventually(lambda: policy_status(stack)["version"] != before, what="reload")
+        base = run(arm_versions())
+        shares = []
+        for round_ in range(ROUNDS):
+            texts = [f"round {round_} question {i}: name a prime number" for i in range(PER_ROUND)]
+            answers = ask(stack, texts)
+            assert {env.decision.decision for env in answers.values()} == {"learn_test"}
+            shares.append(sum(e.decision.model == GOOD for e in answers.values()) / PER_ROUND)
+            if shares[-1] >= 0.9:
+                break
+            run(feedback(answers))
+            sent = (round_ + 1) * PER_ROUND
+            eventually(lambda sent=sent: run(arm_versions()) - base >= sent, what="learner")
+    assert shares[-1] >= 0.9, f"share of {GOOD} per round: {shares}"

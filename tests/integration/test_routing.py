@@ -1,5 +1,6 @@
-"""Learning and policy reload through the real broker: feedback moves the router's choice, and
-a changed policy file takes effect without a restart while a broken one is refused."""
+"""Routing through the real broker: feedback moves the router's choice, a changed policy file
+takes effect without a restart while a broken one is refused, and the semantic cache answers
+repeated questions without dispatch."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ pytestmark = pytest.mark.integration
 TENANT = "learning-test"
 GOOD, BAD = "wrp-small-8b", "wrp-large-70b"
 ROUNDS, PER_ROUND = 8, 10
+CACHE_TENANT = "cache-test"
+
+
+def cached_decision() -> dict:
+    return {
+        "name": "cached_test",
+        "priority": 1001,
+        "when": {"all": [{"signal": "tenant", "equals": CACHE_TENANT}]},
+        "models": [GOOD],
+        "cache": {"enabled": True, "similarity": 0.9, "ttl_s": 600},
+    }
 
 
 def learning_decision() -> dict:
@@ -49,8 +61,8 @@ def policy_edit(path: Path) -> Iterator[dict]:
         path.write_text(original)
 
 
-def ask(stack, texts: list[str]) -> dict[str, Envelope]:
-    requests = [request(text, tenant=TENANT) for text in texts]
+def ask(stack, texts: list[str], tenant: str = TENANT) -> dict[str, Envelope]:
+    requests = [request(text, tenant=tenant) for text in texts]
     return run(replay(stack.settings.broker, requests, rate=0, timeout_s=90))
 
 
@@ -115,3 +127,30 @@ def test_feedback_moves_the_choice_toward_the_model_users_like(stack):
             sent = (round_ + 1) * PER_ROUND
             eventually(lambda sent=sent: run(arm_versions()) - base >= sent, what="learner")
     assert shares[-1] >= 0.9, f"share of {GOOD} per round: {shares}"
+
+
+def test_the_semantic_cache_answers_repeats_without_dispatch(stack):
+    path = stack.settings.policy
+    before = policy_status(stack)["version"]
+    question = "What is the boiling point of water at sea level in Celsius?"
+    with policy_edit(path) as data:
+        data["router"]["decisions"].append(cached_decision())
+        path.write_text(yaml.safe_dump(data))
+        eventually(lambda: policy_status(stack)["version"] != before, what="reload")
+        (first,) = ask(stack, [question], CACHE_TENANT).values()
+        assert first.decision.decision == "cached_test" and not first.decision.cache_hit
+        assert first.trail[-1].stage == "dispatch"
+
+        def cached(text: str, tenant: str = CACHE_TENANT) -> Envelope | None:
+            (env,) = ask(stack, [text], tenant).values()
+            return env if env.decision.cache_hit else None
+
+        exact = eventually(lambda: cached(question), what="exact cache hit")
+        assert exact.result.response == first.result.response
+        assert exact.outcome.cost_usd == 0 and exact.outcome.endpoint == "cache"
+        assert [s.stage for s in exact.trail] == ["signals", "safety", "router"]
+        similar = cached("what is the boiling point of water at sea level, in celsius")
+        assert similar is not None and similar.result.response == first.result.response
+        assert cached("How far away is the Moon from the Earth?") is None
+        (other_tenant,) = ask(stack, [question], "someone-else").values()
+        assert not other_tenant.decision.cache_hit

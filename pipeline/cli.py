@@ -182,13 +182,37 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from pipeline.bus.runner import describe_validation_error
     from pipeline.client import send_feedback, start_producer
-    from pipeline.envelope import Feedback
+    from pipeline.envelope import VERDICT_REWARD, Feedback
 
     settings = _settings(args)
-    feedback = Feedback(
-        request_id=args.request_id, score=args.score, source=args.source, comment=args.comment
-    )
+    judgement: dict[str, object] = {}
+    if args.rating is not None:
+        judgement["rating"] = args.rating
+    if args.judgement in ("up", "down"):
+        judgement["thumbs"] = args.judgement
+    elif args.judgement in VERDICT_REWARD:
+        judgement["verdict"] = args.judgement
+    elif args.judgement is not None:
+        try:
+            judgement["score"] = float(args.judgement)
+        except ValueError:
+            print(
+                f"wrp feedback: {args.judgement!r} is not a judgement; give a score 0..1, up, "
+                f"down, one of {', '.join(VERDICT_REWARD)}, or --rating 1..5",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        feedback = Feedback(
+            request_id=args.request_id, source=args.source, comment=args.comment, **judgement
+        )
+    except ValidationError as exc:
+        print(f"wrp feedback: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
 
     async def send() -> None:
         producer = await start_producer(settings.broker)
@@ -198,7 +222,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             await producer.stop()
 
     asyncio.run(send())
-    print(f"feedback {args.score} for {args.request_id} sent")
+    print(f"feedback (reward {feedback.reward:g}) for {args.request_id} sent")
     return 0
 
 
@@ -264,6 +288,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.target == "routing":
+        from pipeline.evaluation import routing
+
+        settings = _settings(args)
+        report = routing.eval_routing(settings, args.out or settings.state_dir / "eval")
+        print(json.dumps(report, indent=2) if args.json else routing.render(report))
+        return 0
     from pipeline.evaluation.run import eval_safety, eval_signals, render
 
     report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
@@ -322,7 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120)
     p = command("feedback", cmd_feedback, "send feedback for a request")
     p.add_argument("request_id")
-    p.add_argument("score", type=float, help="0 (bad) .. 1 (good)")
+    p.add_argument(
+        "judgement",
+        nargs="?",
+        help="a score 0 (bad) .. 1 (good), up, down, or a verdict: good_fit, underpowered, "
+        "overprovisioned, failed",
+    )
+    p.add_argument("--rating", type=int, help="1-5 stars instead of a judgement")
     p.add_argument("--source", default="user")
     p.add_argument("--comment")
     p = command("analytics", cmd_analytics, "run a named analytics query")
@@ -359,9 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
     p.add_argument("action", choices=["train"])
     p.add_argument("name", choices=["domain", "complexity", "jailbreak", "moderation", "all"])
-    p = command("eval", cmd_eval, "held-out metrics of the signal or safety models")
-    p.add_argument("target", choices=["signals", "safety"])
+    p = command("eval", cmd_eval, "held-out metrics of the signal or safety models, or routing")
+    p.add_argument("target", choices=["signals", "safety", "routing"])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out", type=Path, help="routing: output directory (<state-dir>/eval)")
     return parser
 
 

@@ -38,6 +38,9 @@ REQUEST_COLUMNS = [
     "decision",
     "strategy",
     "candidates",
+    "explored",
+    "cache_hit",
+    "policy_version",
     "model",
     "pool",
     "endpoint",
@@ -87,6 +90,9 @@ def request_row(env: Envelope) -> list[Any]:
         dec.decision if dec else "",
         dec.strategy if dec else "",
         dec.candidates if dec else [],
+        dec.explored if dec else False,
+        dec.cache_hit if dec else False,
+        dec.policy_version if dec else "",
         dec.model if dec else "",
         dec.pool if dec else "",
         out.endpoint if out else "",
@@ -137,11 +143,17 @@ def outcome_row(o: Outcome) -> list[Any]:
     ]
 
 
-FEEDBACK_COLUMNS = ["request_id", "source", "created_at", "score", "comment"]
+FEEDBACK_COLUMNS = ["request_id", "source", "created_at", "score", "judgement", "comment"]
 
 
 def feedback_row(f: Feedback) -> list[Any]:
-    return [f.request_id, f.source, ts(f.created_at), f.score, f.comment or ""]
+    """``score`` is the reward in [0, 1]; ``judgement`` what the user actually gave."""
+    given = next(
+        f"{kind}:{value}"
+        for kind in ("score", "thumbs", "rating", "verdict")
+        if (value := getattr(f, kind)) is not None
+    )
+    return [f.request_id, f.source, ts(f.created_at), f.reward, given, f.comment or ""]
 
 
 DEAD_LETTER_COLUMNS = [

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS requests (
     decision LowCardinality(String),
     strategy LowCardinality(String),
     candidates Array(String),
+    explored Bool,
+    cache_hit Bool,
+    policy_version LowCardinality(String),
     model LowCardinality(String),
     pool LowCardinality(String),
     endpoint String,
@@ -69,6 +72,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     source LowCardinality(String),
     created_at DateTime64(3, 'UTC'),
     score Float32,
+    judgement LowCardinality(String),
     comment String
 ) ENGINE = ReplacingMergeTree ORDER BY (request_id, source, created_at) {DEDUP}""",
     "dead_letters": f"""

@@ -279,6 +279,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_router_index(args: argparse.Namespace) -> int:
+    from pipeline.models.encoder import load_encoder
+    from pipeline.router.labelled import LabelsError, build_index, read_labelled
+
+    settings = _settings(args)
+    try:
+        texts, labels = read_labelled(args.labels)
+    except (OSError, LabelsError) as exc:
+        print(f"wrp router index: {exc}", file=sys.stderr)
+        return 2
+    encoder = load_encoder(
+        settings.model_dir, settings.encoder_threads, settings.encoder_max_tokens
+    )
+    print(f"embedding {len(texts)} labelled requests with {encoder.name} ...", file=sys.stderr)
+    index = build_index(texts, labels, encoder)
+    index.save(args.out)
+    print(
+        f"wrote {args.out}: {len(texts)} requests x {len(index.models)} models "
+        f"({', '.join(index.models)}); set router.knn.index to it"
+    )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from pipeline.evaluation.run import SAFETY_HEADS, SIGNAL_HEADS, train_heads
 
@@ -362,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rating", type=int, help="1-5 stars instead of a judgement")
     p.add_argument("--source", default="user")
     p.add_argument("--comment")
+    p = command("router", cmd_router_index, "build the kNN index of labelled requests")
+    p.add_argument("action", choices=["index"])
+    p.add_argument("labels", type=Path, help="JSON lines: {text, labels: {model: 0|1}}")
+    p.add_argument("--out", type=Path, default=Path("knn-index.npz"))
     p = command("analytics", cmd_analytics, "run a named analytics query")
     p.add_argument(
         "query",

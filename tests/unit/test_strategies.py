@@ -1,11 +1,15 @@
 """Selection strategies, pool awareness, exploration bounds and decision safety, through route()."""
 
+import json
+
 import numpy as np
 import pytest
 
 from pipeline.envelope import Feedback, PoolState, RouterState, Safety
 from pipeline.learn.evidence import Served, credit_feedback, fold
+from pipeline.models.encoder import load_encoder
 from pipeline.policy import CascadeConfig, Policy
+from pipeline.router.labelled import LabelsError, build_index, read_labelled
 from pipeline.router.route import BlockedByDecision, route
 from pipeline.router.strategies.cascade import arithmetic_holds, failed_check
 from pipeline.router.strategies.knn import KnnIndex
@@ -186,3 +190,25 @@ def test_decisions_record_policy_and_state_versions():
     decision = route(envelope(), POLICY, runtime(arms=arms, policy_version="abc123"))
     assert decision.policy_version == "abc123"
     assert decision.state_version == 8
+
+
+def test_a_labelled_index_built_from_jsonl_steers_knn(tmp_path):
+    lines = [
+        {"text": f"prove theorem {i} about prime numbers", "labels": {SMALL: 0, LARGE: 1}}
+        for i in range(6)
+    ] + [{"text": f"say hello to my friend number {i}", "labels": {SMALL: 1}} for i in range(6)]
+    path = tmp_path / "labels.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    encoder = load_encoder()
+    build_index(*read_labelled(path), encoder).save(tmp_path / "index.npz")
+    policy = policy_with(
+        {"models": [SMALL, LARGE], "strategy": "knn", "cost_weight": 1.0},
+        knn={"index": str(tmp_path / "index.npz"), "k": 3},
+    )
+    for text, expected in (("prove a theorem on primes", LARGE), ("say hello to Ana", SMALL)):
+        env = envelope()
+        env.signals.embedding = env.signals.encode_embedding(encoder.encode([text])[0])
+        assert route(env, policy, runtime()).model == expected
+    (tmp_path / "bad.jsonl").write_text('{"text": "x", "labels": {}}\n')
+    with pytest.raises(LabelsError, match=r"bad\.jsonl:1"):
+        read_labelled(tmp_path / "bad.jsonl")

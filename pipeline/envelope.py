@@ -205,6 +205,9 @@ class Decision(BaseModel):
     policy_version: str = Field("", description="digest of the policy file that decided")
     state_version: int = Field(0, description="sum of the candidates' router-state versions")
     cache_hit: bool = False
+    cache_ttl_s: float | None = Field(
+        None, description="dispatch stores the answer in the semantic cache for this long"
+    )
 
 
 class ErrorInfo(BaseModel):

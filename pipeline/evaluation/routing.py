@@ -18,6 +18,7 @@ train rows (:func:`split_of`); every reported number is on eval rows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -143,8 +144,7 @@ def sweep(run: Callable[[float], dict], key: str, gap: float) -> list[dict]:
     while len(points) < SWEEP_POINTS:
         ordered = sorted(points)
         size, lo, hi = max(
-            (abs(points[a][key] - points[b][key]), a, b)
-            for a, b in zip(ordered, ordered[1:], strict=False)
+            (abs(points[a][key] - points[b][key]), a, b) for a, b in itertools.pairwise(ordered)
         )
         if size <= gap:
             break
@@ -421,7 +421,9 @@ def mmlu_pro_costs(root: Path, frame: pd.DataFrame, texts: list[str], prices: di
         "output_tokens": f"the model's own answer length in chars / {CHARS_PER_TOKEN:g} where "
         "known (>0), else the question's median over the models that have one, else the "
         "global median",
-        "models_with_lengths": [m for m, k in zip(models, (~np.isnan(known)).any(0)) if k],
+        "models_with_lengths": [
+            m for m, k in zip(models, (~np.isnan(known)).any(0), strict=True) if k
+        ],
         "global_median_output_tokens": round(global_median, 1),
         "share_of_cells_with_own_length": round(float((~np.isnan(known)).mean()), 4),
     }
@@ -435,7 +437,9 @@ def mmlu_pro_bench(root: Path, signaller: Signaller) -> tuple[Bench, Costs, dict
     missing = sorted(set(models) - {c.removesuffix("_5shots") for c in frame.columns})
     if missing:
         raise datasets.DataMissing(f"MMLU-Pro correctness lacks models {missing}")
-    texts = [datasets.mmlu_prompt(q, list(o)) for q, o in zip(frame.question, frame.options)]
+    texts = [
+        datasets.mmlu_prompt(q, list(o)) for q, o in zip(frame.question, frame.options, strict=True)
+    ]
     requests, signals, vectors = signaller.requests("mmlu-pro", texts)
     costs = mmlu_pro_costs(root, frame, texts, prices)
     # the routed request is the 5-shot prompt: the router sees its size
@@ -644,7 +648,7 @@ def eval_routing(settings: Settings, out: Path) -> dict:
                 section["cascade"] = cascade(bench, frame, policy.signals)
             report[f"routellm_{name}"] = {
                 "prices": {
-                    m: dict(zip(("input_per_mtok", "output_per_mtok"), p))
+                    m: dict(zip(("input_per_mtok", "output_per_mtok"), p, strict=True))
                     for m, p in ROUTELLM_PRICES.items()
                 },
                 **section,
@@ -747,7 +751,8 @@ def render(report: dict) -> str:
     for name, r in o["strategies"].items():
         lines.append(
             f"  {name:<11} accuracy {r['accuracy']:.3f}  explored {r['explored_share']:.1%}  "
-            f"regret vs best fixed {r['regret_vs_best_fixed']:g}, vs oracle {r['regret_vs_oracle']:g}"
+            f"regret vs best fixed {r['regret_vs_best_fixed']:g}, "
+            f"vs oracle {r['regret_vs_oracle']:g}"
         )
     lines.append(f"\n{report['seconds']} s; wrote {', '.join(report.get('written', []))}")
     return "\n".join(lines)

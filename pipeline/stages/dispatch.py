@@ -124,10 +124,9 @@ class DispatchStage(Stage):
             context=decision.context,
         )
         outputs: list[Outbound] = []
-        config = caching.cache_config(policy, spec) if spec is not None else None
-        if call.response is not None and config is not None and caching.cacheable(env):
+        if call.response is not None and decision.cache_ttl_s is not None:
             entry = caching.entry_for(
-                env, decision.decision, card.name, call.response, config.ttl_s, completed_at
+                env, decision.decision, card.name, call.response, decision.cache_ttl_s, completed_at
             )
             outputs.append(Outbound(CACHE, caching.topic_key(entry), entry))
         if call.response is not None:

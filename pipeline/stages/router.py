@@ -96,14 +96,16 @@ class RouterStage(Stage):
             env: Envelope = item.message  # type: ignore[assignment]
             try:
                 spec, redact = decision_spec(env, policy)
-                config = caching.cache_config(policy, spec)
-                if config is not None and caching.cacheable(env):
+                config = caching.cache_config(policy, spec) if caching.cacheable(env) else None
+                if config is not None:
                     answer = caching.lookup(self.cache, env, spec.name, config, started)
                     self.cache_lookups.labels(result="hit" if answer else "miss").inc()
                     if answer is not None:
                         outputs.extend(self.answer_from_cache(env, spec.name, answer, started))
                         continue
                 decision = route(env, policy, self.runtime, (spec, redact))
+                if config is not None:
+                    decision.cache_ttl_s = config.ttl_s
             except BlockedByDecision:
                 refusal = refusal_response(policy.safety.refusal)
                 result = Result(status="blocked", response=refusal, stage=self.name)

@@ -4,14 +4,17 @@ Every evaluated request is an :class:`Envelope` whose signals the signal extract
 the cached embedding of the text a user would send; :func:`pipeline.router.route.route` decides,
 and online learning folds the recorded correctness of the chosen model as feedback with the
 learner's own rules (``credit_feedback``, ``fold``). kNN indexes and quality priors come from
-train rows (:func:`split_of`); every reported number is on eval rows.
+train rows (:func:`split_of`); every reported number is on eval rows. Benchmark prompts skip
+the safety stage (verdict ``allow``).
 
 1. RouteLLM strong/weak (GPT-4-1106 vs Mixtral-8x7B) on MMLU and GSM8K: accuracy against the
    share of strong calls while sweeping the cost weight lambda, and the share needed for 95% of
    the strong model's accuracy; on GSM8K also the cascade (weak first, escalate when its
    recorded answer fails a check).
 2. MMLU-Pro, 29 models at the prices of ``routing_prices.yaml``: accuracy against USD per 1,000
-   queries for the strategies, every single model, random routing and the oracle.
+   queries for cost_quality and knn (policy defaults, and k / prior_weight chosen by
+   cross-validation on train rows) over the cost weight, the model best on train rows, every
+   single model, random routing and the oracle.
 3. Online learning on the MMLU-Pro eval rows as a stream: cumulative regret of thompson,
    contextual and knn (cold start) against the best fixed model and the oracle.
 """
@@ -35,10 +38,10 @@ import yaml
 
 from pipeline.envelope import (
     ChatRequest,
-    Decision,
     Envelope,
     Feedback,
     RequestSection,
+    RouterState,
     Safety,
     Signals,
     router_state_key,
@@ -50,7 +53,7 @@ from pipeline.evaluation.run import _cache
 from pipeline.evaluation.split import split_of
 from pipeline.evaluation.tasks import CHARS_PER_TOKEN
 from pipeline.learn.evidence import Served, credit_feedback, fold
-from pipeline.policy import Policy, SignalsConfig, load_policy
+from pipeline.policy import KnnConfig, Policy, SignalsConfig, load_policy
 from pipeline.router.route import RouterRuntime, route
 from pipeline.router.strategies.cascade import failed_check
 from pipeline.router.strategies.knn import KnnIndex
@@ -77,6 +80,9 @@ WITHIN = 0.05
 #: First cost weights of every sweep; the sweep then bisects where operating points are far apart.
 LAMBDAS = (0.0, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0)
 SWEEP_POINTS = 22
+#: Part 2: (k, prior_weight) candidates of the knn cross-validation on train rows, and folds.
+KNN_GRID = ((24, 2.0), (24, 30.0), (100, 2.0), (100, 30.0), (200, 2.0), (200, 30.0))
+FOLDS = 5
 #: Per-domain quality priors need at least this many train rows in the domain.
 MIN_DOMAIN_ROWS = 30
 STREAM_SEED = 7
@@ -156,30 +162,61 @@ def sweep(run: Callable[[float], dict], key: str, gap: float) -> list[dict]:
 # --- requests and policies -------------------------------------------------------------------
 
 
+def usd_per_1k(
+    prompt_tokens: np.ndarray, output_tokens: np.ndarray, prices: list[tuple[float, float]]
+) -> np.ndarray:
+    """USD of 1,000 such queries per (row, model); prices in USD per 1M input/output tokens."""
+    price_in = np.array([p[0] for p in prices])
+    price_out = np.array([p[1] for p in prices])
+    return (prompt_tokens[:, None] * price_in + output_tokens * price_out) / 1e3
+
+
+def card(name: str, price: tuple[float, float], quality: dict[str, float] | None = None) -> dict:
+    return {
+        "name": name,
+        "pool": "eval",
+        "context_length": CONTEXT_LENGTH,
+        "price": {"input_per_mtok": price[0], "output_per_mtok": price[1]},
+        "quality": quality or {},
+    }
+
+
 @dataclass
 class Bench:
-    """Rows of one benchmark: the request a user sends, its signals, each model's correctness."""
+    """Rows of one benchmark: the request a user sends, its signals, and each model's
+    correctness and cost."""
 
     name: str
     models: list[str]
+    prices: list[tuple[float, float]]  # USD per 1M input / output tokens, per model
     requests: list[RequestSection]
     signals: list[Signals]
     vectors: np.ndarray
     correct: np.ndarray  # rows x models: 1/0, NaN = unknown
+    cost: np.ndarray  # rows x models: USD per 1,000 such queries
     train: np.ndarray  # bool per row
 
     def envelope(self, row: int) -> Envelope:
         return Envelope(request=self.requests[row], signals=self.signals[row], safety=ALLOWED)
 
-    def index(self, path: Path) -> Path:
-        """A kNN index of the train rows' correctness, saved at ``path``."""
-        KnnIndex(self.vectors[self.train], self.correct[self.train], tuple(self.models)).save(path)
+    def cards(self, quality: dict[str, dict[str, float]] | None = None) -> list[dict]:
+        return [
+            card(m, p, (quality or {}).get(m))
+            for m, p in zip(self.models, self.prices, strict=True)
+        ]
+
+    def index(self, path: Path, rows: np.ndarray | None = None) -> Path:
+        """A kNN index of the correctness of ``rows`` (the train rows), saved at ``path``."""
+        rows = np.flatnonzero(self.train) if rows is None else rows
+        KnnIndex(self.vectors[rows], self.correct[rows], tuple(self.models)).save(path)
         return path
 
-    def domain_quality(self) -> dict[str, dict[str, float]]:
-        """Per model, its train accuracy per (predicted) domain and overall as ``default``."""
-        frame = pd.DataFrame(self.correct[self.train], columns=self.models)
-        frame["domain"] = [s.domain for s, t in zip(self.signals, self.train, strict=True) if t]
+    def domain_quality(self, rows: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+        """Per model, its accuracy on ``rows`` (the train rows) per predicted domain with at
+        least :data:`MIN_DOMAIN_ROWS` rows, and overall as ``default``."""
+        rows = np.flatnonzero(self.train) if rows is None else rows
+        frame = pd.DataFrame(self.correct[rows], columns=self.models)
+        frame["domain"] = [self.signals[row].domain for row in rows]
         groups = frame.groupby("domain")
         means = groups.mean()[groups.size() >= MIN_DOMAIN_ROWS]
         return {
@@ -203,10 +240,8 @@ class Signaller:
     ) -> tuple[list[RequestSection], list[Signals], np.ndarray]:
         vectors = self.cache.embed(texts, name)
         extractor = self.extractor
-        domain_p, complexity_p = (
-            extractor.domain.predict(vectors),
-            extractor.complexity.predict(vectors),
-        )
+        domain_p = extractor.domain.predict(vectors)
+        complexity_p = extractor.complexity.predict(vectors)
         requests = [
             RequestSection(
                 request_id=f"{name}-{i}",
@@ -224,22 +259,12 @@ class Signaller:
         return requests, signals, vectors
 
 
-def card(name: str, price: tuple[float, float], quality: dict[str, float] | None = None) -> dict:
-    return {
-        "name": name,
-        "pool": "eval",
-        "context_length": CONTEXT_LENGTH,
-        "price": {"input_per_mtok": price[0], "output_per_mtok": price[1]},
-        "quality": quality or {},
-    }
-
-
 def build_policy(
     signals: SignalsConfig,
     cards: list[dict],
     strategy: str,
     cost_weight: float = 0.0,
-    index: Path | None = None,
+    knn: dict | None = None,
 ) -> Policy:
     """One decision over every card, with the configured signals and otherwise defaults."""
     return Policy.model_validate(
@@ -256,29 +281,26 @@ def build_policy(
                     "cascade": {"checks": CASCADE_CHECKS},
                 },
                 "cost_weight": cost_weight,
-                "knn": {"index": index},
+                "knn": knn or {},
                 "learning": {"half_life_s": HALF_LIFE_S},
             },
         }
     )
 
 
-def replay(bench: Bench, rows: np.ndarray, policy: Policy) -> list[Decision]:
+def replay(bench: Bench, rows: np.ndarray, policy: Policy) -> np.ndarray:
+    """The model each of ``rows`` is routed to (its position in ``bench.models``)."""
     runtime = RouterRuntime(rng=np.random.default_rng(ROUTER_SEED))
-    return [route(bench.envelope(int(row)), policy, runtime) for row in rows]
-
-
-def chosen(bench: Bench, decisions: list[Decision]) -> np.ndarray:
     position = {model: i for i, model in enumerate(bench.models)}
-    return np.array([position[d.model] for d in decisions])
+    return np.array([position[route(bench.envelope(int(r)), policy, runtime).model] for r in rows])
 
 
 # --- part 1: RouteLLM strong/weak ------------------------------------------------------------
 
 
 def routellm(root: Path, name: str) -> pd.DataFrame:
-    """RouteLLM's recorded answers on ``name`` (mmlu or gsm8k) without the contaminated prompts;
-    ``weak``/``strong`` correctness as 1/0 and the ``split``."""
+    """RouteLLM's recorded answers on ``name`` (mmlu or gsm8k) without the contaminated prompts:
+    both models' correctness as 1/0, and the ``split``."""
     base = "routing/routellm"
     if name == "mmlu":
         frame = pd.read_parquet(_file(root, f"{base}/mmlu_responses.parquet"))
@@ -294,80 +316,121 @@ def routellm(root: Path, name: str) -> pd.DataFrame:
 
 
 def strong_weak_bench(root: Path, name: str, signaller: Signaller) -> tuple[Bench, pd.DataFrame]:
+    """Prompt tokens as the signals count them; answers: MMLU's are one letter (its prompts end
+    in "Answer:"), GSM8K's are the recorded responses at chars / 4."""
     frame = routellm(root, name)
     requests, signals, vectors = signaller.requests(f"routellm-{name}", list(frame.prompt))
     models = [WEAK, STRONG]
+    prices = [ROUTELLM_PRICES[m] for m in models]
+    prompt = np.array([s.prompt_tokens for s in signals], dtype=float)
+    if name == "mmlu":
+        output = np.ones((len(frame), len(models)))
+    else:
+        lengths = [frame[f"{m}_response"].fillna("").str.len() for m in models]
+        output = np.stack(lengths, axis=1) / CHARS_PER_TOKEN
     bench = Bench(
         name,
         models,
+        prices,
         requests,
         signals,
         vectors,
         frame[models].to_numpy(dtype=float),
+        usd_per_1k(prompt, output, prices),
         (frame.split == "train").to_numpy(),
     )
     return bench, frame
 
 
 def strong_weak(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
-    """Strong-share curves of knn (flat and per-domain priors) and random routing."""
+    """Curves of knn (flat and per-domain priors) over the cost weight: GPT-4 calls and spend
+    against accuracy, and what random routing needs."""
     rows = np.flatnonzero(~bench.train)
     weak_acc, strong_acc = (float(a) for a in bench.correct[rows].mean(axis=0))
+    weak_usd, strong_usd = (float(c) for c in bench.cost[rows].mean(axis=0))
     target = TARGET * strong_acc
     index = bench.index(workdir / f"{bench.name}.npz")
-    quality = bench.domain_quality()
-    variants = {
-        "knn": [card(m, ROUTELLM_PRICES[m]) for m in bench.models],
-        "knn+domain prior": [card(m, ROUTELLM_PRICES[m], quality[m]) for m in bench.models],
-    }
+    variants = {"knn": bench.cards(), "knn+domain prior": bench.cards(bench.domain_quality())}
     curves = {}
     for variant, cards in variants.items():
 
         def point(lam: float, cards: list[dict] = cards, variant: str = variant) -> dict:
-            _progress(f"{bench.name} {variant}: cost weight {lam:g}")
-            policy = build_policy(signals, cards, "knn", lam, index)
-            picks = chosen(bench, replay(bench, rows, policy))
+            picks = replay(bench, rows, build_policy(signals, cards, "knn", lam, {"index": index}))
+            share = float(np.mean(picks == 1))
+            _progress(f"{bench.name} {variant}: cost weight {lam:g} -> {share:.1%} GPT-4 calls")
             return {
                 "cost_weight": lam,
-                "strong_share": round(float(np.mean(picks == 1)), 4),
+                "strong_share": round(share, 4),
+                "cost_share": round(float(bench.cost[rows, picks].mean()) / strong_usd, 4),
                 "accuracy": round(float(bench.correct[rows, picks].mean()), 4),
             }
 
         curve = sweep(point, "strong_share", 0.03)
-        # always-strong closes the curve: lambda >= 0 never picks strong where weak looks better
-        curve.append({"cost_weight": None, "strong_share": 1.0, "accuracy": round(strong_acc, 4)})
-        xs, ys = [p["strong_share"] for p in curve], [p["accuracy"] for p in curve]
-        curves[variant] = {"points": curve, "strong_share_needed": first_crossing(xs, ys, target)}
+        # always GPT-4 closes the curve: lambda >= 0 never picks it where Mixtral looks better
+        curve.append(
+            {
+                "cost_weight": None,
+                "strong_share": 1.0,
+                "cost_share": 1.0,
+                "accuracy": round(strong_acc, 4),
+            }
+        )
+        accuracy = [p["accuracy"] for p in curve]
+        curves[variant] = {
+            "points": curve,
+            "strong_share_needed": _round(
+                first_crossing([p["strong_share"] for p in curve], accuracy, target)
+            ),
+            "cost_share_needed": _round(
+                first_crossing([p["cost_share"] for p in curve], accuracy, target)
+            ),
+        }
+    share = random_share(strong_acc, weak_acc, target)
     return {
         "eval_rows": len(rows),
         "train_rows": int(bench.train.sum()),
+        "knn": f"policy defaults (k={KnnConfig().k}, prior_weight={KnnConfig().prior_weight:g}); "
+        "index of the train rows",
         "strong_accuracy": round(strong_acc, 4),
         "weak_accuracy": round(weak_acc, 4),
         "target_accuracy": round(target, 4),
-        "random": {"strong_share_needed": round(random_share(strong_acc, weak_acc, target), 4)},
+        "cost_per_1k": {"strong": round(strong_usd, 4), "weak": round(weak_usd, 4)},
+        "random": {
+            "strong_share_needed": round(share, 4),
+            "cost_share_needed": round(
+                (share * strong_usd + (1 - share) * weak_usd) / strong_usd, 4
+            ),
+        },
         "curves": curves,
     }
 
 
 def cascade(bench: Bench, frame: pd.DataFrame, signals: SignalsConfig) -> dict:
-    """Weak model first; escalate when its recorded answer fails a check (dispatch's rule)."""
+    """The cascade decision's ladder, dispatched on the recorded answers: a rung's answer that
+    fails a check (``failed_check``) escalates to the next rung; every call is paid."""
     rows = np.flatnonzero(~bench.train)
-    policy = build_policy(signals, [card(m, ROUTELLM_PRICES[m]) for m in bench.models], "cascade")
+    policy = build_policy(signals, bench.cards(), "cascade")
     config = policy.router.default.cascade
+    runtime = RouterRuntime(rng=np.random.default_rng(ROUTER_SEED))
     position = {model: i for i, model in enumerate(bench.models)}
-    served, strong_calls = [], 0
-    for row, decision in zip(rows, replay(bench, rows, policy), strict=True):
+    served, spent, strong_calls = [], [], 0
+    for row in rows:
+        decision = route(bench.envelope(int(row)), policy, runtime)
         ladder = [decision.model, *decision.ladder]
+        usd = 0.0
         for rung, model in enumerate(ladder):
             strong_calls += model == STRONG
+            usd += bench.cost[row, position[model]]
             text = frame.at[int(row), f"{model}_response"]
             answer = {"choices": [{"message": {"content": text if isinstance(text, str) else ""}}]}
             if rung == len(ladder) - 1 or failed_check(answer, config) is None:
                 served.append(bench.correct[row, position[model]])
                 break
+        spent.append(usd)
     return {
         "checks": CASCADE_CHECKS,
         "strong_share": round(strong_calls / len(rows), 4),
+        "cost_share": round(float(np.mean(spent) / bench.cost[rows, 1].mean()), 4),
         "accuracy": round(float(np.mean(served)), 4),
     }
 
@@ -386,107 +449,141 @@ def load_prices() -> tuple[dict[str, tuple[float, float]], dict[str, dict]]:
     return prices, tiers
 
 
-@dataclass
-class Costs:
-    """Tokens and USD per 1,000 queries of every (row, model)."""
-
-    prompt_tokens: np.ndarray  # rows
-    output_tokens: np.ndarray  # rows x models
-    per_1k: np.ndarray  # rows x models
-    notes: dict
-
-
-def mmlu_pro_costs(root: Path, frame: pd.DataFrame, texts: list[str], prices: dict) -> Costs:
-    """Prompt: the question and options at chars/4 plus the 5-shot examples; output: the
-    model's own answer length, else the question's median over models that report one, else
-    the global median."""
-    models = list(prices)
+def output_tokens(root: Path, frame: pd.DataFrame, models: list[str]) -> tuple[np.ndarray, dict]:
+    """Answer tokens per (row, model): the model's own answer length at chars / 4 where known
+    (> 0), else the question's median over the models that have one, else the global median."""
     chars = pd.read_parquet(_file(root, "routing/mmlu_pro/output_chars.parquet"))
     chars = frame[["question_id"]].merge(chars, on="question_id", how="left")
-    known = chars[[f"{m}_5shots" for m in models]].to_numpy(dtype=float)
-    known[~(known > 0)] = np.nan
-    tokens = known / CHARS_PER_TOKEN
-    row_median = np.nanmedian(np.where(np.isnan(tokens).all(axis=1, keepdims=True), 0, tokens), 1)
+    tokens = chars[[f"{m}_5shots" for m in models]].to_numpy(dtype=float) / CHARS_PER_TOKEN
+    tokens[~(tokens > 0)] = np.nan
+    known = ~np.isnan(tokens)
     global_median = float(np.nanmedian(tokens))
-    has_row = ~np.isnan(tokens).all(axis=1)
-    fallback = np.where(has_row, row_median, global_median)
-    output = np.where(np.isnan(tokens), fallback[:, None], tokens)
-    prompt = np.array([len(t) / CHARS_PER_TOKEN + FEW_SHOT_TOKENS for t in texts])
-    price_in = np.array([prices[m][0] for m in models])
-    price_out = np.array([prices[m][1] for m in models])
-    per_1k = (prompt[:, None] * price_in + output * price_out) / 1e6 * 1000
+    row_median = np.array(
+        [np.median(t[k]) if k.any() else global_median for t, k in zip(tokens, known, strict=True)]
+    )
     notes = {
         "prompt_tokens": f"len(question + options) / {CHARS_PER_TOKEN:g} + {FEW_SHOT_TOKENS} "
         "(the five worked examples of the 5-shot CoT prompt, estimated)",
         "output_tokens": f"the model's own answer length in chars / {CHARS_PER_TOKEN:g} where "
-        "known (>0), else the question's median over the models that have one, else the "
+        "known (> 0), else the question's median over the models that have one, else the "
         "global median",
-        "models_with_lengths": [
-            m for m, k in zip(models, (~np.isnan(known)).any(0), strict=True) if k
-        ],
+        "models_with_lengths": [m for m, k in zip(models, known.any(axis=0), strict=True) if k],
         "global_median_output_tokens": round(global_median, 1),
-        "share_of_cells_with_own_length": round(float((~np.isnan(known)).mean()), 4),
+        "share_of_cells_with_own_length": round(float(known.mean()), 4),
     }
-    return Costs(prompt, output, per_1k, notes)
+    return np.where(known, tokens, row_median[:, None]), notes
 
 
-def mmlu_pro_bench(root: Path, signaller: Signaller) -> tuple[Bench, Costs, dict]:
+def mmlu_pro_bench(root: Path, signaller: Signaller) -> tuple[Bench, dict, dict]:
+    """The MMLU-Pro bench, the token notes and the price tiers."""
     prices, tiers = load_prices()
-    models = list(prices)
     frame = datasets.mmlu_pro(root)
-    missing = sorted(set(models) - {c.removesuffix("_5shots") for c in frame.columns})
-    if missing:
-        raise datasets.DataMissing(f"MMLU-Pro correctness lacks models {missing}")
+    models = [c.removesuffix("_5shots") for c in frame.columns if c.endswith("_5shots")]
+    if sorted(models) != sorted(prices):
+        raise datasets.DataMissing(
+            f"MMLU-Pro correctness has models {sorted(models)} but {PRICES_FILE.name} prices "
+            f"{sorted(prices)}: make them agree"
+        )
     texts = [
         datasets.mmlu_prompt(q, list(o)) for q, o in zip(frame.question, frame.options, strict=True)
     ]
     requests, signals, vectors = signaller.requests("mmlu-pro", texts)
-    costs = mmlu_pro_costs(root, frame, texts, prices)
+    prompt = np.array(
+        [round(len(t) / CHARS_PER_TOKEN) + FEW_SHOT_TOKENS for t in texts], dtype=float
+    )
+    output, notes = output_tokens(root, frame, models)
     # the routed request is the 5-shot prompt: the router sees its size
     signals = [
-        s.model_copy(update={"prompt_tokens": round(float(n))})
-        for s, n in zip(signals, costs.prompt_tokens, strict=True)
+        s.model_copy(update={"prompt_tokens": int(n)}) for s, n in zip(signals, prompt, strict=True)
     ]
-    correct = frame[[f"{m}_5shots" for m in models]].to_numpy(dtype=float)
-    train = (frame.split == "train").to_numpy()
-    bench = Bench("mmlu-pro", models, requests, signals, vectors, correct, train)
-    return bench, costs, {"prices": prices, "tiers": tiers}
+    model_prices = [prices[m] for m in models]
+    bench = Bench(
+        "mmlu-pro",
+        models,
+        model_prices,
+        requests,
+        signals,
+        vectors,
+        frame[[f"{m}_5shots" for m in models]].to_numpy(dtype=float),
+        usd_per_1k(prompt, output, model_prices),
+        (frame.split == "train").to_numpy(),
+    )
+    return bench, notes, tiers
 
 
-def many_models(
-    bench: Bench, costs: Costs, prices: dict, signals: SignalsConfig, index: Path
-) -> dict:
+def tune_knn(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
+    """k and prior_weight of the best accuracy at cost weight 0 in :data:`FOLDS`-fold
+    cross-validation on the train rows, routed through route() (per-domain priors and index
+    from the other folds)."""
+    train = np.flatnonzero(bench.train)
+    folds = np.random.default_rng(ROUTER_SEED).permutation(len(train)) % FOLDS
+    hits: dict[tuple[int, float], list[np.ndarray]] = {combo: [] for combo in KNN_GRID}
+    for part in range(FOLDS):
+        held, rest = train[folds == part], train[folds != part]
+        _progress(f"{bench.name} knn cross-validation: fold {part + 1}/{FOLDS}")
+        index = bench.index(workdir / f"{bench.name}-fold{part}.npz", rest)
+        cards = bench.cards(bench.domain_quality(rest))
+        for k, weight in KNN_GRID:
+            knn = {"index": index, "k": k, "prior_weight": weight}
+            picks = replay(bench, held, build_policy(signals, cards, "knn", 0.0, knn))
+            hits[(k, weight)].append(bench.correct[held, picks])
+    accuracy = {combo: float(np.nanmean(np.concatenate(v))) for combo, v in hits.items()}
+    k, weight = max(accuracy, key=lambda combo: accuracy[combo])
+    return {
+        "k": k,
+        "prior_weight": weight,
+        "folds": FOLDS,
+        "cv_accuracy": {
+            f"k={c[0]} prior_weight={c[1]:g}": round(a, 4) for c, a in accuracy.items()
+        },
+    }
+
+
+def many_models(bench: Bench, signals: SignalsConfig, index: Path, tuned: dict) -> dict:
     """Accuracy and USD per 1,000 queries of the strategies (cost-weight sweeps), every single
     model, random routing and the oracle, on the eval rows every model answered."""
     rows = np.flatnonzero(~bench.train & ~np.isnan(bench.correct).any(axis=1))
-    correct, cost = bench.correct[rows], costs.per_1k[rows]
+    correct, cost = bench.correct[rows], bench.cost[rows]
     every = np.arange(len(rows))
     singles = {
         m: {"accuracy": round(float(a), 4), "cost_per_1k": round(float(c), 4)}
         for m, a, c in zip(bench.models, correct.mean(0), cost.mean(0), strict=True)
     }
-    quality = bench.domain_quality()
-    cards = [card(m, prices[m], quality[m]) for m in bench.models]
+    cards = bench.cards(bench.domain_quality())
 
     def point(policy: Policy, lam: float | None) -> dict:
-        picks = chosen(bench, replay(bench, rows, policy))
+        picks = replay(bench, rows, policy)
         return {
             "cost_weight": lam,
             "accuracy": round(float(correct[every, picks].mean()), 4),
             "cost_per_1k": round(float(cost[every, picks].mean()), 4),
         }
 
+    strategies = {
+        "cost_quality": ("cost_quality", {}),
+        "knn": ("knn", {"index": index}),
+        "knn (cv-tuned)": (
+            "knn",
+            {"index": index, "k": tuned["k"], "prior_weight": tuned["prior_weight"]},
+        ),
+    }
     curves = {}
     spread = float(cost.mean(0).max() - cost.mean(0).min())
-    for strategy in ("cost_quality", "knn"):
+    for name, (strategy, knn) in strategies.items():
 
-        def run(lam: float, strategy: str = strategy) -> dict:
-            _progress(f"mmlu-pro {strategy}: cost weight {lam:g}")
-            return point(build_policy(signals, cards, strategy, lam, index), lam)
+        def run(lam: float, name: str = name, strategy: str = strategy, knn: dict = knn) -> dict:
+            result = point(build_policy(signals, cards, strategy, lam, knn), lam)
+            _progress(
+                f"mmlu-pro {name}: cost weight {lam:g} -> ${result['cost_per_1k']:.2f} per 1k, "
+                f"accuracy {result['accuracy']:.3f}"
+            )
+            return result
 
-        curves[strategy] = sweep(run, "cost_per_1k", 0.04 * spread)
+        curves[name] = sweep(run, "cost_per_1k", 0.04 * spread)
     best_train = bench.models[int(np.nanmean(bench.correct[bench.train], axis=0).argmax())]
-    static = build_policy(signals, [card(best_train, prices[best_train])], "static")
+    static = build_policy(
+        signals, [card(best_train, bench.prices[bench.models.index(best_train)])], "static"
+    )
     hit, spent = oracle(correct, cost)
     best = max(singles, key=lambda m: singles[m]["accuracy"])
     reference = min(
@@ -500,10 +597,19 @@ def many_models(
     }
     leader = max(at_budget, key=lambda name: at_budget[name] or 0.0)
     oracle_acc = float(hit.mean())
+    to_match = {
+        name: first_crossing(
+            [p["cost_per_1k"] for p in curve],
+            [p["accuracy"] for p in curve],
+            singles[best]["accuracy"],
+        )
+        for name, curve in curves.items()
+    }
     return {
         "eval_rows": len(rows),
         "eval_rows_dropped": int((~bench.train).sum()) - len(rows),
         "train_rows": int(bench.train.sum()),
+        "knn_tuning": tuned,
         "singles": singles,
         "random": {
             "accuracy": round(float(correct.mean()), 4),
@@ -520,6 +626,7 @@ def many_models(
             "strategy": leader,
             "share_of_oracle": _round((at_budget[leader] or 0.0) / oracle_acc),
             "reference_share_of_oracle": round(singles[reference]["accuracy"] / oracle_acc, 4),
+            "cost_per_1k_to_match_best_single": {k: _round(v) for k, v in to_match.items()},
         },
     }
 
@@ -532,9 +639,9 @@ def _round(value: float | None) -> float | None:
 
 
 def learn(bench: Bench, order: np.ndarray, policy: Policy) -> tuple[np.ndarray, float]:
-    """Route the stream one request per second, crediting each answer's real correctness as
-    feedback through the learner's rules; rewards in stream order, and the explored share."""
-    arms: dict = {}
+    """Route the stream at one request per second, crediting each answer's recorded correctness
+    as feedback through the learner's rules; the rewards in stream order and the explored share."""
+    arms: dict[str, RouterState] = {}
     runtime = RouterRuntime(arms=arms, rng=np.random.default_rng(ROUTER_SEED))
     position = {model: i for i, model in enumerate(bench.models)}
     half_life = policy.router.learning.half_life_s
@@ -571,37 +678,34 @@ def requests_to_reach(rewards: np.ndarray, target: float, window: int) -> int | 
     return int(hits[0]) + 1 if len(hits) else None
 
 
-def online(
-    bench: Bench, rows: np.ndarray, prices: dict, signals: SignalsConfig, index: Path
-) -> dict:
+def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, knn: dict) -> dict:
+    """Thompson, contextual and knn learning from a shuffled stream of ``rows``: regret against
+    the best fixed model and the oracle, and requests until 90% of the best fixed accuracy."""
     order = np.random.default_rng(STREAM_SEED).permutation(rows)
     correct = bench.correct[order]
     best = int(correct.mean(0).argmax())
-    target = 0.9 * float(correct[:, best].mean())
-    cards = [card(m, prices[m]) for m in bench.models]
+    fixed, ceiling = correct[:, best], correct.max(1)
+    target = 0.9 * float(fixed.mean())
     step = max(1, len(order) // 250)
     runs = {}
     for strategy in ONLINE:
         _progress(f"online {strategy}: {len(order)} requests")
-        policy = build_policy(signals, cards, strategy, 0.0, index)
+        policy = build_policy(signals, bench.cards(), strategy, 0.0, knn)
         rewards, explored = learn(bench, order, policy)
-        running = trailing(rewards, WINDOW)
+        every = slice(step - 1, None, step)
         runs[strategy] = {
             "accuracy": round(float(rewards.mean()), 4),
             "explored_share": round(explored, 4),
             "requests_to_target": requests_to_reach(rewards, target, WINDOW),
-            "regret_vs_best_fixed": round(float((correct[:, best] - rewards).sum()), 1),
-            "regret_vs_oracle": round(float((correct.max(1) - rewards).sum()), 1),
+            "regret_vs_best_fixed": round(float((fixed - rewards).sum()), 1),
+            "regret_vs_oracle": round(float((ceiling - rewards).sum()), 1),
             "curve": {
                 "t": list(range(step, len(order) + 1, step)),
-                "regret_vs_best_fixed": np.cumsum(correct[:, best] - rewards)[step - 1 :: step]
-                .round(1)
-                .tolist(),
-                "regret_vs_oracle": np.cumsum(correct.max(1) - rewards)[step - 1 :: step]
-                .round(1)
-                .tolist(),
+                "regret_vs_best_fixed": np.cumsum(fixed - rewards)[every].round(1).tolist(),
+                "regret_vs_oracle": np.cumsum(ceiling - rewards)[every].round(1).tolist(),
                 "trailing_accuracy": [
-                    None if np.isnan(v) else round(float(v), 4) for v in running[step - 1 :: step]
+                    None if np.isnan(v) else round(float(v), 4)
+                    for v in trailing(rewards, WINDOW)[every]
                 ],
             },
         }
@@ -612,13 +716,12 @@ def online(
         "window": WINDOW,
         "half_life_s": HALF_LIFE_S,
         "cost_weight": 0.0,
-        "feedback": "the chosen model's recorded correctness, score 1/0, right after routing",
-        "priors": "flat (no card quality: 0.5); knn uses the train-row index",
-        "best_fixed": {
-            "model": bench.models[best],
-            "accuracy": round(float(correct[:, best].mean()), 4),
-        },
-        "oracle_accuracy": round(float(correct.max(1).mean()), 4),
+        "feedback": "the served model's recorded correctness as score 1/0, folded before the "
+        "next request (one request per second)",
+        "priors": "flat card priors (0.5); knn also has the train-row index "
+        f"(k={knn.get('k')}, prior_weight={knn.get('prior_weight')})",
+        "best_fixed": {"model": bench.models[best], "accuracy": round(float(fixed.mean()), 4)},
+        "oracle_accuracy": round(float(ceiling.mean()), 4),
         "target_accuracy": round(target, 4),
         "strategies": runs,
     }
@@ -634,9 +737,10 @@ def eval_routing(settings: Settings, out: Path) -> dict:
     policy = load_policy(settings.policy)
     signaller = Signaller(policy, _cache(settings))
     report: dict[str, Any] = {
-        "protocol": "offline replay through pipeline.router.route.route; kNN indexes and "
-        "per-domain quality priors (train accuracy per predicted domain, >= "
-        f"{MIN_DOMAIN_ROWS} rows) from train rows only; every number on eval rows",
+        "protocol": "offline replay through pipeline.router.route.route with signals from the "
+        "signal extractor (cached embeddings); kNN indexes, per-domain quality priors (train "
+        f"accuracy per predicted domain with >= {MIN_DOMAIN_ROWS} rows) and knn tuning from "
+        "train rows only; every reported number on eval rows",
     }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -648,23 +752,23 @@ def eval_routing(settings: Settings, out: Path) -> dict:
                 section["cascade"] = cascade(bench, frame, policy.signals)
             report[f"routellm_{name}"] = {
                 "prices": {
-                    m: dict(zip(("input_per_mtok", "output_per_mtok"), p, strict=True))
-                    for m, p in ROUTELLM_PRICES.items()
+                    m: {"input_per_mtok": p[0], "output_per_mtok": p[1]}
+                    for m, p in zip(bench.models, bench.prices, strict=True)
                 },
+                "tokens": "prompt: the signals' count; output: MMLU one answer letter, GSM8K "
+                f"the recorded answer at chars / {CHARS_PER_TOKEN:g}",
                 **section,
             }
         _progress("part 2: MMLU-Pro")
-        bench, costs, prices = mmlu_pro_bench(root, signaller)
+        bench, notes, tiers = mmlu_pro_bench(root, signaller)
         index = bench.index(workdir / "mmlu-pro.npz")
-        section = many_models(bench, costs, prices["prices"], policy.signals, index)
-        report["mmlu_pro"] = {
-            "prices": {t: {k: v for k, v in tier.items()} for t, tier in prices["tiers"].items()},
-            "tokens": costs.notes,
-            **section,
-        }
+        tuned = tune_knn(bench, policy.signals, workdir)
+        section = many_models(bench, policy.signals, index, tuned)
+        report["mmlu_pro"] = {"prices": tiers, "tokens": notes, **section}
         _progress("part 3: online learning")
         rows = np.flatnonzero(~bench.train & ~np.isnan(bench.correct).any(axis=1))
-        report["online"] = online(bench, rows, prices["prices"], policy.signals, index)
+        knn = {"index": index, "k": tuned["k"], "prior_weight": tuned["prior_weight"]}
+        report["online"] = online(bench, rows, policy.signals, knn)
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "routing.json").write_text(json.dumps(report, indent=2))
@@ -685,19 +789,25 @@ def render(report: dict) -> str:
     lines = ["== routing (offline replay through route(); eval rows only)", "headline:"]
     for key, title in (("routellm_mmlu", "MMLU"), ("routellm_gsm8k", "GSM8K")):
         s = report[key]
-        needed = ", ".join(
-            f"{name} {_share(c['strong_share_needed'])}" for name, c in s["curves"].items()
+        needed = [
+            f"{name} {_share(c['strong_share_needed'])} ({_share(c['cost_share_needed'])})"
+            for name, c in s["curves"].items()
+        ]
+        r = s["random"]
+        needed.append(
+            f"random {_share(r['strong_share_needed'])} ({_share(r['cost_share_needed'])})"
         )
         lines.append(
-            f"  RouteLLM {title} ({s['eval_rows']} rows): GPT-4 calls needed for 95% of its "
-            f"accuracy ({s['target_accuracy']:.3f}): {needed}, random "
-            f"{_share(s['random']['strong_share_needed'])}"
+            f"  RouteLLM {title} ({s['eval_rows']} rows): GPT-4 calls (and share of GPT-4 "
+            f"spend) needed for 95% of its accuracy ({s['target_accuracy']:.3f}): "
+            + ", ".join(needed)
         )
         if "cascade" in s:
             c = s["cascade"]
             lines.append(
                 f"    cascade ({'/'.join(c['checks'])} checks on Mixtral's answer): "
-                f"{c['strong_share']:.1%} GPT-4 calls, accuracy {c['accuracy']:.3f}"
+                f"{c['strong_share']:.1%} GPT-4 calls ({c['cost_share']:.1%} of GPT-4 spend), "
+                f"accuracy {c['accuracy']:.3f}"
             )
     lines.append("    (RouteLLM reports ~55% GPT-4 calls on MMLU; our target is <= 40%)")
     p = report["mmlu_pro"]
@@ -705,10 +815,20 @@ def render(report: dict) -> str:
     lines.append(
         f"  MMLU-Pro ({p['eval_rows']} rows, {len(p['singles'])} models): at "
         f"${h['reference_cost_per_1k']:.3f} per 1k queries (cost of {h['reference']}, the "
-        f"cheapest model within {WITHIN:.0%} of the best single {h['best_single']}), "
+        f"cheapest model within {WITHIN * 100:g} accuracy points of the best single "
+        f"{h['best_single']}), "
         f"{h['strategy']} reaches accuracy {h['accuracy_at_reference_cost'][h['strategy']]} = "
         f"{_share(h['share_of_oracle'])} of the oracle's {p['oracle']['accuracy']:.3f} "
         f"({h['reference']} alone: {h['reference_share_of_oracle']:.1%})"
+    )
+    matched = ", ".join(
+        f"{name} {'never' if usd is None else f'${usd:.2f}'}"
+        for name, usd in h["cost_per_1k_to_match_best_single"].items()
+    )
+    lines.append(
+        f"    USD per 1k queries to match {h['best_single']}'s accuracy "
+        f"({p['singles'][h['best_single']]['accuracy']:.3f} at "
+        f"${p['singles'][h['best_single']]['cost_per_1k']:.2f}): {matched}"
     )
     o = report["online"]
     reached = ", ".join(
@@ -717,20 +837,24 @@ def render(report: dict) -> str:
     lines.append(
         f"  online ({o['requests']} requests): requests until the trailing-{o['window']} "
         f"accuracy reaches 90% of the best fixed model's ({o['best_fixed']['model']}, "
-        f"{o['best_fixed']['accuracy']:.3f}): {reached}"
+        f"{o['best_fixed']['accuracy']:.3f}): {reached} (the window is full at "
+        f"{o['window']})"
     )
     for key in ("routellm_mmlu", "routellm_gsm8k"):
         s = report[key]
         lines.append(
-            f"\n{key}: GPT-4 {s['strong_accuracy']:.3f}, Mixtral {s['weak_accuracy']:.3f}, "
-            f"{s['train_rows']} train rows for the index"
+            f"\n{key}: GPT-4 {s['strong_accuracy']:.3f}, Mixtral {s['weak_accuracy']:.3f} "
+            f"(${s['cost_per_1k']['strong']:.2f} / ${s['cost_per_1k']['weak']:.2f} per 1k), "
+            f"{s['train_rows']} train rows in the index"
         )
         for name, c in s["curves"].items():
             points = ", ".join(f"{q['strong_share']:.0%}:{q['accuracy']:.3f}" for q in c["points"])
-            lines.append(f"  {name} (GPT-4 share:accuracy) {points}")
+            lines.append(f"  {name} (GPT-4 calls:accuracy) {points}")
+    t = p["knn_tuning"]
     lines.append(
         f"\nmmlu_pro: {p['eval_rows']} eval rows every model answered ({p['eval_rows_dropped']} "
-        f"dropped), {p['train_rows']} train rows; accuracy and USD per 1k queries"
+        f"dropped), {p['train_rows']} train rows; knn (cv-tuned): k={t['k']}, prior_weight="
+        f"{t['prior_weight']:g} ({t['folds']}-fold CV on train rows: {t['cv_accuracy']})"
     )
     rows = [(m, v["accuracy"], v["cost_per_1k"]) for m, v in p["singles"].items()]
     rows += [
@@ -738,15 +862,16 @@ def render(report: dict) -> str:
         ("oracle (cheapest correct)", p["oracle"]["accuracy"], p["oracle"]["cost_per_1k"]),
         (f"static ({p['static']['model']})", p["static"]["accuracy"], p["static"]["cost_per_1k"]),
     ]
+    lines.append(f"  {'model / strategy':<40} accuracy  USD per 1k")
     for name, accuracy, cost in sorted(rows, key=lambda r: r[2]):
-        lines.append(f"  {name:<38} {accuracy:.3f}  ${cost:.3f}")
+        lines.append(f"  {name:<40} {accuracy:.3f}     ${cost:.3f}")
     for name, curve in p["curves"].items():
         points = ", ".join(f"${q['cost_per_1k']:.2f}:{q['accuracy']:.3f}" for q in curve)
         lines.append(f"  {name} (cost:accuracy) {points}")
     lines.append(
         f"\nonline: stream seed {o['stream_seed']}, router seed {o['router_seed']}, half-life "
-        f"{o['half_life_s']:g} s at one request per second, cost weight {o['cost_weight']}; "
-        f"oracle accuracy {o['oracle_accuracy']:.3f}"
+        f"{o['half_life_s']:g} s at one request per second, cost weight {o['cost_weight']}, "
+        f"{o['priors']}; oracle accuracy {o['oracle_accuracy']:.3f}"
     )
     for name, r in o["strategies"].items():
         lines.append(
@@ -759,10 +884,12 @@ def render(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
+    """The curves of the report as one PNG: parts 1 and 2 above, part 3 below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(2, 3, figsize=(18, 10))
     for ax, key, title in (
@@ -801,6 +928,10 @@ def plot(report: dict, path: Path) -> None:
     ax.set(
         title="MMLU-Pro, 29 models", xlabel="USD per 1,000 queries", ylabel="accuracy", xscale="log"
     )
+    ax.axvline(p["headline"]["reference_cost_per_1k"], color="grey", lw=0.8, ls=":")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8)
     o = report["online"]
     for ax, key, title in (

@@ -53,7 +53,8 @@ def complexity_labels(frame) -> tuple[np.ndarray, dict]:
 
 
 def output_token_priors(root: Path, frame) -> dict[str, int]:
-    """Median answer length per category on train rows, in tokens (chars / 4)."""
+    """Median answer length per category on train rows, in tokens (chars / 4). Only four
+    models report lengths; a 0 means unknown, not an empty answer."""
     import pandas as pd
 
     chars = pd.read_parquet(root / "routing/mmlu_pro/output_chars.parquet")
@@ -62,7 +63,8 @@ def output_token_priors(root: Path, frame) -> dict[str, int]:
     models = [c for c in chars.columns if c != "question_id"]
     priors = {}
     for category, rows in train.groupby("category"):
-        median = float(np.nanmedian(rows[models].to_numpy(dtype=float)))
+        lengths = rows[models].to_numpy(dtype=float)
+        median = float(np.nanmedian(np.where(lengths > 0, lengths, np.nan)))
         priors[str(category)] = max(1, round(median / CHARS_PER_TOKEN))
     return priors
 

@@ -121,6 +121,8 @@ def test_cascade_checks():
     assert failed_check(answer("16 - 3 = 12, so 12 eggs"), config) == "arithmetic"
     assert failed_check(answer("16 - 3 = 13 and 13 x 2 = $26", [-0.1]), config) is None
     assert arithmetic_holds("1,200 / 4 = 300")
+    assert arithmetic_holds("20 + 80 + 160 = 260 eggs, and 2 + 3 x 4 = 14")
+    assert not arithmetic_holds("2 + 3 x 4 = 20")
     assert not arithmetic_holds("7 / 0 = 1")
 
 

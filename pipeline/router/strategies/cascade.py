@@ -24,7 +24,10 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
-EQUATION = re.compile(rf"({NUMBER})\s*([-+*/x\u00d7\u00f7])\s*({NUMBER})\s*=\s*\$?({NUMBER})")
+OPERATOR = r"[-+*/x\u00d7\u00f7]"
+#: ``a op b op c ... = d``: a whole chain of operations before the equals sign.
+EQUATION = re.compile(rf"({NUMBER}(?:\s*{OPERATOR}\s*{NUMBER})+)\s*=\s*\$?({NUMBER})")
+TERM = re.compile(rf"({OPERATOR})?\s*({NUMBER})")
 
 
 def select(ctx: SelectionContext) -> Selection:
@@ -38,19 +41,27 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def arithmetic_holds(text: str) -> bool:
-    """Whether every ``a op b = c`` in ``text`` is right (to 1% or 0.01)."""
-    for a, op, b, c in EQUATION.findall(text):
-        x, y, z = _number(a), _number(b), _number(c)
+def evaluate(chain: str) -> float | None:
+    """The value of ``a op b op c ...`` with the usual precedence; None on division by zero."""
+    terms = [(op or "+", _number(n)) for op, n in TERM.findall(chain)]
+    sums: list[float] = []
+    for op, value in terms:
         if op in "x*\u00d7":
-            value = x * y
+            sums[-1] *= value
         elif op in "/\u00f7":
-            if y == 0:
-                return False
-            value = x / y
+            if value == 0:
+                return None
+            sums[-1] /= value
         else:
-            value = x + y if op == "+" else x - y
-        if abs(value - z) > max(0.01, 0.01 * abs(z)):
+            sums.append(value if op == "+" else -value)
+    return sum(sums)
+
+
+def arithmetic_holds(text: str) -> bool:
+    """Whether every ``a op b ... = c`` in ``text`` is right (to 1% or 0.01)."""
+    for chain, result in EQUATION.findall(text):
+        value, expected = evaluate(chain), _number(result)
+        if value is None or abs(value - expected) > max(0.01, 0.01 * abs(expected)):
             return False
     return True
 

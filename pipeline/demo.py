@@ -19,7 +19,7 @@ from pipeline.bus.catalog import REQUESTS, ROUTER_STATE
 from pipeline.bus.table import CompactedTable
 from pipeline.client import load_workload, replay, send_feedback, start_producer
 from pipeline.envelope import Envelope, Feedback, RouterState
-from pipeline.policy import ThompsonConfig
+from pipeline.policy import Policy
 from pipeline.settings import Settings
 from pipeline.stack import Stack
 
@@ -110,7 +110,7 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         sent = asyncio.run(send_simulated_feedback(settings.broker, answers))
         print(f"{sent} feedback messages sent")
         state = asyncio.run(wait_for_router_state(settings.broker, sent, timeout_s=60))
-        print_router_state(state, stack.policy.router.thompson)
+        print_router_state(state, stack.policy)
 
         step("routing analytics (ClickHouse engine via chdb, one row per request)")
         totals = wait_for_rows(settings, len(requests) + 1, sent, timeout_s=60)
@@ -140,12 +140,15 @@ def print_stage_evidence(answers: dict[str, Envelope]) -> None:
     print(f"dispatch: endpoints {dict(endpoints)}")
 
 
-def print_router_state(state: dict[str, RouterState], prior: ThompsonConfig) -> None:
+def print_router_state(state: dict[str, RouterState], policy: Policy) -> None:
+    strength = policy.router.thompson.prior_strength
     print(
-        f"learner : router-state, posterior mean of Beta({prior.prior_alpha:g} + successes, "
-        f"{prior.prior_beta:g} + failures)"
+        "learner : router-state per arm: version, and the posterior mean "
+        f"Beta(q*{strength:g} + successes, (1-q)*{strength:g} + failures) with q the card's "
+        "default quality prior"
     )
+    known = {card.name: card for card in policy.models}
     for key, arm in sorted(state.items()):
-        alpha, beta = prior.prior_alpha + arm.successes, prior.prior_beta + arm.failures
-        mean = alpha / (alpha + beta)
-        print(f"  {key:<32} n={arm.observations:<4} mean={mean:.3f}")
+        q = known[arm.model].prior_quality(None) if arm.model in known else 0.5
+        alpha, beta = q * strength + arm.successes, (1 - q) * strength + arm.failures
+        print(f"  {key:<32} v{arm.version:<4} mean={alpha / (alpha + beta):.3f}")

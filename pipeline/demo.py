@@ -109,7 +109,16 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         step("sending simulated user feedback (+ two malformed messages for the DLQ)")
         sent = asyncio.run(send_simulated_feedback(settings.broker, answers))
         print(f"{sent} feedback messages sent")
-        state = asyncio.run(wait_for_router_state(settings.broker, sent, timeout_s=60))
+        # feedback on a cached answer credits no model
+        credited = sum(
+            1
+            for env in answers.values()
+            if env.result
+            and env.result.status == "ok"
+            and env.decision
+            and not env.decision.cache_hit
+        )
+        state = asyncio.run(wait_for_router_state(settings.broker, credited, timeout_s=60))
         print_router_state(state, stack.policy)
 
         step("routing analytics (ClickHouse engine via chdb, one row per request)")

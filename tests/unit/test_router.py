@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from pipeline.envelope import ChatRequest, Envelope, RequestSection, RouterState, Safety, Signals
+from pipeline.envelope import ChatRequest, Envelope, RequestSection, RouterState, Safety
 from pipeline.policy import load_policy
 from pipeline.router.route import RouterRuntime, RoutingError, route
 from pipeline.settings import DEFAULT_POLICY
+from tests.unit.factories import make_signals
 
 POLICY = load_policy(DEFAULT_POLICY)
 
@@ -22,29 +23,12 @@ def envelope(
         model=model, messages=[{"role": "user", "content": "x"}], max_tokens=max_tokens
     )
     context = "short" if tokens <= 2048 else ("medium" if tokens <= 8192 else "long")
-    signals = Signals(
+    signals = make_signals(
         prompt_tokens=tokens,
         context_class=context,
-        messages=1,
-        turns=1,
         tools_present=tools,
-        tool_loop=False,
-        images_present=False,
-        audio_present=False,
-        language="en",
-        language_score=0.99,
-        system_fingerprint=None,
-        prefix_hashes=[],
-        expected_output_tokens=256,
-        load_shape="balanced",
-        session="cold",
         keywords=list(keywords),
         domain=domain,
-        domain_score=0.9,
-        complexity="medium",
-        complexity_score=0.5,
-        embedding="",
-        encoder="test",
     )
     return Envelope(
         request=RequestSection(body=body),

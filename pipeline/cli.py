@@ -166,10 +166,26 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline.client import load_workload, replay
+    from pipeline.pool import traces
 
     settings = _settings(args)
-    requests = load_workload(Path(args.file))
-    answers = asyncio.run(replay(settings.broker, requests, args.rate, args.timeout))
+    schedule = None
+    if args.trace:
+        try:
+            traced = traces.load_trace(args.trace, args.limit)
+        except traces.UnknownTrace as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        traced = traces.rescale(traced, speed=args.speed)
+        print(f"trace {args.trace} at speed {args.speed:g}\n{traces.summarise(traced).render()}")
+        run = f"{time.time_ns():x}"  # a fresh id prefix: not a retry of an earlier replay
+        requests = [traces.trace_request_section(r, run=run) for r in traced]
+        schedule = [r.arrival_s for r in traced]
+    else:
+        requests = load_workload(Path(args.file))[: args.limit]
+    answers = asyncio.run(
+        replay(settings.broker, requests, args.rate, args.timeout, schedule=schedule)
+    )
     statuses: dict[str, int] = {}
     for env in answers.values():
         status = env.result.status if env.result else "unknown"
@@ -360,9 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8101)
     p.add_argument("--model", action="append", help="served model name (repeatable)")
     p.add_argument("--max-model-len", type=int, default=32768)
-    p.add_argument("--prefill-ms-per-token", type=float, default=0.05)
-    p.add_argument("--decode-ms-per-token", type=float, default=10.0)
-    p.add_argument("--max-concurrency", type=int, default=16)
+    p.add_argument("--gpu", default="A100", choices=["A10G", "A100", "H100"])
+    p.add_argument(
+        "--engine-model",
+        default="llama-3.1-8b",
+        choices=["llama-3.1-8b", "llama-3.1-70b"],
+        help="size and KV shape of the simulated model",
+    )
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+    p.add_argument("--max-num-seqs", type=int, default=256)
     command("up", cmd_up, "start broker, topics, simulators and every stage until Ctrl-C")
     p = command("publish", cmd_publish, "send one request and print its response")
     p.add_argument("text", nargs="?", help="user message (else an OpenAI body as JSON on stdin)")
@@ -370,9 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session")
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--json", action="store_true", help="print the whole envelope")
-    p = command("replay", cmd_replay, "publish a workload file (JSON lines) and await answers")
-    p.add_argument("file")
-    p.add_argument("--rate", type=float, default=20, help="requests per second (0 = max)")
+    p = command(
+        "replay",
+        cmd_replay,
+        "publish a workload file (JSON lines) or a serving trace's requests and await answers",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?")
+    source.add_argument(
+        "--trace", metavar="NAME", help="azure-conv, azure-code or mooncake, at trace times"
+    )
+    p.add_argument("--rate", type=float, default=20, help="file requests per second (0 = max)")
+    p.add_argument("--speed", type=float, default=1.0, help="trace time compression (2 = 2x)")
+    p.add_argument("--limit", type=int, help="only the first N requests")
     p.add_argument("--timeout", type=float, default=120)
     p = command("feedback", cmd_feedback, "send feedback for a request")
     p.add_argument("request_id")

@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -158,10 +158,16 @@ async def replay(
     timeout_s: float,
     label: str = "replay",
     received_at: dict[str, float] | None = None,
+    schedule: Sequence[float] | None = None,
 ) -> dict[str, Envelope]:
-    """Publish ``requests`` at ``rate`` per second (0 = as fast as possible) and await answers.
+    """Publish ``requests`` at ``rate`` per second (0 = as fast as possible), or each at its
+    ``schedule`` offset (seconds from the start) when given, and await answers.
 
     ``received_at``, when given, is filled with the arrival time of each answer."""
+    if schedule is None:
+        schedule = [i / rate if rate > 0 else 0.0 for i in range(len(requests))]
+    if len(schedule) != len(requests):
+        raise ValueError(f"{len(schedule)} send times for {len(requests)} requests")
     collector = ResponseCollector(bootstrap)
     await collector.start()
     producer = await start_producer(bootstrap)
@@ -171,10 +177,9 @@ async def replay(
     started = time.monotonic()
     try:
         for i, request in enumerate(requests):
-            if rate > 0:
-                delay = started + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            delay = started + schedule[i] - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
             stamped = request.model_copy(update={"created_at": now()})
             await producer.send(
                 REQUESTS, encode(Envelope(request=stamped)), key=stamped.key.encode()

@@ -199,6 +199,7 @@ class Decision(BaseModel):
     skipped: dict[str, str] = Field({}, description="candidates pool-aware routing left out, why")
     redact: list[str] = Field([], description="PII entities the decision's safety redacts")
     ladder: list[str] = Field([], description="cascade: models to escalate to, in order")
+    fallback: str | None = Field(None, description="model to try when the chosen one's pool fails")
     reasoning: bool = Field(False, description="the decision turns on the model's reasoning mode")
     context: list[float] = Field([], description="contextual-bandit features, for the learner")
     prior: float = Field(0.5, description="the chosen model's quality prior for this request")
@@ -243,9 +244,12 @@ class Outcome(Contract):
     error_type: str | None = None
     attempts: int
     latency_ms: float
+    ttft_ms: float | None = Field(None, description="time to the first generated token")
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    cost_usd: float = Field(description="the model card's token prices for this request")
+    gpu_cost_usd: float = Field(0.0, description="its share of the pool's GPU-hours")
+    energy_j: float = Field(0.0, description="its share of the GPUs' energy (power by batch)")
     dispatched_at: float
     completed_at: float
     explored: bool = False
@@ -254,6 +258,7 @@ class Outcome(Contract):
         [], description="cascade: models whose answers failed a check, in the order tried"
     )
     slo_missed: bool = False
+    fallback_from: str | None = Field(None, description="the model that failed before this one")
     prior: float = Field(0.5, description="the served model's quality prior (the decision's)")
     context: list[float] = Field([], description="the decision's contextual-bandit features")
 
@@ -396,17 +401,30 @@ class Credit(Contract):
 
 
 class PoolState(Contract):
-    """Observed health of one pool endpoint; compacted topic, key ``pool/endpoint``."""
+    """One dispatch instance's view of one pool endpoint, published by dispatch every second.
+
+    Compacted topic, key ``pool/endpoint/instance``: each dispatch instance caps and counts its
+    own in-flight requests, so a pool's load is the sum over instances' fresh rows.
+    """
 
     pool: str
     endpoint: str
+    instance: str = Field("", description="the dispatch instance that observed it")
     requests: int = Field(ge=0)
     errors: int = Field(ge=0)
+    error_rate: float = Field(0.0, ge=0, le=1, description="EWMA of failed calls")
     latency_ms_ewma: float = Field(ge=0)
     in_flight: int = Field(0, ge=0)
     capacity: int | None = Field(None, ge=1, description="in-flight cap of the endpoint")
+    queue_estimate: float = Field(0.0, ge=0, description="waiting + running, scraped or counted")
     ttft_ms_ewma: float | None = Field(None, ge=0)
+    kv_usage: float | None = Field(None, ge=0, le=1, description="scraped KV cache usage")
+    circuit: Literal["closed", "open", "half_open"] = "closed"
     updated_at: float = Field(default_factory=now)
+
+    @property
+    def key(self) -> str:
+        return f"{self.pool}/{self.endpoint}/{self.instance}"
 
 
 class CacheEntry(Contract):

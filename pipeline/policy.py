@@ -102,26 +102,86 @@ class ModelCard(Strict):
         return self.quality.get(domain or "default", self.quality.get("default", 0.5))
 
 
-class SimulatorProfile(Strict):
-    """Latency of a simulated vLLM endpoint (see ``pipeline.pool.simulator``)."""
+GpuName = Literal["A10G", "A100", "H100"]
+ServedModel = Literal["llama-3.1-8b", "llama-3.1-70b"]
+#: Policies that choose among endpoints directly; the composite ones wrap one of these.
+BasePolicy = Literal[
+    "round_robin", "least_outstanding", "power_of_two", "prefix_affinity", "kv_aware"
+]
+SelectionPolicy = BasePolicy | Literal["context_length", "disaggregated"]
 
-    prefill_ms_per_token: float = Field(0.05, ge=0)
-    decode_ms_per_token: float = Field(10.0, ge=0)
-    max_concurrency: int = Field(16, ge=1)
+
+class SimulatorConfig(Strict):
+    """How `wrp up` / `wrp sim` simulate this pool's endpoints (see ``pipeline.pool.engine``)."""
+
+    model: ServedModel = Field("llama-3.1-8b", description="the served model's size and KV shape")
+    speed: float = Field(1.0, gt=0, description="simulated seconds per wall second (10 = 10x)")
+    max_num_seqs: int = Field(256, ge=1, description="vLLM's cap on sequences per batch")
+    kv_blocks: int | None = Field(None, ge=1, description="override the KV cache size (blocks)")
+
+
+class SelectionConfig(Strict):
+    """The endpoint selection policy of a pool (``pipeline.pool.selection``)."""
+
+    policy: SelectionPolicy = "least_outstanding"
+    within: BasePolicy = Field(
+        "least_outstanding", description="inside a tier (context_length) or on the decode side"
+    )
+    prefill_within: BasePolicy = Field("prefix_affinity", description="disaggregated prefill side")
+    load_factor: float = Field(1.25, ge=1, description="prefix affinity's bounded-load factor c")
+    affinity_tokens: int = Field(1024, ge=16, description="prefix length prefix affinity hashes")
+    boundary_tokens: int | None = Field(
+        None, gt=0, description="context_length: prompt + output up to this go to the short tier"
+    )
+    scrape_interval_s: float = Field(1.0, gt=0, description="how often /metrics is scraped")
+
+    @property
+    def uses_metrics(self) -> bool:
+        """Whether a policy in it scores endpoints by their scraped ``/metrics``."""
+        return "kv_aware" in (self.policy, self.within, self.prefill_within)
+
+    @model_validator(mode="after")
+    def _boundary(self) -> SelectionConfig:
+        if self.policy == "context_length" and self.boundary_tokens is None:
+            raise ValueError("policy context_length needs boundary_tokens (e.g. 8192)")
+        return self
+
+
+class CircuitConfig(Strict):
+    failures: int = Field(5, ge=1, description="consecutive failures that open the circuit")
+    open_s: float = Field(10.0, gt=0, description="how long it stays open before one probe")
 
 
 class Endpoint(Strict):
     url: str = Field(pattern=r"^https?://[^/]+", description="base URL; /v1/... is appended")
+    tier: Literal["short", "long"] | None = Field(None, description="context_length tier")
+    role: Literal["prefill", "decode", "both"] = Field("both", description="disaggregated role")
 
 
 class Pool(Strict):
     name: str = Field(min_length=1)
     endpoints: list[Endpoint] = Field(min_length=1)
-    timeout_s: float = Field(30.0, gt=0)
-    retries: int = Field(1, ge=0, le=5)
-    simulator: SimulatorProfile | None = Field(
+    timeout_s: float = Field(30.0, gt=0, description="whole-call budget of one attempt")
+    retries: int = Field(1, ge=0, le=5, description="extra attempts after a retryable failure")
+    backoff_ms: float = Field(50.0, ge=0, description="first retry's backoff; doubles, jittered")
+    max_in_flight: int = Field(64, ge=1, description="per endpoint; beyond it dispatch pauses")
+    selection: SelectionConfig = SelectionConfig()
+    circuit: CircuitConfig = CircuitConfig()
+    gpu: GpuName = Field("A100", description="hardware profile: GPU cost and power on outcomes")
+    gpus_per_endpoint: int = Field(1, ge=1, description="tensor-parallel GPUs behind one endpoint")
+    simulator: SimulatorConfig | None = Field(
         None, description="when set, `wrp up` serves every endpoint of this pool with `wrp sim`"
     )
+
+    @model_validator(mode="after")
+    def _layout(self) -> Pool:
+        policy = self.selection.policy
+        if policy == "context_length" and {e.tier for e in self.endpoints} != {"short", "long"}:
+            raise ValueError("context_length needs endpoints with tier: short and tier: long")
+        roles = {e.role for e in self.endpoints}
+        if policy == "disaggregated" and not {"prefill", "decode"} <= roles:
+            raise ValueError("disaggregated needs endpoints with role: prefill and decode")
+        return self
 
 
 class ContextClass(Strict):

@@ -49,6 +49,10 @@ REQUEST_COLUMNS = [
     "pool_latency_ms",
     "completion_tokens",
     "cost_usd",
+    "ttft_ms",
+    "gpu_cost_usd",
+    "energy_j",
+    "fallback_from",
     "trail",
     "envelope",
 ]
@@ -101,6 +105,10 @@ def request_row(env: Envelope) -> list[Any]:
         out.latency_ms if out else 0.0,
         out.completion_tokens if out else 0,
         out.cost_usd if out else 0.0,
+        out.ttft_ms if out and out.ttft_ms is not None else 0.0,
+        out.gpu_cost_usd if out else 0.0,
+        out.energy_j if out else 0.0,
+        (out.fallback_from or "") if out else "",
         json.dumps([s.model_dump() for s in env.trail]),
         env.model_copy(update={"trail": []}).model_dump_json(exclude={"signals": {"embedding"}}),
     ]
@@ -119,6 +127,10 @@ OUTCOME_COLUMNS = [
     "prompt_tokens",
     "completion_tokens",
     "cost_usd",
+    "ttft_ms",
+    "gpu_cost_usd",
+    "energy_j",
+    "fallback_from",
     "dispatched_at",
     "completed_at",
 ]
@@ -138,6 +150,10 @@ def outcome_row(o: Outcome) -> list[Any]:
         o.prompt_tokens,
         o.completion_tokens,
         o.cost_usd,
+        o.ttft_ms or 0.0,
+        o.gpu_cost_usd,
+        o.energy_j,
+        o.fallback_from or "",
         ts(o.dispatched_at),
         ts(o.completed_at),
     ]

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS requests (
     pool_latency_ms Float64,
     completion_tokens UInt32,
     cost_usd Float64,
+    ttft_ms Float64,
+    gpu_cost_usd Float64,
+    energy_j Float64,
+    fallback_from LowCardinality(String),
     trail String,
     envelope String
 ) ENGINE = ReplacingMergeTree ORDER BY request_id {DEDUP}""",
@@ -63,6 +67,10 @@ CREATE TABLE IF NOT EXISTS outcomes (
     prompt_tokens UInt32,
     completion_tokens UInt32,
     cost_usd Float64,
+    ttft_ms Float64,
+    gpu_cost_usd Float64,
+    energy_j Float64,
+    fallback_from LowCardinality(String),
     dispatched_at DateTime64(3, 'UTC'),
     completed_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree ORDER BY request_id {DEDUP}""",

@@ -38,6 +38,14 @@ class StageMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.paused = Gauge(
+            "wrp_stage_paused",
+            "1 while the stage has paused consumption (backpressure)",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "wrp_stage_in_flight", "records being processed", registry=self.registry
+        )
         self.batch_seconds = Histogram(
             "wrp_stage_batch_seconds",
             "time to process, produce and commit one batch",

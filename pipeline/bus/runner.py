@@ -15,6 +15,13 @@ Checkpoint order for one batch, the only place it is written down:
 
 A crash anywhere before 5 replays the batch: outputs may repeat and every consumer is idempotent
 by ``request_id``. SIGTERM stops fetching, lets the in-flight batch finish 1-5, then exits.
+
+A stage with ``concurrency`` > 0 (dispatch: calls take seconds, and one slow call must not hold
+up the others) runs steps 2-4 per record, up to ``concurrency`` records at once, and commits each
+partition's offset up to its oldest unfinished record (:class:`OffsetProgress`), at most every
+``batch_wait_ms``. While ``concurrency`` records are in flight or the stage says it is not
+``accepting`` (every endpoint of a pool full), the runner pauses its partitions: backpressure
+stays in Kafka, not in memory. A record whose processing raises is retried with backoff.
 """
 
 from __future__ import annotations
@@ -100,6 +107,13 @@ class Stage(ABC):
     def add_routes(self, app: FastAPI) -> None:  # noqa: B027 - optional hook
         """Extra HTTP routes on the stage's health port (e.g. analytics queries)."""
 
+    #: 0: whole batches at a time; N > 0: up to N records in flight, each on its own.
+    concurrency: ClassVar[int] = 0
+
+    def accepting(self) -> bool:
+        """False pauses consumption until it turns True again (concurrent stages)."""
+        return True
+
     @abstractmethod
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         """Outputs for a batch of valid records, in input order; raise to retry the batch."""
@@ -153,6 +167,33 @@ def describe_validation_error(exc: ValidationError) -> str:
         parts.append(f"{where}: {err['msg']}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+class OffsetProgress:
+    """Per partition: offsets in flight and the highest started, for commits below the oldest
+    unfinished record."""
+
+    def __init__(self) -> None:
+        self.pending: dict[TopicPartition, set[int]] = {}
+        self.highest: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def start(self, tp: TopicPartition, offset: int) -> None:
+        self.pending.setdefault(tp, set()).add(offset)
+        self.highest[tp] = max(self.highest.get(tp, -1), offset)
+
+    def finish(self, tp: TopicPartition, offset: int) -> None:
+        self.pending[tp].discard(offset)
+
+    def committable(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Offsets to commit now: changed ones of assigned partitions."""
+        offsets = {}
+        for tp, highest in self.highest.items():
+            pending = self.pending.get(tp)
+            offset = min(pending) if pending else highest + 1
+            if tp in assigned and offset != self.committed.get(tp):
+                offsets[tp] = offset
+        return offsets
 
 
 class StageRunner:
@@ -220,6 +261,9 @@ class StageRunner:
 
     async def _consume_loop(self) -> None:
         assert self._consumer is not None
+        if self.stage.concurrency:
+            await self._consume_concurrently()
+            return
         backoff = 0.1
         while not self._stopping.is_set():
             records = await self._consumer.getmany(
@@ -244,7 +288,78 @@ class StageRunner:
             self.metrics.processed.inc(len(batch))
             self._update_lag(records)
 
+    async def _consume_concurrently(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        progress = OffsetProgress()
+        tasks: set[asyncio.Task[None]] = set()
+        while not self._stopping.is_set():
+            room = self.stage.concurrency - len(tasks)
+            if room > 0 and self.stage.accepting():
+                if consumer.paused():
+                    consumer.resume(*consumer.paused())
+                    self.metrics.paused.set(0)
+            else:
+                consumer.pause(*consumer.assignment())
+                self.metrics.paused.set(1)
+            records = await consumer.getmany(
+                timeout_ms=self.settings.batch_wait_ms, max_records=max(1, room)
+            )
+            for tp, part in records.items():
+                for record in part:
+                    progress.start(tp, record.offset)
+                    task = asyncio.create_task(self._run_record(tp, record, progress))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            self.metrics.in_flight.set(len(tasks))
+            if records:
+                self._update_lag(records)
+            await self._commit_progress(progress)
+        if tasks:
+            await asyncio.gather(*tasks)
+        await self._commit_progress(progress)
+
+    async def _run_record(self, tp: TopicPartition, record, progress: OffsetProgress) -> None:
+        started = time.perf_counter()
+        backoff = 0.1
+        while True:
+            try:
+                await self._produce(await self._outputs([record]))
+                break
+            except Exception:
+                self.metrics.failed.inc()
+                log.exception(
+                    "stage %s: record %s[%d]@%d failed, retrying in %.1fs",
+                    self.stage.name,
+                    tp.topic,
+                    tp.partition,
+                    record.offset,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        progress.finish(tp, record.offset)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.processed.inc()
+
+    async def _commit_progress(self, progress: OffsetProgress) -> None:
+        assert self._consumer is not None
+        offsets = progress.committable(self._consumer.assignment())
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+            progress.committed.update(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning(
+                "stage %s: commit failed (%s); records may be replayed", self.stage.name, exc
+            )
+
     async def _run_batch(self, batch: list) -> None:
+        await self._produce(await self._outputs(batch))
+        await self._commit(batch)
+
+    async def _outputs(self, batch: list) -> list[Outbound]:
         valid: list[Inbound] = []
         outputs: list[Outbound] = []
         for record in batch:
@@ -259,8 +374,7 @@ class StageRunner:
                     outputs.extend(self._dead_letter_inbound(out))
                 else:
                     outputs.append(out)
-        await self._produce(outputs)
-        await self._commit(batch)
+        return outputs
 
     def _validate(self, record) -> Inbound | list[Outbound]:
         raw: bytes = record.value or b""

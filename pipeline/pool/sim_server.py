@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fastapi import FastAPI
+
 from pipeline.bus.health import serve_http
-from pipeline.policy import SimulatorProfile, load_policy
+from pipeline.policy import load_policy
+from pipeline.pool.engine import EngineConfig
 from pipeline.pool.simulator import simulator_app
 
-INSTANT = SimulatorProfile(prefill_ms_per_token=0, decode_ms_per_token=0, max_concurrency=10_000)
 
-
-async def _serve_until_signal(apps: list[tuple[object, int]]) -> None:
+async def _serve_until_signal(apps: list[tuple[FastAPI, int]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    servers = [await serve_http(app, port) for app, port in apps]  # type: ignore[arg-type]
+    servers = [await serve_http(app, port) for app, port in apps]
     await stop.wait()
     for _, server in servers:
         server.should_exit = True
@@ -31,14 +33,15 @@ async def _serve_until_signal(apps: list[tuple[object, int]]) -> None:
 
 
 async def serve_policy_pools(policy_path: Path, no_latency: bool = False) -> None:
-    """One HTTP server per endpoint of every pool that has a ``simulator`` profile."""
+    """One HTTP server per endpoint of every pool that has a ``simulator`` section."""
     policy = load_policy(policy_path)
     apps = []
     for pool in policy.pools:
-        if pool.simulator is None:
+        sim = pool.simulator
+        if sim is None:
             continue
         models = [m for m in policy.models if m.pool == pool.name]
-        profile = INSTANT if no_latency else pool.simulator
+        config = EngineConfig(max_num_seqs=sim.max_num_seqs, kv_blocks=sim.kv_blocks)
         for endpoint in pool.endpoints:
             url = urlparse(endpoint.url)
             if url.hostname not in ("127.0.0.1", "localhost"):
@@ -47,21 +50,25 @@ async def serve_policy_pools(policy_path: Path, no_latency: bool = False) -> Non
                     f"not {endpoint.url}"
                 )
             app = simulator_app(
-                profile, [m.name for m in models], max(m.context_length for m in models), pool.name
+                pool.gpu,
+                sim.model,
+                [m.name for m in models],
+                max(m.context_length for m in models),
+                speed=math.inf if no_latency else sim.speed,
+                config=config,
+                name=pool.name,
             )
             apps.append((app, url.port or 80))
     await _serve_until_signal(apps)
 
 
 async def serve_single(args: argparse.Namespace) -> None:
-    profile = (
-        INSTANT
-        if args.no_latency
-        else SimulatorProfile(
-            prefill_ms_per_token=args.prefill_ms_per_token,
-            decode_ms_per_token=args.decode_ms_per_token,
-            max_concurrency=args.max_concurrency,
-        )
+    app = simulator_app(
+        args.gpu,
+        args.engine_model,
+        args.model or ["sim-model"],
+        args.max_model_len,
+        speed=math.inf if args.no_latency else args.speed,
+        config=EngineConfig(max_num_seqs=args.max_num_seqs),
     )
-    app = simulator_app(profile, args.model or ["sim-model"], args.max_model_len)
     await _serve_until_signal([(app, args.port)])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.envelope import Decision, Envelope, PoolState, RouterState, router_state_key
-from pipeline.policy import DecisionSpec, Policy
+from pipeline.policy import DecisionSpec, ModelCard, Policy
 from pipeline.router.decisions import fitting_models, match_decision, rule_values
 from pipeline.router.exploration import ExplorationGovernor
 from pipeline.router.strategies import STRATEGIES
@@ -87,6 +87,17 @@ def decision_spec(envelope: Envelope, policy: Policy) -> tuple[DecisionSpec, lis
     return pinned_spec(policy, envelope, action) or spec, redact
 
 
+def fallback_of(
+    chosen: ModelCard, fitting: list[ModelCard], scores: dict[str, float]
+) -> str | None:
+    """The best-scored other candidate, preferring one served by another pool."""
+    others = [card for card in fitting if card.name != chosen.name]
+    if not others:
+        return None
+    best = max(others, key=lambda c: (c.pool != chosen.pool, scores.get(c.name, float("-inf"))))
+    return best.name
+
+
 def route(
     envelope: Envelope,
     policy: Policy,
@@ -152,6 +163,7 @@ def route(
         redact=redact,
         explored=model.name != selection.greedy.name,
         ladder=[name for name in selection.ladder if name != model.name],
+        fallback=fallback_of(model, fitting, selection.scores),
         reasoning=spec.reasoning and model.reasoning,
         context=selection.context,
         prior=round(ctx.prior(model), 4),

@@ -1,42 +1,104 @@
-"""dispatch stage: wrp.routed -> the chosen pool's endpoint -> wrp.responses + wrp.outcomes."""
+"""dispatch stage: wrp.routed -> the chosen pool's endpoint -> wrp.responses + wrp.outcomes.
+
+Records are dispatched concurrently (up to ``MAX_IN_FLIGHT``); consumption pauses while a pool
+has every endpoint at its in-flight cap. Every second the stage publishes its view of each
+endpoint it used to ``wrp.pool-state``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
-from pipeline.bus.catalog import CACHE, OUTCOMES, ROUTED
+from pipeline.bus.catalog import CACHE, OUTCOMES, POOL_STATE, ROUTED
+from pipeline.bus.codec import encode
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage, error_reply
 from pipeline.envelope import Envelope, ErrorInfo, Outcome, Result, now
-from pipeline.policy import CascadeConfig
+from pipeline.policy import CascadeConfig, Policy
 from pipeline.policy_reload import PolicyWatcher
-from pipeline.pool.client import call_pool
-from pipeline.pool.endpoints import LeastOutstanding
+from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
+from pipeline.pool.dispatcher import Dispatcher, PoolCall
+from pipeline.pool.scrape import MetricsScraper
+from pipeline.pool.selection import RequestShape
 from pipeline.router import caching
 from pipeline.router.strategies.cascade import failed_check
 
-#: Requests in flight to pools at once, across the batch.
+#: Requests in flight to pools at once from one dispatch process.
 MAX_IN_FLIGHT = 256
+#: Seconds between pool-state publications.
+POOL_STATE_INTERVAL_S = 1.0
+
+
+def request_shape(env: Envelope) -> RequestShape:
+    body, signals = env.request.body, env.signals
+    assert body is not None and signals is not None
+    pieces = prompt_pieces(chat_prompt([m.text() for m in body.messages]))
+    return RequestShape(
+        key=env.request.session_id or env.request.request_id,
+        prompt_tokens=max(len(pieces), signals.prompt_tokens),
+        output_tokens=body.max_tokens or signals.expected_output_tokens,
+        blocks=block_hashes(pieces),
+    )
 
 
 class DispatchStage(Stage):
     name = "dispatch"
     topics = (ROUTED,)
     requires = ("signals", "decision")
+    concurrency = MAX_IN_FLIGHT
 
     async def start(self) -> None:
         self.watcher = PolicyWatcher(self.settings.policy)
         self.watcher.start()
-        self.balancer = LeastOutstanding()
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=64)
         )
-        self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.dispatcher = Dispatcher(self.client)
+        self.pools_version = self.watcher.version
+        self.dispatcher.sync(self.watcher.policy.pools)
+        self.scraper = MetricsScraper(self.client)
+        self.scraper.start(self.dispatcher.pools)
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker, linger_ms=5)
+        await self.producer.start()
+        self.publisher = asyncio.create_task(self.publish_pool_state())
 
     async def stop(self) -> None:
+        self.publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.publisher
+        await self.send_pool_state()
+        await self.producer.stop()
+        await self.scraper.stop()
         await self.watcher.stop()
         await self.client.aclose()
+
+    def accepting(self) -> bool:
+        return not self.dispatcher.full
+
+    async def send_pool_state(self) -> None:
+        for endpoints in self.dispatcher.pools.values():
+            for state in endpoints.pool_states(self.instance):
+                await self.producer.send(POOL_STATE, encode(state), key=state.key.encode())
+
+    async def publish_pool_state(self) -> None:
+        while True:
+            await asyncio.sleep(POOL_STATE_INTERVAL_S)
+            try:
+                await self.send_pool_state()
+            except Exception:  # the next round retries; routing degrades, dispatch goes on
+                self.metrics.failed.inc()
+
+    def policy(self) -> Policy:
+        if self.watcher.version != self.pools_version:
+            self.dispatcher.sync(self.watcher.policy.pools)
+            self.pools_version = self.watcher.version
+        return self.watcher.policy
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()
@@ -44,9 +106,23 @@ class DispatchStage(Stage):
         served = await asyncio.gather(*(self.dispatch(env, started) for env in envelopes))
         return [out for outs in served for out in outs]
 
+    async def call_model(
+        self, policy: Policy, env: Envelope, model: str, shape: RequestShape
+    ) -> PoolCall:
+        body, decision = env.request.body, env.decision
+        assert body is not None and decision is not None
+        card = policy.model(model)
+        payload = body.model_dump(exclude_none=True)
+        payload["model"] = card.name
+        if decision.reasoning and card.reasoning:
+            payload["chat_template_kwargs"] = {"enable_thinking": True}
+        return await self.dispatcher.call(
+            policy.pool(card.pool), payload, shape, env.request.deadline
+        )
+
     async def dispatch(self, env: Envelope, started: float) -> list[Outbound]:
-        decision, body = env.decision, env.request.body
-        assert decision is not None and body is not None and env.signals is not None
+        decision, signals = env.decision, env.signals
+        assert decision is not None and signals is not None
         if env.request.deadline is not None and now() > env.request.deadline:
             return [
                 error_reply(
@@ -56,7 +132,7 @@ class DispatchStage(Stage):
                     "the request's deadline passed before it reached a pool",
                 )
             ]
-        policy = self.watcher.policy
+        policy = self.policy()
         known = {card.name for card in policy.models}
         missing = [name for name in [decision.model, *decision.ladder] if name not in known]
         if missing:
@@ -71,54 +147,62 @@ class DispatchStage(Stage):
             ]
         spec = policy.router.find(decision.decision)
         cascade = spec.cascade if spec is not None else CascadeConfig()
+        shape = request_shape(env)
         dispatched_at = now()
         escalated: list[str] = []
-        cost = 0.0
+        cost = gpu_cost = energy = 0.0
+        attempts = 0
+        fallback_from = None
         rungs = [decision.model, *decision.ladder]
         for rung, name in enumerate(rungs):
-            card = policy.model(name)
-            pool = policy.pool(card.pool)
-            payload = body.model_dump(exclude_none=True)
-            payload.update(model=card.name, stream=False)
-            if decision.reasoning and card.reasoning:
-                payload["chat_template_kwargs"] = {"enable_thinking": True}
-            async with self.in_flight:
-                call = await call_pool(
-                    self.client,
-                    self.balancer,
-                    [e.url for e in pool.endpoints],
-                    payload,
-                    pool.timeout_s,
-                    pool.retries,
-                )
+            model = name
+            call = await self.call_model(policy, env, model, shape)
+            fallback = decision.fallback
+            if (
+                call.response is None
+                and fallback in known
+                and call.error_type != "deadline_exceeded"
+                and not escalated
+            ):
+                attempts += call.attempts
+                fallback_from, model = name, fallback
+                call = await self.call_model(policy, env, model, shape)
+            attempts += call.attempts
             usage = (call.response or {}).get("usage") or {}
-            prompt_tokens = int(usage.get("prompt_tokens", env.signals.prompt_tokens))
+            prompt_tokens = int(usage.get("prompt_tokens", signals.prompt_tokens))
             completion_tokens = int(usage.get("completion_tokens", 0))
             if call.response is not None:
-                cost += card.price.cost(prompt_tokens, completion_tokens)
+                cost += policy.model(model).price.cost(prompt_tokens, completion_tokens)
+            gpu_cost += call.gpu_cost_usd
+            energy += call.energy_j
             last = rung == len(rungs) - 1
             if call.response is None or last or failed_check(call.response, cascade) is None:
                 break
-            escalated.append(name)
+            escalated.append(model)
         completed_at = now()
         deadline = env.request.deadline
+        card = policy.model(model)
         outcome = Outcome(
             request_id=env.request.request_id,
             decision=decision.decision,
             model=card.name,
-            pool=pool.name,
+            pool=card.pool,
             endpoint=call.endpoint,
             status="ok" if call.response is not None else "error",
             error_type=call.error_type,
-            attempts=call.attempts,
+            attempts=attempts,
             latency_ms=round((completed_at - dispatched_at) * 1000, 3),
+            ttft_ms=call.ttft_ms,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=round(cost, 8),
+            gpu_cost_usd=round(gpu_cost, 8),
+            energy_j=round(energy, 3),
             dispatched_at=dispatched_at,
             completed_at=completed_at,
             explored=decision.explored,
             escalated_from=escalated,
+            fallback_from=fallback_from,
             slo_missed=deadline is not None and completed_at > deadline,
             prior=decision.prior,
             context=decision.context,

@@ -12,6 +12,7 @@ import yaml
 
 from pipeline.settings import DEFAULT_POLICY, STAGE_PORT_OFFSETS, Settings
 from pipeline.stack import Stack
+from tests.integration.faults import start_fault_server
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +40,29 @@ def free_port_range(count: int) -> int:
     raise RuntimeError("no free port range")
 
 
-def test_policy(path: Path) -> Path:
-    """The default policy on free simulator ports, plus a pool nobody serves (for failures)."""
+#: Pools whose endpoints fail on purpose (tests/integration/faults.py), with their models
+#: ``wrp-fault-<pool>``: (endpoint modes, pool settings).
+FAULT_POOLS = {
+    "err500": (["500", "500"], {}),
+    "err429": (["429"], {"retries": 0}),
+    "garbage": (["garbage"], {"retries": 0}),
+    "half": (["half"], {"retries": 0}),
+    "hang": (["hang"], {"retries": 0, "timeout_s": 1}),
+    "rejects": (["400", "400"], {}),
+    "retry": (["500", "ok"], {}),
+    "breaker": (["500"], {"retries": 0, "circuit": {"failures": 2, "open_s": 600}}),
+}
+
+
+def test_policy(path: Path, fault_port: int) -> Path:
+    """The default policy on free simulator ports, plus a pool nobody serves and pools whose
+    endpoints fail on purpose; a ``faultdrill`` keyword routes to a failing model with a
+    fallback."""
     data = yaml.safe_load(DEFAULT_POLICY.read_text())
     for pool in data["pools"]:
         for endpoint in pool["endpoints"]:
             endpoint["url"] = f"http://127.0.0.1:{free_port()}"
-        pool["simulator"]["decode_ms_per_token"] = 0.5
+        pool["simulator"]["speed"] = 100
     data["pools"].append(
         {
             "name": "down",
@@ -62,6 +79,27 @@ def test_policy(path: Path) -> Path:
             "price": {"input_per_mtok": 0, "output_per_mtok": 0},
         }
     )
+    for name, (modes, settings) in FAULT_POOLS.items():
+        urls = [{"url": f"http://127.0.0.1:{fault_port}/{mode}"} for mode in modes]
+        data["pools"].append({"name": name, "endpoints": urls, "backoff_ms": 10, **settings})
+        data["models"].append(
+            {
+                "name": f"wrp-fault-{name}",
+                "pool": name,
+                "context_length": 8192,
+                "price": {"input_per_mtok": 0, "output_per_mtok": 0},
+            }
+        )
+    data["signals"]["keywords"].append({"name": "faultdrill", "any": ["faultdrill"]})
+    data["router"]["decisions"].append(
+        {
+            "name": "fault_drill",
+            "priority": 200,
+            "when": {"all": [{"signal": "keyword.faultdrill", "equals": True}]},
+            "models": ["wrp-fault-err500", "wrp-small-8b"],
+            "strategy": "static",
+        }
+    )
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -69,10 +107,12 @@ def test_policy(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     root = tmp_path_factory.mktemp("wrp")
+    fault_port = free_port()
+    start_fault_server(fault_port)
     settings = Settings(
         broker=f"127.0.0.1:{free_port()}",
         state_dir=root / "state",
-        policy=test_policy(root / "policy.yaml"),
+        policy=test_policy(root / "policy.yaml", fault_port),
         metrics_port_base=free_port_range(len(STAGE_PORT_OFFSETS)),
     )
     stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))

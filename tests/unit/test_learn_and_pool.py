@@ -5,7 +5,6 @@ from pydantic import ValidationError
 from pipeline.envelope import Feedback, Outcome
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold
 from pipeline.policy import LearningConfig, Price
-from pipeline.pool.endpoints import LeastOutstanding
 from pipeline.router.strategies.contextual import arm_statistics, features
 
 LEARNING = LearningConfig(half_life_s=100.0, slo_miss_penalty=0.5)
@@ -99,19 +98,6 @@ def test_implicit_outcomes_credit_failures_and_served_ones_wait_for_feedback():
     escalated = credit_outcome(outcome("ok", escalated_from=["cheap"]), LEARNING)
     assert [(c.model, c.failures) for c in escalated] == [("cheap", 1.0)]
     assert credit_outcome(outcome("error", cache_hit=True), LEARNING) == []
-
-
-def test_least_outstanding_spreads_load_and_avoids_tried_endpoints():
-    balancer = LeastOutstanding()
-    urls = ["a", "b"]
-    first = balancer.select_endpoint(urls)
-    balancer.acquire(first)
-    second = balancer.select_endpoint(urls)
-    assert second != first
-    balancer.acquire(second)
-    balancer.release(first)
-    assert balancer.select_endpoint(urls) == first
-    assert balancer.select_endpoint(urls, exclude={first}) == second
 
 
 def test_price_per_million_tokens():

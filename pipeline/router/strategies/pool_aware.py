@@ -14,15 +14,21 @@ busy fleet degrades to queueing instead of refusing. Pool state comes from ``wrp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from pipeline.envelope import PoolState
 from pipeline.policy import ModelCard, PoolAwareConfig
 
+#: A pool-state row this old is from a dispatch instance that is gone.
+STALE_S = 30.0
+
 
 def pool_load(pool: str, states: Mapping[str, PoolState]) -> tuple[float, float | None]:
-    """(saturation, best TTFT EWMA) of a pool from its endpoints' latest states."""
-    mine = [s for s in states.values() if s.pool == pool]
+    """(saturation, best TTFT EWMA) of a pool from its endpoints' fresh states (every dispatch
+    instance publishes its own share each second; rows older than ``STALE_S`` are ignored)."""
+    oldest = time.time() - STALE_S
+    mine = [s for s in states.values() if s.pool == pool and s.updated_at >= oldest]
     capacity = sum(s.capacity or 0 for s in mine)
     in_flight = sum(s.in_flight for s in mine if s.capacity)
     ttfts = [s.ttft_ms_ewma for s in mine if s.ttft_ms_ewma is not None]

@@ -1,0 +1,150 @@
+"""Calling a pool: placement, the deadline, retries with backoff, disaggregated prefill/decode,
+and each request's share of GPU cost and energy.
+
+One attempt = place (wait for a free slot, skip open circuits) -> stream the chat completion.
+A retryable failure is retried on another endpoint after ``backoff_ms * 2**(attempt-1)``
+(jittered, +-50%) while attempts and the deadline allow; a non-retryable one ends the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pipeline.policy import Pool
+from pipeline.pool.client import ChatReply, PoolHTTPError, stream_chat
+from pipeline.pool.endpoints import PoolEndpoints
+from pipeline.pool.gpu import GPUS
+from pipeline.pool.selection import NoEndpoint, Placement, RequestShape
+
+
+@dataclass(frozen=True)
+class PoolCall:
+    """How a call went: the answer or the error, where, and what it took."""
+
+    endpoint: str
+    attempts: int
+    latency_ms: float
+    response: dict[str, Any] | None
+    ttft_ms: float | None = None
+    error_type: str | None = None
+    error: str | None = None
+    gpu_cost_usd: float = 0.0
+    energy_j: float = 0.0
+
+
+def footprint(pool: Pool, latency_s: float, batch: float) -> tuple[float, float]:
+    """(GPU cost in USD, energy in J) of one request that held a batch slot for ``latency_s``
+    among ``batch`` concurrent sequences, on the pool's GPU profile."""
+    gpu = GPUS[pool.gpu]
+    share = pool.gpus_per_endpoint * latency_s / max(1.0, batch)
+    return gpu.usd_per_hour * share / 3600, gpu.power_w(max(1.0, batch)) * share
+
+
+class Dispatcher:
+    """Calls pools for one dispatch process; owns every pool's :class:`PoolEndpoints`."""
+
+    def __init__(self, client: httpx.AsyncClient, rng: random.Random | None = None) -> None:
+        self.client = client
+        self.pools: dict[str, PoolEndpoints] = {}
+        self.rng = rng or random.Random()
+
+    def sync(self, pools: list[Pool]) -> None:
+        """Adopt the pools of a (re)loaded policy; unchanged pools keep their books."""
+        self.pools = {
+            p.name: self.pools[p.name]
+            if p.name in self.pools and self.pools[p.name].pool == p
+            else PoolEndpoints(p)
+            for p in pools
+        }
+
+    @property
+    def full(self) -> bool:
+        return any(p.full for p in self.pools.values())
+
+    async def _attempt(
+        self, endpoints: PoolEndpoints, placement: Placement, body: dict[str, Any], timeout_s: float
+    ) -> ChatReply:
+        if placement.prefill is None:
+            return await stream_chat(self.client, placement.endpoint, body, timeout_s)
+        started = time.perf_counter()
+        prefill_body = {**body, "max_tokens": 1, "kv_transfer_params": {"do_remote_decode": True}}
+        try:
+            prefilled = await stream_chat(self.client, placement.prefill, prefill_body, timeout_s)
+        except PoolHTTPError:
+            await endpoints.release(placement.prefill, ok=False)
+            raise
+        await endpoints.release(placement.prefill, ok=True, ttft_ms=prefilled.ttft_ms)
+        params = prefilled.response.get("kv_transfer_params") or {"do_remote_prefill": True}
+        remaining = timeout_s - (time.perf_counter() - started)
+        decoded = await stream_chat(
+            self.client, placement.endpoint, {**body, "kv_transfer_params": params}, remaining
+        )
+        return ChatReply(
+            decoded.response,
+            prefilled.latency_ms + decoded.ttft_ms,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def call(
+        self, pool: Pool, body: dict[str, Any], shape: RequestShape, deadline: float | None
+    ) -> PoolCall:
+        """Serve ``body`` from ``pool`` before ``deadline`` (epoch seconds), retrying."""
+        endpoints = self.pools[pool.name]
+        started = time.perf_counter()
+        tried: list[str] = []
+        error = PoolHTTPError("pool_unavailable", f"pool {pool.name} was not called", True)
+        for attempt in range(1, pool.retries + 2):
+            budget = pool.timeout_s
+            if deadline is not None:
+                budget = min(budget, deadline - time.time())
+                if budget <= 0:
+                    error = PoolHTTPError(
+                        "deadline_exceeded", "the request's deadline passed during dispatch", False
+                    )
+                    break
+            try:
+                placement = await endpoints.place(shape, tried, budget)
+            except NoEndpoint as exc:
+                error = PoolHTTPError("pool_unavailable", str(exc), True)
+                break
+            tried.append(placement.endpoint)
+            attempt_started = time.perf_counter()
+            try:
+                reply = await self._attempt(endpoints, placement, body, budget)
+            except PoolHTTPError as exc:
+                error = exc
+                await endpoints.release(placement.endpoint, ok=False)
+                if not exc.retryable or attempt > pool.retries:
+                    break
+                backoff_s = pool.backoff_ms / 1000 * 2 ** (attempt - 1) * self.rng.uniform(0.5, 1.5)
+                await asyncio.sleep(backoff_s)
+                continue
+            book = endpoints.books[placement.endpoint]
+            batch = book.in_flight if book.scrape is None else max(book.scrape.running, 1.0)
+            await endpoints.release(
+                placement.endpoint, ok=True, ttft_ms=reply.ttft_ms, latency_ms=reply.latency_ms
+            )
+            cost, energy = footprint(pool, (time.perf_counter() - attempt_started), batch)
+            return PoolCall(
+                placement.endpoint,
+                attempt,
+                (time.perf_counter() - started) * 1000,
+                reply.response,
+                ttft_ms=round(reply.ttft_ms, 3),
+                gpu_cost_usd=cost,
+                energy_j=energy,
+            )
+        return PoolCall(
+            tried[-1] if tried else "",
+            len(tried),
+            (time.perf_counter() - started) * 1000,
+            None,
+            error_type=error.error_type,
+            error=str(error),
+        )

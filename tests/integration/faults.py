@@ -1,0 +1,64 @@
+"""An OpenAI-compatible endpoint that fails on purpose, one failure mode per path prefix:
+``http://127.0.0.1:PORT/<mode>`` is a base URL dispatch appends ``/v1/chat/completions`` to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from pipeline.bus.health import serve_http
+
+MODES = ("ok", "500", "429", "garbage", "half", "hang", "400")
+
+
+def _chunk(content: str | None, finish: str | None = None) -> bytes:
+    delta = {} if content is None else {"content": content}
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return f"data: {json.dumps({'id': 'x', 'model': 'm', 'choices': [choice]})}\n\n".encode()
+
+
+def fault_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/{mode}/v1/chat/completions", response_model=None)
+    async def chat(mode: str, request: Request) -> Response:
+        await request.body()
+        if mode in ("500", "429", "400"):
+            return JSONResponse(
+                {"error": {"message": f"injected {mode}", "type": "fault"}}, status_code=int(mode)
+            )
+        if mode == "hang":
+            await asyncio.sleep(3600)
+
+        async def stream() -> AsyncIterator[bytes]:
+            if mode == "garbage":
+                yield b"data: {this is not json\n\n"
+                return
+            yield _chunk("partial answer")
+            if mode == "half":
+                return
+            yield _chunk(None, "stop")
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    return app
+
+
+def start_fault_server(port: int) -> None:
+    """Serve :func:`fault_app` on ``port`` from a daemon thread for the rest of the session."""
+    started = threading.Event()
+
+    async def main() -> None:
+        await serve_http(fault_app(), port)
+        started.set()
+        await asyncio.Event().wait()
+
+    threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
+    if not started.wait(10):
+        raise RuntimeError(f"fault server did not start on port {port}")

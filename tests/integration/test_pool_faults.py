@@ -1,0 +1,104 @@
+"""Pools that fail on purpose: every failure ends in a retry, a fallback or a clear error with an
+outcome row, and the partition keeps moving; dispatch publishes pool state."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.bus.catalog import POOL_STATE
+from pipeline.bus.codec import decode
+from pipeline.client import replay
+from pipeline.envelope import PoolState, now
+from tests.integration.conftest import run
+from tests.integration.helpers import analytics_row, eventually, read_topic, request
+
+pytestmark = pytest.mark.integration
+
+
+def serve(stack, *requests):
+    answers = run(replay(stack.settings.broker, list(requests), rate=0, timeout_s=60))
+    return [answers[r.request_id] for r in requests]
+
+
+@pytest.mark.parametrize(
+    ("pool", "error_type", "attempts"),
+    [
+        ("err500", "pool_error", 2),
+        ("err429", "pool_overloaded", 1),
+        ("garbage", "pool_bad_response", 1),
+        ("half", "pool_incomplete", 1),
+        ("hang", "pool_timeout", 1),
+        ("rejects", "pool_rejected", 1),  # a 4xx is not retried
+    ],
+)
+def test_a_failing_endpoint_ends_in_a_clear_error_and_an_outcome_row(
+    stack, pool, error_type, attempts
+):
+    (answer,) = serve(stack, request("hello", model=f"wrp-fault-{pool}"))
+    assert answer.result.status == "error"
+    assert answer.result.error.type == error_type, answer.result.error
+    assert answer.result.error.message
+    assert answer.outcome.status == "error" and answer.outcome.attempts == attempts
+    row = eventually(lambda: analytics_row(stack, answer.request.request_id), what="row")
+    assert row["status"] == "error" and row["error_type"] == error_type
+
+
+def test_a_retryable_failure_is_retried_on_another_endpoint(stack):
+    (answer,) = serve(stack, request("hello", model="wrp-fault-retry"))
+    assert answer.result.status == "ok"
+    assert answer.outcome.attempts == 2 and answer.outcome.endpoint.endswith("/ok")
+
+
+def test_a_failed_pool_falls_back_to_the_decisions_fallback_model(stack):
+    (answer,) = serve(stack, request("faultdrill: say hello"))
+    assert answer.decision.model == "wrp-fault-err500"
+    assert answer.decision.fallback == "wrp-small-8b"
+    assert answer.result.status == "ok"
+    assert answer.outcome.model == "wrp-small-8b"
+    assert answer.outcome.fallback_from == "wrp-fault-err500"
+    assert answer.outcome.attempts == 3  # two on the failing pool, one on the fallback
+
+
+def test_the_circuit_opens_and_the_partition_keeps_moving(stack):
+    first = serve(
+        stack, request("a", model="wrp-fault-breaker"), request("b", model="wrp-fault-breaker")
+    )
+    assert [a.result.error.type for a in first] == ["pool_error", "pool_error"]
+    (third,) = serve(stack, request("c", model="wrp-fault-breaker"))
+    assert third.result.error.type == "pool_unavailable"
+    assert "open circuit" in third.result.error.message and third.outcome.attempts == 0
+    (healthy,) = serve(stack, request("tell me about owls"))
+    assert healthy.result.status == "ok"
+
+    def breaker_state() -> PoolState | None:
+        rows = [
+            decode(r.value, PoolState) for r in run(read_topic(stack.settings.broker, POOL_STATE))
+        ]
+        return next(
+            (r for r in reversed(rows) if r.pool == "breaker" and r.circuit == "open"), None
+        )
+
+    state = eventually(breaker_state, what="open circuit on wrp.pool-state")
+    assert state.errors >= 2 and state.error_rate > 0
+
+
+def test_dispatch_publishes_pool_state_per_endpoint(stack):
+    serve(stack, *[request(f"name a colour, number {i}", model="wrp-small-8b") for i in range(4)])
+
+    def small_pool() -> list[PoolState]:
+        rows = [
+            decode(r.value, PoolState) for r in run(read_topic(stack.settings.broker, POOL_STATE))
+        ]
+        return [r for r in rows if r.pool == "small" and r.requests > 0]
+
+    rows = eventually(small_pool, what="small pool state")
+    latest = rows[-1]
+    assert latest.instance and latest.capacity == 64
+    assert latest.ttft_ms_ewma is not None and latest.latency_ms_ewma >= latest.ttft_ms_ewma
+    assert latest.updated_at <= now()
+
+
+def test_a_request_past_its_deadline_is_not_sent(stack):
+    (answer,) = serve(stack, request("hello", deadline=now() - 1))
+    assert answer.result.error.type == "deadline_exceeded"
+    assert answer.outcome is None

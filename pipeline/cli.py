@@ -94,9 +94,68 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_fleet(args: argparse.Namespace) -> int:
+    from pipeline.policy import Endpoint, PolicyError, Pool, SelectionConfig, load_policy
+    from pipeline.pool import fleet, traces
+
+    if not args.trace:
+        print(
+            "error: wrp sim fleet needs --trace (azure-conv, azure-code or mooncake)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        requests = traces.load_trace(args.trace, args.limit)
+        if args.pool:
+            pool = load_policy(_settings(args).policy).pool(args.pool)
+            model = pool.simulator.model if pool.simulator else args.engine_model
+        else:
+            selection = SelectionConfig(policy=args.selection, boundary_tokens=args.boundary_tokens)
+            pool = Pool(
+                name="fleet",
+                gpu=args.gpu,
+                endpoints=[Endpoint(url="http://sim-fleet")],
+                selection=selection,
+            )
+            model = args.engine_model
+    except (traces.UnknownTrace, PolicyError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.rate:
+        requests = traces.rescale(requests, rate_per_s=args.rate)
+    if args.endpoints:
+        pool = fleet.endpoint_urls(pool, args.endpoints)
+    print(f"trace {args.trace}: {traces.summarise(requests).render()}", flush=True)
+    print(
+        f"pool: {len(pool.endpoints)} x {pool.gpu} ({pool.gpus_per_endpoint} GPU each) serving "
+        f"{model}, selection {pool.selection.policy}, SLO p99 TTFT <= {args.slo_ttft}s",
+        flush=True,
+    )
+    if args.smallest:
+        report = fleet.smallest_fleet(
+            requests,
+            pool,
+            model,
+            args.slo_ttft,
+            args.max_endpoints,
+            progress=lambda r: print(
+                f"  {r.endpoints:>3} endpoints: p99 TTFT {r.ttft_p99_s:.3f}s", flush=True
+            ),
+        )
+        if report is None:
+            print(f"no fleet of up to {args.max_endpoints} endpoints meets the SLO")
+            return 1
+    else:
+        report = fleet.simulate(requests, pool, model, args.slo_ttft)
+    print(json.dumps(report.row(), indent=2) if args.json else report.render())
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from pipeline.pool.sim_server import serve_policy_pools, serve_single
 
+    if args.mode == "fleet":
+        return cmd_sim_fleet(args)
     if args.policy:
         asyncio.run(serve_policy_pools(_settings(args).policy, no_latency=args.no_latency))
     else:
@@ -287,6 +346,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from pipeline.bench_classify import run_classify_bench
 
         report = run_classify_bench(_settings(args), args.n, args.threads)
+    elif args.target == "pools":
+        from pipeline.bench_pools import run_pools_bench
+
+        run_pools_bench(_settings(args).state_dir / "bench", args.limit)
+        return 0
     else:
         from pipeline.bench import run_pipeline_bench
 
@@ -370,8 +434,35 @@ def build_parser() -> argparse.ArgumentParser:
         "sim",
         cmd_sim,
         "serve simulated OpenAI-compatible pools: with --policy every "
-        "simulated endpoint of the policy (what `wrp up` does), else one endpoint",
+        "simulated endpoint of the policy (what `wrp up` does), else one endpoint; "
+        "`wrp sim fleet --trace T`: what-if a pool serves a trace (no sockets, virtual time)",
     )
+    p.add_argument("mode", nargs="?", choices=["serve", "fleet"], default="serve")
+    p.add_argument("--trace", help="fleet: azure-conv, azure-code or mooncake")
+    p.add_argument("--limit", type=int, default=2000, help="fleet: first N requests of the trace")
+    p.add_argument("--rate", type=float, help="fleet: scale arrivals to this mean req/s")
+    p.add_argument(
+        "--pool", help="fleet: take the pool (GPU, endpoints, selection) from the policy"
+    )
+    p.add_argument("--endpoints", type=int, help="fleet: number of endpoints")
+    p.add_argument(
+        "--selection",
+        default="least_outstanding",
+        choices=[
+            "round_robin",
+            "least_outstanding",
+            "power_of_two",
+            "prefix_affinity",
+            "kv_aware",
+            "context_length",
+        ],
+        help="fleet: endpoint selection policy (without --pool)",
+    )
+    p.add_argument("--boundary-tokens", type=int, help="fleet: context_length split")
+    p.add_argument("--slo-ttft", type=float, default=1.0, help="fleet: p99 TTFT SLO, seconds")
+    p.add_argument("--smallest", action="store_true", help="fleet: search the fewest endpoints")
+    p.add_argument("--max-endpoints", type=int, default=64)
+    p.add_argument("--json", action="store_true")
     p.add_argument("--no-latency", action="store_true", help="answer at once (benchmarks)")
     p.add_argument("--port", type=int, default=8101)
     p.add_argument("--model", action="append", help="served model name (repeatable)")
@@ -447,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline: the whole pipeline at steady offered rates; classify: signals + safety logic "
         "in one process against a bare onnxruntime loop on the same texts",
     )
-    p.add_argument("target", choices=["pipeline", "classify"])
+    p.add_argument("target", choices=["pipeline", "classify", "pools"])
+    p.add_argument("--limit", type=int, default=2000, help="pools: requests per trace")
     p.add_argument("--rate", type=float, default=20, help="pipeline: offered requests/s")
     p.add_argument("--duration", type=float, default=20, help="pipeline: seconds per rate")
     p.add_argument("-n", type=int, default=2000, help="classify: prompts from ../shared/data")

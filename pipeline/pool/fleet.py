@@ -53,6 +53,21 @@ class FleetReport:
     def row(self) -> dict[str, float | int | str]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
 
+    def render(self) -> str:
+        return "\n".join(
+            [
+                f"{self.requests} requests at {self.rate_per_s:.2f}/s on {self.endpoints} "
+                f"endpoints ({self.policy}), {self.duration_s:.0f}s simulated",
+                f"TTFT p50 {self.ttft_p50_s:.3f}s  p99 {self.ttft_p99_s:.3f}s   "
+                f"end-to-end p50 {self.e2e_p50_s:.2f}s  p99 {self.e2e_p99_s:.2f}s",
+                f"SLO (TTFT <= {self.slo_ttft_s:g}s) attained by {self.slo_attainment:.1%}; "
+                f"prefix-cache hit rate {self.prefix_hit_rate:.1%}; "
+                f"{self.preemptions} preemptions",
+                f"GPU cost ${self.gpu_cost_per_hour:.2f}/h, ${self.cost_per_mtok:.3f} per 1M "
+                f"tokens; {self.tokens_per_joule:.2f} tokens/J",
+            ]
+        )
+
 
 def endpoint_urls(pool: Pool, count: int) -> Pool:
     """``pool`` with ``count`` endpoints, keeping the tier/role mix of its first ones."""
@@ -108,7 +123,12 @@ def simulate(
     config: EngineConfig | None = None,
     scrape_interval_s: float = 1.0,
 ) -> FleetReport:
-    """Serve ``trace`` with ``pool`` (its GPU, endpoints and selection policy) running ``model``."""
+    """Serve ``trace`` with ``pool`` (its GPU, endpoints and selection policy) running ``model``.
+
+    A disaggregated request's first token comes from its decode endpoint, after the prefill and
+    the KV transfer (as dispatch measures it)."""
+    if not trace:
+        raise ValueError("the trace has no requests")
     gpu, spec = GPUS[pool.gpu], MODELS[model]
     config = config or EngineConfig()
     selector = build_selector(pool.selection)
@@ -157,7 +177,6 @@ def simulate(
 
     def handoff(prefill_id: str, now: float) -> None:
         decode_url, request = decode_of.pop(prefill_id)
-        first_token.setdefault(request.id, now)
         transfer_s = request.prompt_tokens * spec.kv_bytes_per_token / (KV_TRANSFER_GBPS * 1e9)
         at(now + transfer_s, lambda when: submit(endpoints[decode_url], request, when))
 
@@ -195,11 +214,11 @@ def simulate(
     for request in trace:
         at(request.arrival_s - start, arrive(request))
     at(0.0, scrape)
-    now = 0.0
     while events:
         now, _, action = heapq.heappop(events)
         action(now)
-    return _report(pool, trace, endpoints, arrival, first_token, finished, now, slo_ttft_s)
+    makespan = max(finished.values())
+    return _report(pool, trace, endpoints, arrival, first_token, finished, makespan, slo_ttft_s)
 
 
 def _report(
@@ -245,10 +264,10 @@ def _report(
     )
 
 
-def capacity(trace: Sequence[TraceRequest], pool: Pool, model: str, sample: int = 400) -> float:
-    """Requests per second the pool sustains on this mix: the throughput of ``sample`` requests
-    all offered at once (a burst), with least-outstanding selection inside the pool's layout."""
-    burst = [replace(r, arrival_s=0.0) for r in trace[:sample]]
+def capacity(trace: Sequence[TraceRequest], pool: Pool, model: str) -> float:
+    """Requests per second the pool sustains on this mix: the throughput of the whole trace
+    offered at once (a burst), with least-outstanding selection inside the pool's layout."""
+    burst = [replace(r, arrival_s=0.0) for r in trace]
     selection = pool.selection
     if selection.policy not in ("context_length", "disaggregated"):
         selection = selection.model_copy(update={"policy": "least_outstanding"})

@@ -97,6 +97,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_sim_fleet(args: argparse.Namespace) -> int:
     from pipeline.policy import Endpoint, PolicyError, Pool, SelectionConfig, load_policy
     from pipeline.pool import fleet, traces
+    from pipeline.pool.gpu import MODELS
 
     if not args.trace:
         print(
@@ -113,6 +114,7 @@ def cmd_sim_fleet(args: argparse.Namespace) -> int:
             selection = SelectionConfig(policy=args.selection, boundary_tokens=args.boundary_tokens)
             pool = Pool(
                 name="fleet",
+                gpus_per_endpoint=MODELS[args.engine_model].tp,
                 gpu=args.gpu,
                 endpoints=[Endpoint(url="http://sim-fleet")],
                 selection=selection,

@@ -129,7 +129,7 @@ def simulate(
     the KV transfer (as dispatch measures it)."""
     if not trace:
         raise ValueError("the trace has no requests")
-    gpu, spec = GPUS[pool.gpu], MODELS[model]
+    gpu, spec = GPUS[pool.gpu], replace(MODELS[model], tp=pool.gpus_per_endpoint)
     config = config or EngineConfig()
     selector = build_selector(pool.selection)
     endpoints = {e.url: _Endpoint(e, Engine(gpu, spec, config)) for e in pool.endpoints}

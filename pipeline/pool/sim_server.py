@@ -57,6 +57,7 @@ async def serve_policy_pools(policy_path: Path, no_latency: bool = False) -> Non
                 speed=math.inf if no_latency else sim.speed,
                 config=config,
                 name=pool.name,
+                gpus=pool.gpus_per_endpoint,
             )
             apps.append((app, url.port or 80))
     await _serve_until_signal(apps)

@@ -18,6 +18,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -144,9 +145,13 @@ def simulator_app(
     speed: float = 1.0,
     config: EngineConfig | None = None,
     name: str = "sim",
+    gpus: int | None = None,
 ) -> FastAPI:
-    """An app serving ``served_models`` with the timing of ``model`` on ``gpu``."""
-    sim = SimulatedEngine(Engine(GPUS[gpu], MODELS[model], config or EngineConfig()), speed)
+    """An app serving ``served_models`` with the timing of ``model`` on ``gpus`` x ``gpu``
+    (tensor parallel; default: the model's usual degree)."""
+    spec = MODELS[model]
+    spec = replace(spec, tp=gpus or spec.tp)
+    sim = SimulatedEngine(Engine(GPUS[gpu], spec, config or EngineConfig()), speed)
     registry = CollectorRegistry()
     registry.register(EngineCollector(sim.engine, name))  # type: ignore[arg-type]
     buckets = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)

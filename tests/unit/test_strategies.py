@@ -130,7 +130,7 @@ def test_pool_aware_skips_saturated_and_slow_pools_but_never_all():
     decision = {"models": [LARGE, SMALL], "strategy": "static"}
     policy = policy_with(decision, pool_aware={"saturation": 0.9, "ttft_budget_ms": 500})
 
-    def state(pool: str, in_flight: int, ttft: float = 100.0) -> PoolState:
+    def state(pool: str, in_flight: int, ttft: float = 100.0, circuit="closed") -> PoolState:
         return PoolState(
             pool=pool,
             endpoint="e",
@@ -140,6 +140,7 @@ def test_pool_aware_skips_saturated_and_slow_pools_but_never_all():
             in_flight=in_flight,
             capacity=10,
             ttft_ms_ewma=ttft,
+            circuit=circuit,
         )
 
     busy = {"large/e": state("large", 10), "small/e": state("small", 1)}
@@ -150,6 +151,11 @@ def test_pool_aware_skips_saturated_and_slow_pools_but_never_all():
     both = {"large/e": state("large", 10), "small/e": state("small", 9)}
     assert route(envelope(), policy, runtime(pools=both)).model == SMALL
     assert route(envelope(), policy, runtime(pools={})).model == LARGE
+    down = {"large/e": state("large", 0, circuit="open"), "small/e": state("small", 9)}
+    chosen = route(envelope(), policy, runtime(pools=down))
+    assert chosen.model == SMALL and "circuit" in chosen.skipped[LARGE]
+    stale = {"large/e": state("large", 10).model_copy(update={"updated_at": 0.0})}
+    assert route(envelope(), policy, runtime(pools=stale)).model == LARGE
 
 
 def test_exploration_is_bounded_and_frozen_per_tenant():

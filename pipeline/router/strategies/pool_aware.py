@@ -4,7 +4,8 @@ Applied before every strategy (``router.pool_aware``), so any strategy becomes p
 
     saturation(pool) = sum in_flight / sum capacity        over the pool's endpoints that report one
     ttft(pool)       = min TTFT EWMA                         over the pool's endpoints
-    skip m  if  saturation(pool_m) >= saturation_limit  or  ttft(pool_m) > TTFT budget
+    skip m  if  every endpoint of pool_m has an open circuit
+            or  saturation(pool_m) >= saturation_limit  or  ttft(pool_m) > TTFT budget
 
 The budget is the request's (``x-ttft-budget-ms``-style field ``ttft_budget_ms``) or the
 policy's. If every candidate would be skipped, the one on the least saturated pool is kept, so a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pipeline.envelope import PoolState
 from pipeline.policy import ModelCard, PoolAwareConfig
@@ -24,15 +26,29 @@ from pipeline.policy import ModelCard, PoolAwareConfig
 STALE_S = 30.0
 
 
-def pool_load(pool: str, states: Mapping[str, PoolState]) -> tuple[float, float | None]:
-    """(saturation, best TTFT EWMA) of a pool from its endpoints' fresh states (every dispatch
-    instance publishes its own share each second; rows older than ``STALE_S`` are ignored)."""
+@dataclass(frozen=True)
+class PoolLoad:
+    saturation: float
+    ttft_ms: float | None
+    down: bool  # every reported endpoint has an open circuit
+
+
+def pool_load(pool: str, states: Mapping[str, PoolState]) -> PoolLoad:
+    """A pool's load from its endpoints' fresh states (every dispatch instance publishes its
+    own share each second; rows older than ``STALE_S`` are ignored)."""
     oldest = time.time() - STALE_S
     mine = [s for s in states.values() if s.pool == pool and s.updated_at >= oldest]
     capacity = sum(s.capacity or 0 for s in mine)
     in_flight = sum(s.in_flight for s in mine if s.capacity)
     ttfts = [s.ttft_ms_ewma for s in mine if s.ttft_ms_ewma is not None]
-    return (in_flight / capacity if capacity else 0.0), (min(ttfts) if ttfts else None)
+    latest: dict[str, PoolState] = {}
+    for s in sorted(mine, key=lambda s: s.updated_at):
+        latest[s.endpoint] = s
+    return PoolLoad(
+        in_flight / capacity if capacity else 0.0,
+        min(ttfts) if ttfts else None,
+        bool(latest) and all(s.circuit == "open" for s in latest.values()),
+    )
 
 
 def usable(
@@ -48,14 +64,20 @@ def usable(
     loads = {card.pool: pool_load(card.pool, states) for card in candidates}
     skipped: dict[str, str] = {}
     for card in candidates:
-        saturation, ttft = loads[card.pool]
-        if saturation >= config.saturation:
-            skipped[card.name] = f"pool {card.pool} saturated ({saturation:.0%} in flight)"
-        elif budget is not None and ttft is not None and ttft > budget:
-            skipped[card.name] = f"pool {card.pool} TTFT {ttft:.0f} ms > budget {budget:.0f} ms"
+        load = loads[card.pool]
+        if load.down:
+            skipped[card.name] = f"pool {card.pool} down (every endpoint's circuit is open)"
+        elif load.saturation >= config.saturation:
+            skipped[card.name] = f"pool {card.pool} saturated ({load.saturation:.0%} in flight)"
+        elif budget is not None and load.ttft_ms is not None and load.ttft_ms > budget:
+            skipped[card.name] = (
+                f"pool {card.pool} TTFT {load.ttft_ms:.0f} ms > budget {budget:.0f} ms"
+            )
     kept = [card for card in candidates if card.name not in skipped]
     if not kept:
-        least = min(candidates, key=lambda card: loads[card.pool][0])
+        least = min(
+            candidates, key=lambda card: (loads[card.pool].down, loads[card.pool].saturation)
+        )
         skipped.pop(least.name)
         kept = [least]
     return kept, skipped

@@ -4,7 +4,8 @@ Each endpoint runs one :class:`~pipeline.pool.engine.Engine` (continuous batchin
 prefill, KV blocks, prefix cache, preemption) on a GPU profile, steps it on a clock that runs
 ``speed`` times faster than real time, and streams each request's tokens as the engine produces
 them. ``/metrics`` uses vLLM's metric names; times in it are simulated seconds (what vLLM on that
-GPU would report). A request with ``kv_transfer_params.do_remote_decode`` only prefills (the
+GPU would report). Answers end where a hash of the prompt says unless ``ignore_eos`` (vLLM's
+sampling parameter, used by trace replay) asks for exactly ``max_tokens``. A request with ``kv_transfer_params.do_remote_decode`` only prefills (the
 prefill side of a disaggregated pool); one with ``do_remote_prefill`` skips its prefill.
 """
 
@@ -199,10 +200,13 @@ def simulator_app(
             return openai_error(404, f"The model `{body.model}` does not exist.", "NotFoundError")
         prompt = chat_prompt([m.text() for m in body.messages])
         pieces = prompt_pieces(prompt)
-        transfer = (body.model_extra or {}).get("kv_transfer_params") or {}
+        extra_params = body.model_extra or {}
+        transfer = extra_params.get("kv_transfer_params") or {}
         output_tokens = natural_output_tokens(prompt)
         if body.max_tokens is not None:
             output_tokens = max(1, min(output_tokens, body.max_tokens))
+            if extra_params.get("ignore_eos"):  # vLLM's benchmark switch: exactly max_tokens
+                output_tokens = body.max_tokens
         if transfer.get("do_remote_decode"):
             output_tokens = 1
         if len(pieces) + output_tokens > max_model_len:

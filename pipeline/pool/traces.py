@@ -106,6 +106,7 @@ def trace_request_section(
             model=model,
             messages=[ChatMessage(role="user", content=synthesise_prompt(request))],
             max_tokens=request.output_tokens,
+            ignore_eos=True,  # vLLM: generate exactly the traced output length
         ),
     )
 

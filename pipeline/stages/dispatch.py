@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 
@@ -27,6 +28,8 @@ from pipeline.pool.scrape import MetricsScraper
 from pipeline.pool.selection import RequestShape
 from pipeline.router import caching
 from pipeline.router.strategies.cascade import failed_check
+
+log = logging.getLogger(__name__)
 
 #: Requests in flight to pools at once from one dispatch process.
 MAX_IN_FLIGHT = 256
@@ -72,7 +75,8 @@ class DispatchStage(Stage):
         self.publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.publisher
-        await self.send_pool_state()
+        with contextlib.suppress(Exception):  # best effort: the broker may be gone already
+            await self.send_pool_state()
         await self.producer.stop()
         await self.scraper.stop()
         await self.watcher.stop()
@@ -91,8 +95,8 @@ class DispatchStage(Stage):
             await asyncio.sleep(POOL_STATE_INTERVAL_S)
             try:
                 await self.send_pool_state()
-            except Exception:  # the next round retries; routing degrades, dispatch goes on
-                self.metrics.failed.inc()
+            except Exception as exc:  # the next round retries; routing degrades, dispatch goes on
+                log.warning("dispatch: publishing pool state failed: %r", exc)
 
     def policy(self) -> Policy:
         if self.watcher.version != self.pools_version:

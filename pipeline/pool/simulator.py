@@ -5,8 +5,9 @@ prefill, KV blocks, prefix cache, preemption) on a GPU profile, steps it on a cl
 ``speed`` times faster than real time, and streams each request's tokens as the engine produces
 them. ``/metrics`` uses vLLM's metric names; times in it are simulated seconds (what vLLM on that
 GPU would report). Answers end where a hash of the prompt says unless ``ignore_eos`` (vLLM's
-sampling parameter, used by trace replay) asks for exactly ``max_tokens``. A request with ``kv_transfer_params.do_remote_decode`` only prefills (the
-prefill side of a disaggregated pool); one with ``do_remote_prefill`` skips its prefill.
+sampling parameter, used by trace replay) asks for exactly ``max_tokens``. A request with
+``kv_transfer_params.do_remote_decode`` only prefills (the prefill side of a disaggregated
+pool); one with ``do_remote_prefill`` skips its prefill.
 """
 
 from __future__ import annotations

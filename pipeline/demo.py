@@ -15,10 +15,10 @@ from pathlib import Path
 
 from pipeline.analytics.access import query_analytics
 from pipeline.analytics.report import render_table
-from pipeline.bus.catalog import REQUESTS, ROUTER_STATE
+from pipeline.bus.catalog import POOL_STATE, REQUESTS, ROUTER_STATE
 from pipeline.bus.table import CompactedTable
 from pipeline.client import load_workload, replay, send_feedback, start_producer
-from pipeline.envelope import Envelope, Feedback, RouterState
+from pipeline.envelope import Envelope, Feedback, PoolState, RouterState
 from pipeline.policy import Policy
 from pipeline.settings import Settings
 from pipeline.stack import Stack
@@ -60,6 +60,17 @@ async def send_simulated_feedback(bootstrap: str, answers: dict[str, Envelope]) 
     finally:
         await producer.stop()
     return sent
+
+
+async def read_pool_state(bootstrap: str) -> dict[str, PoolState]:
+    """What dispatch last published per endpoint (it publishes every second)."""
+    table = CompactedTable(bootstrap, POOL_STATE, PoolState)
+    await table.start()
+    try:
+        await asyncio.sleep(1.5)
+        return dict(table.values)
+    finally:
+        await table.stop()
 
 
 async def wait_for_router_state(bootstrap: str, observations: int, timeout_s: float) -> dict:
@@ -120,6 +131,7 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         )
         state = asyncio.run(wait_for_router_state(settings.broker, credited, timeout_s=60))
         print_router_state(state, stack.policy)
+        print_pool_state(asyncio.run(read_pool_state(settings.broker)), answers, stack.policy)
 
         step("routing analytics (ClickHouse engine via chdb, one row per request)")
         totals = wait_for_rows(settings, len(requests) + 1, sent, timeout_s=60)
@@ -147,6 +159,25 @@ def print_stage_evidence(answers: dict[str, Envelope]) -> None:
     print(f"safety  : actions {dict(actions)}")
     print(f"router  : {dict(decisions)}")
     print(f"dispatch: endpoints {dict(endpoints)}")
+
+
+def print_pool_state(
+    states: dict[str, PoolState], answers: dict[str, Envelope], policy: Policy
+) -> None:
+    """Per endpoint: dispatch's published view, and the outcomes' GPU cost and energy."""
+    print("dispatch: wrp.pool-state per endpoint, and the GPU share of the answers it served")
+    outcomes = [e.outcome for e in answers.values() if e.outcome]
+    for state in sorted(states.values(), key=lambda s: (s.pool, s.endpoint)):
+        pool = policy.pool(state.pool) if state.pool in {p.name for p in policy.pools} else None
+        served = [o for o in outcomes if o.endpoint == state.endpoint]
+        ttft = f"{state.ttft_ms_ewma:.0f} ms" if state.ttft_ms_ewma is not None else "-"
+        hardware = f"{pool.gpus_per_endpoint}x{pool.gpu}, {pool.selection.policy}" if pool else ""
+        print(
+            f"  {state.pool:<6} {state.endpoint:<24} {hardware:<30} requests {state.requests:<4} "
+            f"errors {state.errors:<2} TTFT EWMA {ttft:<8} circuit {state.circuit:<7} "
+            f"GPU ${sum(o.gpu_cost_usd for o in served):.5f} "
+            f"{sum(o.energy_j for o in served):.0f} J"
+        )
 
 
 def print_router_state(state: dict[str, RouterState], policy: Policy) -> None:

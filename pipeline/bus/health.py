@@ -43,6 +43,9 @@ class StageMetrics:
             "1 while the stage has paused consumption (backpressure)",
             registry=self.registry,
         )
+        self.pauses = Counter(
+            "wrp_stage_pauses", "times the stage paused consumption", registry=self.registry
+        )
         self.in_flight = Gauge(
             "wrp_stage_in_flight", "records being processed", registry=self.registry
         )

@@ -300,6 +300,8 @@ class StageRunner:
                     consumer.resume(*consumer.paused())
                     self.metrics.paused.set(0)
             else:
+                if not consumer.paused():
+                    self.metrics.pauses.inc()
                 consumer.pause(*consumer.assignment())
                 self.metrics.paused.set(1)
             records = await consumer.getmany(

@@ -51,6 +51,7 @@ FAULT_POOLS = {
     "rejects": (["400", "400"], {}),
     "retry": (["500", "ok"], {}),
     "breaker": (["500"], {"retries": 0, "circuit": {"failures": 2, "open_s": 600}}),
+    "narrow": (["slow"], {"max_in_flight": 1}),
 }
 
 

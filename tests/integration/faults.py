@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pipeline.bus.health import serve_http
 
-MODES = ("ok", "500", "429", "garbage", "half", "hang", "400")
+MODES = ("ok", "slow", "500", "429", "garbage", "half", "hang", "400")
 
 
 def _chunk(content: str | None, finish: str | None = None) -> bytes:
@@ -34,6 +34,8 @@ def fault_app() -> FastAPI:
             )
         if mode == "hang":
             await asyncio.sleep(3600)
+        if mode == "slow":
+            await asyncio.sleep(0.3)
 
         async def stream() -> AsyncIterator[bytes]:
             if mode == "garbage":

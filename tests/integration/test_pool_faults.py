@@ -3,12 +3,14 @@ outcome row, and the partition keeps moving; dispatch publishes pool state."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from pipeline.bus.catalog import POOL_STATE
 from pipeline.bus.codec import decode
 from pipeline.client import replay
 from pipeline.envelope import PoolState, now
+from pipeline.pool.scrape import parse_vllm_metrics
 from tests.integration.conftest import run
 from tests.integration.helpers import analytics_row, eventually, read_topic, request
 
@@ -102,3 +104,15 @@ def test_a_request_past_its_deadline_is_not_sent(stack):
     (answer,) = serve(stack, request("hello", deadline=now() - 1))
     assert answer.result.error.type == "deadline_exceeded"
     assert answer.outcome is None
+
+
+def test_a_full_pool_pauses_consumption_and_every_request_is_still_answered(stack):
+    def pauses() -> float:
+        port = stack.settings.stage_port("dispatch")
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        return parse_vllm_metrics(text).get("wrp_stage_pauses", 0.0)
+
+    before = pauses()
+    answers = serve(stack, *[request(f"queue {i}", model="wrp-fault-narrow") for i in range(5)])
+    assert [a.result.status for a in answers] == ["ok"] * 5
+    assert pauses() > before  # one slot, five requests: dispatch paused its partitions

@@ -343,6 +343,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), Path(args.workload), args.rate)
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from pipeline.gateway.keys import ApiKeys, KeysError, new_key
+
+    settings = _settings(args)
+    if args.action == "key":
+        if not args.tenant:
+            print("error: wrp gateway key TENANT", file=sys.stderr)
+            return 2
+        path = args.file or settings.api_keys_file or settings.state_dir / "api_keys.jsonl"
+        key = new_key(args.tenant, path)
+        print(f"{key}\n(shown once; its SHA-256 is in {path}: point WRP_API_KEYS_FILE at it)")
+        return 0
+    from pipeline.gateway.app import serve_gateway
+
+    try:
+        keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    except KeysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve_gateway(settings, keys, args.host))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "classify":
         from pipeline.bench_classify import run_classify_bench
@@ -478,7 +501,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     p.add_argument("--max-num-seqs", type=int, default=256)
-    command("up", cmd_up, "start broker, topics, simulators and every stage until Ctrl-C")
+    command("up", cmd_up, "start broker, topics, simulators, every stage and the gateway")
+    p = command(
+        "gateway",
+        cmd_gateway,
+        "serve the OpenAI-compatible gateway (WRP_GATEWAY_PORT), or `key TENANT` to create an "
+        "API key (its SHA-256 goes to WRP_API_KEYS_FILE)",
+    )
+    p.add_argument("action", nargs="?", choices=["serve", "key"], default="serve")
+    p.add_argument("tenant", nargs="?")
+    p.add_argument("--file", type=Path, help="key: where to append the digest")
+    p.add_argument("--host", default="127.0.0.1", help="serve: address to bind")
     p = command("publish", cmd_publish, "send one request and print its response")
     p.add_argument("text", nargs="?", help="user message (else an OpenAI body as JSON on stdin)")
     p.add_argument("--model", default="auto")

@@ -41,10 +41,15 @@ def load_workload(path: Path) -> list[RequestSection]:
 
 
 class ResponseCollector:
-    """Follows a reply topic from its current end and keeps the first response per request id."""
+    """Follows a reply topic from its current end and keeps the first response per request id.
 
-    def __init__(self, bootstrap: str, topic: str = RESPONSES) -> None:
+    With ``retain=False`` (the gateway) it keeps nothing: only callers of :meth:`response`
+    registered before the reply arrives get it, so memory stays bounded by requests in flight."""
+
+    def __init__(self, bootstrap: str, topic: str = RESPONSES, retain: bool = True) -> None:
         self.topic = topic
+        self.retain = retain
+        self._waiters: dict[str, asyncio.Future[Envelope]] = {}
         self.responses: dict[str, Envelope] = {}
         self.received_at: dict[str, float] = {}
         self.duplicates = 0
@@ -73,6 +78,11 @@ class ResponseCollector:
                 except (ValidationError, ValueError):
                     continue
                 rid = env.request.request_id
+                waiter = self._waiters.pop(rid, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(env)
+                if not self.retain:
+                    continue
                 if rid in self.responses:
                     self.duplicates += 1
                     continue
@@ -99,6 +109,23 @@ class ResponseCollector:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.5))
+
+    def expect(self, request_id: str) -> asyncio.Future[Envelope]:
+        """A future for ``request_id``'s reply; call before publishing the request."""
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = future
+        return future
+
+    async def response(
+        self, future: asyncio.Future[Envelope], request_id: str, timeout_s: float
+    ) -> Envelope | None:
+        """The reply :meth:`expect` promised, or None after ``timeout_s``."""
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiters.pop(request_id, None)
 
     async def stop(self) -> None:
         if self._task:

@@ -11,10 +11,17 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -34,12 +41,27 @@ class Contract(BaseModel):
 # --- request ---------------------------------------------------------------------------------
 
 
+#: A content part: a string ``type`` (text, image_url, ...) and, for text, a string ``text``;
+#: the JSON schema says so, so generated clients and fuzzers agree with the validator.
+ContentPart = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"type": "string"}, "text": {"type": "string"}},
+            "additionalProperties": True,
+        }
+    ),
+]
+
+
 class ChatMessage(BaseModel):
     """One OpenAI chat message; content is text or a list of typed parts (text, image_url)."""
 
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
@@ -47,12 +69,12 @@ class ChatMessage(BaseModel):
     @field_validator("content")
     @classmethod
     def _parts_are_typed(cls, content: Any) -> Any:
-        """Each part names its type as a string, and a text part carries its text as one."""
+        """Each part names its type as a string; a ``text``, when present, is a string."""
         for i, part in enumerate(content if isinstance(content, list) else []):
             if not isinstance(part.get("type"), str):
                 raise ValueError(f"content part {i} needs a string 'type' (text, image_url, ...)")
-            if part["type"] == "text" and not isinstance(part.get("text"), str):
-                raise ValueError(f"content part {i} is type 'text' but has no string 'text'")
+            if not isinstance(part.get("text", ""), str):
+                raise ValueError(f"content part {i} has a 'text' that is not a string")
         return content
 
     def text(self) -> str:
@@ -61,7 +83,7 @@ class ChatMessage(BaseModel):
             return self.content
         if not self.content:
             return ""
-        return "\n".join(p["text"] for p in self.content if p["type"] == "text")
+        return "\n".join(p.get("text", "") for p in self.content if p["type"] == "text")
 
 
 class ChatRequest(BaseModel):

@@ -49,6 +49,18 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(
         1_000_000, description="largest accepted message (WRP_MAX_REQUEST_BYTES)"
     )
+    gateway_port: int = Field(8080, description="OpenAI-compatible gateway port (WRP_GATEWAY_PORT)")
+    gateway_timeout_s: float = Field(
+        120.0, gt=0, description="how long the gateway waits for an answer (WRP_GATEWAY_TIMEOUT_S)"
+    )
+    api_keys: str = Field(
+        "", description="tenant:sha256-of-key pairs, comma-separated (WRP_API_KEYS)"
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="JSON lines of {tenant, sha256} written by `wrp gateway key` "
+        "(WRP_API_KEYS_FILE)",
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -57,14 +57,20 @@ class Stack:
                 "WRP_POLICY": str(self.settings.policy.resolve()),
                 "WRP_METRICS_PORT_BASE": str(self.settings.metrics_port_base),
                 "WRP_CLICKHOUSE": self.settings.clickhouse_dsn,
+                "WRP_GATEWAY_PORT": str(self.settings.gateway_port),
+                "WRP_API_KEYS": self.settings.api_keys,
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.settings.api_keys_file:
+            env["WRP_API_KEYS_FILE"] = str(self.settings.api_keys_file.resolve())
         if self.settings.model_dir:
             env["WRP_MODEL_DIR"] = str(self.settings.model_dir)
         return env
 
-    def start(self, stages: tuple[str, ...] = STAGES, simulators: bool = True) -> None:
+    def start(
+        self, stages: tuple[str, ...] = STAGES, simulators: bool = True, gateway: bool = True
+    ) -> None:
         """Start everything and return once every part answers its health check."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         policy = self.policy  # fail early on a broken policy
@@ -75,6 +81,8 @@ class Stack:
             self.spawn("sim", ["sim", "--policy", str(self.settings.policy.resolve()), *flags])
         for stage in stages:
             self.spawn(stage, ["stage", stage])
+        if gateway:
+            self.spawn("gateway", ["gateway"])
         self.wait_healthy(stages, simulators)
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -91,6 +99,8 @@ class Stack:
 
     def health_urls(self, stages: tuple[str, ...], simulators: bool) -> dict[str, str]:
         urls = {s: f"http://127.0.0.1:{self.settings.stage_port(s)}/healthz" for s in stages}
+        if "gateway" in self.processes:
+            urls["gateway"] = f"{self.gateway_url}/healthz"
         if simulators:
             for pool in self.policy.pools:
                 if pool.simulator:
@@ -139,7 +149,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop the stages front to back (each drains and commits), then sims, then the broker."""
-        for name in [n for n in (*STAGES, "sim") if n in self.processes]:
+        for name in [n for n in ("gateway", *STAGES, "sim") if n in self.processes]:
             self.stop_process(name)
         for name in list(self.processes):
             self.stop_process(name)
@@ -151,8 +161,14 @@ class Stack:
                 self.broker.kill()
         self.broker = None
 
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
     def describe(self) -> str:
         lines = [f"broker      {self.settings.broker} (Tansu, memory storage)"]
+        if "gateway" in self.processes:
+            lines.append(f"gateway     {self.gateway_url}/v1 (OpenAI-compatible)")
         for pool in self.policy.pools:
             urls = ", ".join(e.url for e in pool.endpoints)
             kind = "simulated" if pool.simulator else "external"

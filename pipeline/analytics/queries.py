@@ -69,8 +69,9 @@ FROM dead_letters FINAL GROUP BY topic, stage, error_type ORDER BY messages DESC
     ),
     "request": NamedQuery(
         """
-SELECT request_id, status, error_type, final_stage, domain, safety_action, decision, model,
-       pool, endpoint, attempts, latency_ms, cost_usd, trail
+SELECT request_id, tenant, status, error_type, final_stage, domain, safety_action, decision,
+       model, pool, endpoint, attempts, latency_ms, ttft_ms, cost_usd, gpu_cost_usd, energy_j,
+       trail
 FROM requests FINAL WHERE request_id = {request_id:String}""",
         "one request's row, by request_id",
         ("request_id",),

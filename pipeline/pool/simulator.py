@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import ValidationError
 
 from pipeline.envelope import ChatRequest
+from pipeline.openai_errors import openai_error
 from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
 from pipeline.pool.engine import Engine, EngineConfig, Iteration, SimRequest
 from pipeline.pool.gpu import GPUS, MODELS
@@ -42,13 +43,6 @@ def natural_output_tokens(prompt: str) -> int:
     """The answer length the simulator gives a prompt when max_tokens does not cut it."""
     digest = hashlib.blake2b(prompt.encode(), digest_size=4).digest()
     return MIN_OUTPUT_TOKENS + int.from_bytes(digest, "little") % OUTPUT_TOKEN_SPREAD
-
-
-def openai_error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": None, "code": status}},
-        status_code=status,
-    )
 
 
 class SimulatedEngine:

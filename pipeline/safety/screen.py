@@ -171,7 +171,7 @@ def redact_request(body: ChatRequest, findings: list[PiiFinding]) -> ChatRequest
                 if part["type"] != "text":
                     parts.append(part)
                     continue
-                text = part["text"]
+                text = part.get("text", "")
                 local = [
                     PiiSpan(s.entity, max(s.start - offset, 0), min(s.end - offset, len(text)))
                     for s in spans

@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.gateway.keys import digest
 from pipeline.settings import DEFAULT_POLICY, STAGE_PORT_OFFSETS, Settings
 from pipeline.stack import Stack
 from tests.integration.faults import start_fault_server
+
+#: The gateway's API key for tenant ``acme`` in the test stack.
+API_KEY = "wrp-test-key-acme"
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +118,8 @@ def stack(tmp_path_factory) -> Stack:
         broker=f"127.0.0.1:{free_port()}",
         state_dir=root / "state",
         policy=test_policy(root / "policy.yaml", fault_port),
+        gateway_port=free_port(),
+        api_keys=f"acme:{digest(API_KEY)}",
         metrics_port_base=free_port_range(len(STAGE_PORT_OFFSETS)),
     )
     stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))

@@ -75,7 +75,7 @@ def test_request_id_is_read_from_schema_invalid_bytes_for_the_error_reply():
     assert reply.message.result.error.type == "invalid_schema"
 
 
-def test_content_parts_must_name_their_type_and_carry_text():
-    for part in ({"type": "text"}, {"type": ["image_url"]}, {"text": "no type"}):
+def test_content_parts_must_name_their_type_and_carry_text_as_a_string():
+    for part in ({"type": "text", "text": 3}, {"type": ["image_url"]}, {"text": "no type"}):
         with pytest.raises(ValidationError, match="content part 0"):
             ChatRequest(messages=[{"role": "user", "content": [part]}])

@@ -1,0 +1,323 @@
+"""``wrp gateway``: OpenAI's chat-completions API in front of the pipeline.
+
+A request is published to ``wrp.requests`` (tenant from the API key, ``reply_to`` the responses
+topic, ``deadline`` the gateway's timeout) and answered from ``wrp.responses`` by request id.
+The pipeline returns whole answers, so ``stream: true`` is served as server-sent events once the
+answer is in (the first chunk arrives with the whole answer, not token by token). Headers
+``x-wrp-request-id``, ``x-wrp-decision``, ``x-wrp-model``, ``x-wrp-pool``, ``x-wrp-cache-hit``
+and ``x-wrp-blocked`` say what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field, ValidationError
+
+from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
+from pipeline.bus.codec import encode
+from pipeline.client import ResponseCollector
+from pipeline.envelope import ChatRequest, Envelope, Feedback, RequestSection, Verdict, now
+from pipeline.gateway.keys import ApiKeys
+from pipeline.openai_errors import openai_error
+from pipeline.policy_reload import PolicyWatcher
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: HTTP status for each pipeline error type (anything else: 500).
+ERROR_STATUS = {
+    "model_not_found": 404,
+    "context_length_exceeded": 400,
+    "invalid_json": 400,
+    "invalid_schema": 400,
+    "invalid_message": 400,
+    "oversize": 413,
+    "deadline_exceeded": 504,
+    "pool_timeout": 504,
+    "pool_unavailable": 503,
+    "pool_overloaded": 503,
+    "pool_unreachable": 502,
+    "pool_error": 502,
+    "pool_bad_response": 502,
+    "pool_incomplete": 502,
+    "pool_rejected": 400,
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text}
+    for status, text in (
+        (400, "malformed JSON, a schema error (the field is named) or a rejected request"),
+        (401, "missing or unknown API key"),
+        (404, "unknown model"),
+        (413, "body larger than WRP_MAX_REQUEST_BYTES"),
+        (502, "the pool failed"),
+        (503, "no endpoint of the pool is available"),
+        (504, "no answer within the gateway's timeout"),
+    )
+}
+
+
+CHAT_RESPONSE: dict[str, Any] = {
+    "description": "a chat.completion, or chat.completion.chunk events when `stream` is true",
+    "content": {"application/json": {}, "text/event-stream": {}},
+}
+
+
+class FeedbackRequest(BaseModel):
+    """Exactly one of ``score`` (0-1), ``thumbs``, ``rating`` (1-5) or ``verdict``."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+    score: float | None = Field(None, ge=0, le=1)
+    thumbs: Literal["up", "down"] | None = None
+    rating: int | None = Field(None, ge=1, le=5)
+    verdict: Verdict | None = None
+    comment: str | None = Field(None, max_length=4000)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes, counted as it streams in."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = openai_error(
+            413, f"request body over {self.limit} bytes (WRP_MAX_REQUEST_BYTES)", code="too_large"
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def _headers(env: Envelope) -> dict[str, str]:
+    decision = env.decision
+    headers = {"x-wrp-request-id": env.request.request_id}
+    if decision is not None:
+        headers |= {
+            "x-wrp-decision": decision.decision,
+            "x-wrp-model": decision.model,
+            "x-wrp-pool": decision.pool,
+            "x-wrp-cache-hit": str(decision.cache_hit).lower(),
+        }
+    headers["x-wrp-blocked"] = str(
+        env.result is not None and env.result.status == "blocked"
+    ).lower()
+    return headers
+
+
+def _events(response: dict[str, Any]) -> AsyncIterator[bytes]:
+    """A whole chat.completion as the chunks a streaming server would have sent."""
+
+    async def events() -> AsyncIterator[bytes]:
+        head = {
+            "id": response.get("id", ""),
+            "object": "chat.completion.chunk",
+            "created": response.get("created", int(time.time())),
+            "model": response.get("model", ""),
+        }
+        choice = (response.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        delta = {k: v for k, v in message.items() if v is not None}
+
+        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+            body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(body | extra)}\n\n".encode()
+
+        yield chunk(delta, None)
+        yield chunk({}, choice.get("finish_reason") or "stop", usage=response.get("usage"))
+        yield b"data: [DONE]\n\n"
+
+    return events()
+
+
+def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
+    """The gateway; Kafka clients open and close with the app's lifespan."""
+    registry = CollectorRegistry()
+    served = Counter("wrp_gateway_requests", "requests by outcome", ["status"], registry=registry)
+    seconds = Histogram(
+        "wrp_gateway_seconds",
+        "request round trip",
+        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        registry=registry,
+    )
+    clients: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=1)
+        collector = ResponseCollector(settings.broker, RESPONSES, retain=False)
+        watcher = PolicyWatcher(settings.policy)
+        await producer.start()
+        await collector.start()
+        watcher.start()
+        clients.update(producer=producer, collector=collector, watcher=watcher)
+        if keys.open:
+            log.warning("gateway: no API keys configured; every caller is tenant 'default'")
+        try:
+            yield
+        finally:
+            await watcher.stop()
+            await collector.stop()
+            await producer.stop()
+
+    app = FastAPI(title="WRP gateway", version="1", lifespan=lifespan)
+    bearer = HTTPBearer(auto_error=False)
+
+    def tenant_of(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> str:
+        tenant = keys.tenant_for(credentials.credentials if credentials else None)
+        if tenant is None:
+            raise _Unauthorized
+        return tenant
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+        served.labels("unauthorized").inc()
+        return openai_error(
+            401,
+            "Incorrect or missing API key: send `Authorization: Bearer <key>`",
+            code="invalid_api_key",
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        served.labels("invalid").inc()
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return openai_error(400, f"{field or 'body'}: {first.get('msg')}", param=field or None)
+
+    @app.post(
+        "/v1/chat/completions",
+        response_model=None,
+        responses={**ERROR_RESPONSES, 200: CHAT_RESPONSE},
+    )
+    async def chat_completions(
+        body: ChatRequest,
+        tenant: str = Depends(tenant_of),
+        x_wrp_session_id: str | None = Header(None, max_length=128),
+    ) -> Response:
+        """`model: "auto"` routes; a model name pins it (signals and safety still run)."""
+        started = time.perf_counter()
+        section = RequestSection(
+            tenant=tenant,
+            session_id=x_wrp_session_id,
+            body=body,
+            deadline=now() + settings.gateway_timeout_s,
+        )
+        envelope = Envelope(request=section)
+        collector: ResponseCollector = clients["collector"]
+        future = collector.expect(section.request_id)
+        await clients["producer"].send_and_wait(
+            REQUESTS, encode(envelope), key=envelope.key.encode()
+        )
+        answer = await collector.response(future, section.request_id, settings.gateway_timeout_s)
+        seconds.observe(time.perf_counter() - started)
+        if answer is None or answer.result is None:
+            served.labels("timeout").inc()
+            return openai_error(
+                504,
+                f"no answer within {settings.gateway_timeout_s:g}s (WRP_GATEWAY_TIMEOUT_S)",
+                "timeout",
+                headers={"x-wrp-request-id": section.request_id},
+            )
+        headers = _headers(answer)
+        result = answer.result
+        served.labels(result.status).inc()
+        if result.error is not None or result.response is None:
+            kind = result.error.type if result.error else "internal_error"
+            message = result.error.message if result.error else "the pipeline gave no answer"
+            return openai_error(ERROR_STATUS.get(kind, 500), message, kind, headers=headers)
+        if body.stream:
+            return StreamingResponse(
+                _events(result.response), media_type="text/event-stream", headers=headers
+            )
+        return JSONResponse(result.response, headers=headers)
+
+    @app.get("/v1/models")
+    async def list_models(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        policy = clients["watcher"].policy
+        models = [{"id": "auto", "object": "model", "owned_by": "wrp"}]
+        models += [
+            {"id": m.name, "object": "model", "owned_by": "wrp", "context_length": m.context_length}
+            for m in policy.models
+        ]
+        return {"object": "list", "data": models}
+
+    @app.post("/v1/feedback", status_code=202, responses={400: ERROR_RESPONSES[400]})
+    async def feedback(body: FeedbackRequest, tenant: str = Depends(tenant_of)) -> dict[str, str]:
+        """Judge a served request; it reaches the learner through ``wrp.feedback``."""
+        try:
+            judged = Feedback(**body.model_dump(), source=f"tenant:{tenant}")
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        await clients["producer"].send_and_wait(
+            FEEDBACK, encode(judged), key=judged.request_id.encode()
+        )
+        served.labels("feedback").inc()
+        return {"status": "accepted", "request_id": judged.request_id}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok" if clients else "starting"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    return app
+
+
+async def serve_gateway(settings: Settings, keys: ApiKeys, host: str = "127.0.0.1") -> None:
+    """Run the gateway on ``settings.gateway_port`` until SIGTERM/SIGINT."""
+    app = gateway_app(settings, keys)
+    config = uvicorn.Config(app, host=host, port=settings.gateway_port, log_level="warning")
+    await uvicorn.Server(config).serve()

@@ -1,0 +1,20 @@
+"""OpenAI's error response shape, used by the gateway and the simulated pools."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+
+def openai_error(
+    status: int,
+    message: str,
+    kind: str = "invalid_request_error",
+    code: str | int | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": code or status}},
+        status_code=status,
+        headers=headers,
+    )

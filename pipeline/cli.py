@@ -371,6 +371,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from pipeline.bench_classify import run_classify_bench
 
         report = run_classify_bench(_settings(args), args.n, args.threads)
+    elif args.target == "gateway":
+        from pipeline.bench_gateway import run_gateway_bench
+
+        report = run_gateway_bench(_settings(args), args.n)
     elif args.target == "pools":
         from pipeline.bench_pools import run_pools_bench
 
@@ -573,11 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline: the whole pipeline at steady offered rates; classify: signals + safety logic "
         "in one process against a bare onnxruntime loop on the same texts",
     )
-    p.add_argument("target", choices=["pipeline", "classify", "pools"])
+    p.add_argument("target", choices=["pipeline", "classify", "pools", "gateway"])
     p.add_argument("--limit", type=int, default=2000, help="pools: requests per trace")
     p.add_argument("--rate", type=float, default=20, help="pipeline: offered requests/s")
     p.add_argument("--duration", type=float, default=20, help="pipeline: seconds per rate")
-    p.add_argument("-n", type=int, default=2000, help="classify: prompts from ../shared/data")
+    p.add_argument(
+        "-n", type=int, default=2000, help="classify: prompts; gateway: requests per path"
+    )
     p.add_argument("--threads", type=int, default=2, help="classify: ONNX intra-op threads")
     p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
     p.add_argument("action", choices=["train"])

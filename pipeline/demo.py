@@ -7,11 +7,14 @@ the model (a stand-in for users; see ``SIMULATED_QUALITY``), so the learner has 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import time
 from collections import Counter
 from pathlib import Path
+
+import httpx
 
 from pipeline.analytics.access import query_analytics
 from pipeline.analytics.report import render_table
@@ -117,6 +120,9 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         print(f"{len(answers)}/{len(requests)} answered: {dict(statuses)}")
         print_stage_evidence(answers)
 
+        step(f"one request through the OpenAI-compatible gateway at {stack.gateway_url}/v1")
+        print_gateway_call(stack.gateway_url)
+
         step("sending simulated user feedback (+ two malformed messages for the DLQ)")
         sent = asyncio.run(send_simulated_feedback(settings.broker, answers))
         print(f"{sent} feedback messages sent")
@@ -145,6 +151,15 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         stack.stop()
     print(f"demo finished in {time.monotonic() - started:.1f}s")
     return 0 if ok else 1
+
+
+def print_gateway_call(gateway_url: str) -> None:
+    body = {"model": "auto", "messages": [{"role": "user", "content": "What is a Kafka topic?"}]}
+    reply = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=60)
+    wrp = {k: v for k, v in reply.headers.items() if k.startswith("x-wrp-")}
+    print(f"POST /v1/chat/completions {json.dumps(body)}\n-> {reply.status_code} {wrp}")
+    if reply.is_success:
+        print(f"   {reply.json()['choices'][0]['message']['content'][:80]!r}")
 
 
 def print_stage_evidence(answers: dict[str, Envelope]) -> None:

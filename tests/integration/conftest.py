@@ -21,25 +21,36 @@ API_KEY = "wrp-test-key-acme"
 pytestmark = pytest.mark.integration
 
 
+#: Ports handed out this session: most are bound only later, by child processes, so the OS
+#: alone cannot stop two fixtures from picking the same one.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def free_port_range(count: int) -> int:
-    """First port of ``count`` consecutive free ports."""
+    """First port of ``count`` consecutive free ports, none handed out before."""
     for _ in range(200):
         base = free_port()
-        if base + count >= 65535:
+        ports = range(base, base + count)
+        if base + count >= 65535 or _HANDED_OUT & set(ports[1:]):
             continue
         ports_free = True
-        for port in range(base, base + count):
+        for port in ports:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     ports_free = False
                     break
         if ports_free:
+            _HANDED_OUT.update(ports)
             return base
     raise RuntimeError("no free port range")
 

@@ -13,7 +13,14 @@ from pipeline.client import load_workload, replay, send_feedback, start_producer
 from pipeline.envelope import DeadLetter, Feedback, RouterState
 from pipeline.settings import DEMO_WORKLOAD
 from tests.integration.conftest import run
-from tests.integration.helpers import analytics_row, eventually, read_topic, request, totals
+from tests.integration.helpers import (
+    analytics_row,
+    eventually,
+    landed,
+    read_topic,
+    request,
+    totals,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +42,8 @@ def test_n_requests_give_n_responses_and_n_analytics_rows(stack):
     for env in served:
         assert [s.stage for s in env.trail] == ["signals", "safety", "router", "dispatch"]
         assert env.outcome.cost_usd > 0 and env.outcome.completion_tokens > 0
-    eventually(lambda: totals(stack)["requests"] >= before + len(requests), what="rows")
-    assert totals(stack)["requests"] == before + len(requests)
+    landed(stack, [r.request_id for r in requests])  # one row each (rows are unique by id)
+    assert totals(stack)["requests"] >= before + len(requests)
     row = analytics_row(stack, served[0].request.request_id)
     assert row["status"] == "ok" and row["model"] == served[0].decision.model
 
@@ -104,15 +111,17 @@ def test_feedback_moves_the_router_state(stack):
             await producer.stop()
 
     run(send())
+    # evidence decays (half-life 7 days), so earlier counts shrink a hair between folds
     expected = (before.successes if before else 0.0) + 1.0
+    version = before.version if before else 0
 
     def moved() -> RouterState | None:
         state = run(arm_states()).get(key)
-        return state if state and state.successes >= expected else None
+        return state if state and state.version > version else None
 
     state = eventually(moved, what="router-state update")
-    assert state.successes == expected
-    assert state.failures == (before.failures if before else 0.0)
+    assert state.successes == pytest.approx(expected, abs=1e-3)
+    assert state.failures == pytest.approx(before.failures if before else 0.0, abs=1e-3)
 
 
 def test_a_stage_killed_mid_run_and_restarted_loses_no_request(stack):

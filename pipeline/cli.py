@@ -309,7 +309,10 @@ def cmd_analytics(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     params = {"request_id": args.request_id} if args.request_id else {}
-    result = query_analytics(settings, args.query, params)
+    # the store migrates when it opens: here if no analytics stage holds it, else at the stage's
+    # start; either way `migrate` then shows the versions in force
+    name = "migrations" if args.query == "migrate" else args.query
+    result = query_analytics(settings, name, params)
     print(json.dumps(result, default=str) if args.json else render_table(result))
     return 0
 
@@ -556,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "query",
         nargs="?",
         default="summary",
-        choices=["summary", "totals", "safety", "dead_letters", "request"],
+        choices=["summary", "totals", "safety", "dead_letters", "request", "migrate"],
     )
     p.add_argument("request_id", nargs="?")
     p.add_argument("--json", action="store_true")

@@ -67,6 +67,11 @@ SELECT topic, stage, error_type, count() AS messages, any(error) AS example
 FROM dead_letters FINAL GROUP BY topic, stage, error_type ORDER BY messages DESC""",
         "dead letters by topic, stage and reason",
     ),
+    "migrations": NamedQuery(
+        "SELECT version, name, applied_at FROM schema_migrations FINAL ORDER BY version",
+        "schema migrations applied, in order",
+        (),
+    ),
     "request": NamedQuery(
         """
 SELECT request_id, tenant, status, error_type, final_stage, domain, safety_action, decision,

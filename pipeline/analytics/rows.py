@@ -1,4 +1,4 @@
-"""Messages -> ClickHouse rows (column order as in :mod:`pipeline.analytics.schema`)."""
+"""Messages -> ClickHouse rows, columns by name (tables: :mod:`pipeline.analytics.migrations`)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import clickhouse_connect
 
+from pipeline.analytics.migrations import migrate
 from pipeline.analytics.queries import QUERIES
-from pipeline.analytics.schema import create_schema
 
 
 class QueryError(ValueError):
@@ -23,7 +23,7 @@ class AnalyticsStore:
         self.dsn = dsn
         self.client = clickhouse_connect.get_client(dsn=dsn)
         self._lock = asyncio.Lock()
-        create_schema(self.client)
+        self.migrated = migrate(self.client)
 
     def insert(self, table: str, columns: list[str], rows: list[list[Any]], token: str) -> None:
         """Insert ``rows``; a repeat of the same ``token`` is dropped by ClickHouse."""

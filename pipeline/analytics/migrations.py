@@ -1,14 +1,21 @@
-"""ClickHouse tables. ReplacingMergeTree by natural key + FINAL in reads = one row per request.
+"""ClickHouse schema as versioned, idempotent migrations (``wrp analytics migrate``; the
+analytics stage applies them at start).
 
+Every statement is safe to run twice (``IF NOT EXISTS``), so a migration interrupted half way is
+simply applied again; ``schema_migrations`` records each version once it completed. Tables are
+ReplacingMergeTree by natural key and read with FINAL (one row per request);
 ``non_replicated_deduplication_window`` with an ``insert_deduplication_token`` per batch also
 drops a replayed batch at insert time.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 DEDUP = "SETTINGS non_replicated_deduplication_window = 10000"
 
-TABLES: dict[str, str] = {
+V1_TABLES: dict[str, str] = {
     "requests": f"""
 CREATE TABLE IF NOT EXISTS requests (
     request_id String,
@@ -46,10 +53,6 @@ CREATE TABLE IF NOT EXISTS requests (
     pool_latency_ms Float64,
     completion_tokens UInt32,
     cost_usd Float64,
-    ttft_ms Float64,
-    gpu_cost_usd Float64,
-    energy_j Float64,
-    fallback_from LowCardinality(String),
     trail String,
     envelope String
 ) ENGINE = ReplacingMergeTree ORDER BY request_id {DEDUP}""",
@@ -67,10 +70,6 @@ CREATE TABLE IF NOT EXISTS outcomes (
     prompt_tokens UInt32,
     completion_tokens UInt32,
     cost_usd Float64,
-    ttft_ms Float64,
-    gpu_cost_usd Float64,
-    energy_j Float64,
-    fallback_from LowCardinality(String),
     dispatched_at DateTime64(3, 'UTC'),
     completed_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree ORDER BY request_id {DEDUP}""",
@@ -98,6 +97,62 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 }
 
 
-def create_schema(client) -> None:  # clickhouse_connect Client
-    for ddl in TABLES.values():
-        client.command(ddl)
+#: Columns added by issue 5 (the Pool): time to first token, GPU cost and energy, fallback.
+POOL_COLUMNS = (
+    "ttft_ms Float64 DEFAULT 0",
+    "gpu_cost_usd Float64 DEFAULT 0",
+    "energy_j Float64 DEFAULT 0",
+    "fallback_from LowCardinality(String) DEFAULT ''",
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "requests, outcomes, feedback, dead letters", tuple(V1_TABLES.values())),
+    Migration(
+        2,
+        "pool columns: TTFT, GPU cost, energy, fallback model",
+        tuple(
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}"
+            for table in ("requests", "outcomes")
+            for column in POOL_COLUMNS
+        ),
+    ),
+)
+
+LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    applied_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY version"""
+
+
+def applied_versions(client) -> set[int]:  # clickhouse_connect Client
+    client.command(LEDGER)
+    rows = client.query("SELECT version FROM schema_migrations FINAL").result_rows
+    return {int(row[0]) for row in rows}
+
+
+def migrate(client) -> list[Migration]:
+    """Apply every migration not recorded yet, in order; returns the ones applied now."""
+    done = applied_versions(client)
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            client.command(statement)
+        client.insert(
+            "schema_migrations",
+            [[migration.version, migration.name, datetime.now(UTC)]],
+            column_names=["version", "name", "applied_at"],
+        )
+        applied.append(migration)
+    return applied

@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "query",
         nargs="?",
         default="summary",
-        choices=["summary", "totals", "safety", "dead_letters", "request", "migrate"],
+        choices=["summary", "pools", "totals", "safety", "dead_letters", "request", "migrate"],
     )
     p.add_argument("request_id", nargs="?")
     p.add_argument("--json", action="store_true")

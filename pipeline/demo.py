@@ -142,7 +142,7 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         step("routing analytics (ClickHouse engine via chdb, one row per request)")
         totals = wait_for_rows(settings, len(requests) + 1, sent, timeout_s=60)
         print(f"totals: {totals}")
-        for name in ("summary", "safety", "dead_letters"):
+        for name in ("summary", "pools", "safety", "dead_letters"):
             print(f"\n-- {name}")
             print(render_table(query_analytics(settings, name, {})))
         ok = len(answers) == len(requests)

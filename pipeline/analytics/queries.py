@@ -37,6 +37,27 @@ ORDER BY requests DESC, decision, model
 SETTINGS join_use_nulls = 1""",
         "per decision, model and pool: requests, blocked, errors, latency, tokens, cost, feedback",
     ),
+    "pools": NamedQuery(
+        """
+SELECT
+    pool,
+    endpoint,
+    count() AS requests,
+    countIf(status = 'error') AS errors,
+    countIf(fallback_from != '') AS fallbacks,
+    round(avg(attempts), 2) AS mean_attempts,
+    round(quantileIf(0.5)(ttft_ms, status = 'ok'), 1) AS ttft_p50_ms,
+    round(quantileIf(0.99)(ttft_ms, status = 'ok'), 1) AS ttft_p99_ms,
+    round(quantileIf(0.5)(latency_ms, status = 'ok'), 1) AS latency_p50_ms,
+    round(quantileIf(0.99)(latency_ms, status = 'ok'), 1) AS latency_p99_ms,
+    round(sum(gpu_cost_usd), 6) AS gpu_cost_usd,
+    round(sum(energy_j), 1) AS energy_j
+FROM outcomes FINAL
+GROUP BY pool, endpoint
+ORDER BY pool, endpoint""",
+        "per pool and endpoint: requests, errors, fallbacks, attempts, TTFT and latency "
+        "percentiles, GPU cost and energy",
+    ),
     "totals": NamedQuery(
         """
 SELECT

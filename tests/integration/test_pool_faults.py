@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from pipeline.analytics.access import query_analytics
 from pipeline.bus.catalog import POOL_STATE
 from pipeline.bus.codec import decode
 from pipeline.client import replay
@@ -116,3 +117,21 @@ def test_a_full_pool_pauses_consumption_and_every_request_is_still_answered(stac
     answers = serve(stack, *[request(f"queue {i}", model="wrp-fault-narrow") for i in range(5)])
     assert [a.result.status for a in answers] == ["ok"] * 5
     assert pauses() > before  # one slot, five requests: dispatch paused its partitions
+
+
+def test_the_pools_query_reports_failures_fallbacks_and_gpu_use(stack):
+    # the earlier tests failed on err500 and fell back from it to wrp-small-8b
+    serve(stack, request("hi", model="wrp-small-8b"))
+
+    def pools() -> list[dict] | None:
+        result = query_analytics(stack.settings, "pools", {})
+        rows = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+        fallbacks = sum(r["fallbacks"] for r in rows if r["pool"] == "small")
+        return rows if "err500" in {r["pool"] for r in rows} and fallbacks >= 1 else None
+
+    rows = eventually(pools, what="pools rows with the fallback")
+    failing = [r for r in rows if r["pool"] == "err500"]
+    assert sum(r["errors"] for r in failing) >= 1 and all(r["mean_attempts"] >= 1 for r in failing)
+    small = [r for r in rows if r["pool"] == "small"]
+    assert all(r["gpu_cost_usd"] > 0 and r["energy_j"] > 0 for r in small)
+    assert all(r["ttft_p50_ms"] <= r["latency_p50_ms"] for r in small)

@@ -152,29 +152,24 @@ def _headers(env: Envelope) -> dict[str, str]:
     return headers
 
 
-def _events(response: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _events(response: dict[str, Any]) -> AsyncIterator[bytes]:
     """A whole chat.completion as the chunks a streaming server would have sent."""
+    head = {
+        "id": response.get("id", ""),
+        "object": "chat.completion.chunk",
+        "created": response.get("created", int(time.time())),
+        "model": response.get("model", ""),
+    }
+    choice = (response.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
 
-    async def events() -> AsyncIterator[bytes]:
-        head = {
-            "id": response.get("id", ""),
-            "object": "chat.completion.chunk",
-            "created": response.get("created", int(time.time())),
-            "model": response.get("model", ""),
-        }
-        choice = (response.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        delta = {k: v for k, v in message.items() if v is not None}
+    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+        body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body | extra)}\n\n".encode()
 
-        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
-            body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            return f"data: {json.dumps(body | extra)}\n\n".encode()
-
-        yield chunk(delta, None)
-        yield chunk({}, choice.get("finish_reason") or "stop", usage=response.get("usage"))
-        yield b"data: [DONE]\n\n"
-
-    return events()
+    yield chunk({k: v for k, v in message.items() if v is not None}, None)
+    yield chunk({}, choice.get("finish_reason") or "stop", usage=response.get("usage"))
+    yield b"data: [DONE]\n\n"
 
 
 def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:

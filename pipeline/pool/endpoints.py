@@ -94,7 +94,7 @@ class PoolEndpoints:
         """A request is waiting because every endpoint it could use is at its cap."""
         return self.waiting > 0
 
-    def _available(self, exclude: Iterable[str]) -> list[EndpointState]:
+    def _available(self, exclude: set[str]) -> list[EndpointState]:
         healthy = [b for b in self.books.values() if b.circuit.allows()]
         if not healthy:
             raise NoEndpoint(
@@ -103,7 +103,7 @@ class PoolEndpoints:
                 f"retried in {self.pool.circuit.open_s:.0f}s)"
             )
         free = [b.state() for b in healthy if b.in_flight < b.capacity]
-        fresh = [s for s in free if s.url not in set(exclude)]
+        fresh = [s for s in free if s.url not in exclude]
         return fresh or free
 
     async def place(
@@ -114,7 +114,7 @@ class PoolEndpoints:
         Waits up to ``timeout_s`` while every usable endpoint is at its cap; raises
         :class:`NoEndpoint` when none is usable or the wait times out.
         """
-        exclude = list(exclude)
+        exclude = set(exclude)
         async with self._freed:
             self.waiting += 1
             try:

@@ -16,6 +16,7 @@ from pipeline.bus.catalog import ROUTER_STATE
 from pipeline.bus.codec import decode
 from pipeline.client import replay, send_feedback, start_producer
 from pipeline.envelope import Envelope, Feedback, RouterState
+from pipeline.policy_reload import policy_version
 from tests.integration.conftest import run
 from tests.integration.helpers import eventually, read_topic, request
 
@@ -71,24 +72,30 @@ def policy_status(stack) -> dict:
     return httpx.get(url, timeout=5).json()
 
 
+def reloaded(stack, path: Path) -> str:
+    """Wait until the router runs exactly the file now at ``path`` (not an earlier reload that
+    was still pending when the file changed) and return its version."""
+    version = policy_version(path)
+    eventually(lambda: policy_status(stack)["version"] == version, what="reload")
+    return version
+
+
 def test_policy_reload_applies_a_valid_file_and_keeps_the_old_one_on_errors(stack):
     path = stack.settings.policy
-    before = policy_status(stack)["version"]
+    before = policy_version(path)  # the file in force once any pending reload lands
     with policy_edit(path) as data:
         data["router"]["decisions"].append(learning_decision())
         path.write_text(yaml.safe_dump(data))
-        reloaded = eventually(
-            lambda: (v := policy_status(stack)["version"]) != before and v, what="reload"
-        )
+        version = reloaded(stack, path)
         env = next(iter(ask(stack, ["which reload is this?"]).values()))
         assert env.decision.decision == "learn_test"
-        assert env.decision.policy_version == reloaded
+        assert env.decision.policy_version == version
         path.write_text(path.read_text().replace("strategy: thompson", "strategy: telepathy"))
         error = eventually(lambda: policy_status(stack)["error"], what="reload error")
         assert "router.default.strategy: Input should be" in error
         env = next(iter(ask(stack, ["still the old policy?"]).values()))
         assert env.decision.decision == "learn_test"
-        assert env.decision.policy_version == reloaded
+        assert env.decision.policy_version == version
     eventually(lambda: policy_status(stack)["version"] == before, what="restore")
 
 
@@ -109,11 +116,10 @@ def test_feedback_moves_the_choice_toward_the_model_users_like(stack):
             await producer.stop()
 
     path = stack.settings.policy
-    before = policy_status(stack)["version"]
     with policy_edit(path) as data:
         data["router"]["decisions"].append(learning_decision())
         path.write_text(yaml.safe_dump(data))
-        eventually(lambda: policy_status(stack)["version"] != before, what="reload")
+        reloaded(stack, path)
         base = run(arm_versions())
         shares = []
         for round_ in range(ROUNDS):
@@ -131,12 +137,11 @@ def test_feedback_moves_the_choice_toward_the_model_users_like(stack):
 
 def test_the_semantic_cache_answers_repeats_without_dispatch(stack):
     path = stack.settings.policy
-    before = policy_status(stack)["version"]
     question = "What is the boiling point of water at sea level in Celsius?"
     with policy_edit(path) as data:
         data["router"]["decisions"].append(cached_decision())
         path.write_text(yaml.safe_dump(data))
-        eventually(lambda: policy_status(stack)["version"] != before, what="reload")
+        reloaded(stack, path)
         (first,) = ask(stack, [question], CACHE_TENANT).values()
         assert first.decision.decision == "cached_test" and not first.decision.cache_hit
         assert first.trail[-1].stage == "dispatch"

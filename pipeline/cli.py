@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.analytics.queries import QUERIES
 from pipeline.settings import DEMO_WORKLOAD, SCHEMAS_DIR, Settings
 
 
@@ -304,16 +305,23 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_analytics(args: argparse.Namespace) -> int:
-    from pipeline.analytics.access import query_analytics
-    from pipeline.analytics.report import render_table
+    from pipeline.analytics.access import AnalyticsUnavailable, query_analytics
+    from pipeline.analytics.queries import QueryError
+    from pipeline.analytics.render import render
 
     settings = _settings(args)
-    params = {"request_id": args.request_id} if args.request_id else {}
+    params = {"since": args.since, "tenant": args.tenant or ""}
+    if args.request_id:
+        params["request_id"] = args.request_id
     # the store migrates when it opens: here if no analytics stage holds it, else at the stage's
     # start; either way `migrate` then shows the versions in force
     name = "migrations" if args.query == "migrate" else args.query
-    result = query_analytics(settings, name, params)
-    print(json.dumps(result, default=str) if args.json else render_table(result))
+    try:
+        result = query_analytics(settings, name, params)
+    except (QueryError, AnalyticsUnavailable) as exc:
+        print(f"wrp analytics {args.query}: {exc}", file=sys.stderr)
+        return 2
+    print(render(result, args.format))
     return 0
 
 
@@ -554,15 +562,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["index"])
     p.add_argument("labels", type=Path, help="JSON lines: {text, labels: {model: 0|1}}")
     p.add_argument("--out", type=Path, default=Path("knn-index.npz"))
-    p = command("analytics", cmd_analytics, "run a named analytics query")
-    p.add_argument(
-        "query",
-        nargs="?",
-        default="summary",
-        choices=["summary", "pools", "totals", "safety", "dead_letters", "request", "migrate"],
+    p = command(
+        "analytics",
+        cmd_analytics,
+        "run a named analytics query: "
+        + "; ".join(f"{name}: {q.description}" for name, q in QUERIES.items())
+        + "; migrate: apply schema migrations and list them",
     )
-    p.add_argument("request_id", nargs="?")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("query", nargs="?", default="summary", choices=[*QUERIES, "migrate"])
+    p.add_argument("request_id", nargs="?", help="for the request query")
+    p.add_argument("--since", default="24h", help="time range back from now: 15m, 1h, 7d")
+    p.add_argument("--tenant", help="one tenant (default: all)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p = command(
         "policy",
         cmd_policy,

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.analytics.access import query_analytics
-from pipeline.analytics.report import render_table
+from pipeline.analytics.render import render_table
 from pipeline.bus.catalog import POOL_STATE, REQUESTS, ROUTER_STATE
 from pipeline.bus.table import CompactedTable
 from pipeline.client import load_workload, replay, send_feedback, start_producer
@@ -142,7 +142,7 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         step("routing analytics (ClickHouse engine via chdb, one row per request)")
         totals = wait_for_rows(settings, len(requests) + 1, sent, timeout_s=60)
         print(f"totals: {totals}")
-        for name in ("summary", "pools", "safety", "dead_letters"):
+        for name in ("summary", "decisions", "models", "pools", "cost", "safety", "dlq"):
             print(f"\n-- {name}")
             print(render_table(query_analytics(settings, name, {})))
         ok = len(answers) == len(requests)

@@ -254,6 +254,20 @@ class Result(BaseModel):
     completed_at: float = Field(default_factory=now)
 
 
+class Attempt(BaseModel):
+    """One call to one endpoint while serving a request."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    pool: str
+    endpoint: str
+    status: Literal["ok", "error"]
+    error_type: str | None = None
+    started_at: float
+    latency_ms: float
+    ttft_ms: float | None = None
+
+
 class Outcome(Contract):
     """What serving a request cost and how it went; also published alone on ``wrp.outcomes``."""
 
@@ -281,6 +295,13 @@ class Outcome(Contract):
     )
     slo_missed: bool = False
     fallback_from: str | None = Field(None, description="the model that failed before this one")
+    attempt_log: list[Attempt] = Field([], description="every endpoint call, in order")
+    baseline_model: str | None = Field(
+        None, description="the decision's strongest candidate (highest quality prior)"
+    )
+    baseline_cost_usd: float = Field(
+        0.0, description="what the strongest candidate would have charged for the same tokens"
+    )
     prior: float = Field(0.5, description="the served model's quality prior (the decision's)")
     context: list[float] = Field([], description="the decision's contextual-bandit features")
 

@@ -718,6 +718,14 @@ class Policy(Strict):
                 return card
         raise KeyError(name)
 
+    def strongest(self, candidates: list[str], domain: str | None) -> ModelCard | None:
+        """The candidate with the highest quality prior for ``domain`` (the dearer one on a
+        tie): what a router that always plays safe would send the request to."""
+        cards = [card for card in self.models if card.name in candidates]
+        if not cards:
+            return None
+        return max(cards, key=lambda c: (c.prior_quality(domain), c.price.cost(1000, 1000)))
+
     def pool(self, name: str) -> Pool:
         for pool in self.pools:
             if pool.name == name:

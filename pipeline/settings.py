@@ -31,7 +31,28 @@ class Settings(BaseModel):
     state_dir: Path = Field(
         Path(".wrp"), description="local state: chdb data, logs (WRP_STATE_DIR)"
     )
-    clickhouse: str = Field("", description="ClickHouse DSN; default chdb:///<state_dir>/analytics")
+    clickhouse: str = Field(
+        "",
+        description="ClickHouse DSN: chdb:///<dir> (embedded) or http(s)://host:port; default "
+        "chdb:///<state_dir>/analytics (WRP_CLICKHOUSE)",
+    )
+    clickhouse_user: str = Field("", description="server user (WRP_CLICKHOUSE_USER)")
+    clickhouse_password: str = Field("", description="server password (WRP_CLICKHOUSE_PASSWORD)")
+    clickhouse_database: str = Field(
+        "", description="server database, created if missing (WRP_CLICKHOUSE_DATABASE)"
+    )
+    clickhouse_tls_verify: bool = Field(
+        True, description="verify the server's TLS certificate (WRP_CLICKHOUSE_TLS_VERIFY)"
+    )
+    clickhouse_ca_cert: Path | None = Field(
+        None, description="CA bundle for the server's certificate (WRP_CLICKHOUSE_CA_CERT)"
+    )
+    sink_batch_rows: int = Field(
+        5000, ge=1, description="analytics: records per ClickHouse insert (WRP_SINK_BATCH_ROWS)"
+    )
+    sink_flush_ms: int = Field(
+        500, ge=1, description="analytics: longest wait before a partial insert (WRP_SINK_FLUSH_MS)"
+    )
     policy: Path = Field(DEFAULT_POLICY, description="policy file (WRP_POLICY)")
     model_dir: Path | None = Field(
         None, description="directory with model.onnx + tokenizer.json (WRP_MODEL_DIR)"
@@ -76,6 +97,20 @@ class Settings(BaseModel):
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse or f"chdb:///{(self.state_dir / 'analytics').resolve()}"
+
+    def clickhouse_options(self) -> dict[str, object]:
+        """clickhouse-connect ``get_client`` arguments besides the DSN (server only: TLS comes
+        from an ``https://`` DSN; values given here win over the DSN's)."""
+        if self.clickhouse_dsn.startswith("chdb:"):
+            return {}
+        options: dict[str, object] = {"verify": self.clickhouse_tls_verify}
+        if self.clickhouse_user:
+            options["username"] = self.clickhouse_user
+        if self.clickhouse_password:
+            options["password"] = self.clickhouse_password
+        if self.clickhouse_ca_cert is not None:
+            options["ca_cert"] = str(self.clickhouse_ca_cert)
+        return options
 
     def stage_port(self, stage: str) -> int:
         return self.metrics_port_base + STAGE_PORT_OFFSETS[stage]

@@ -20,7 +20,7 @@ def query_analytics(settings: Settings, name: str, params: dict[str, str]) -> di
     except httpx.TransportError:
         from pipeline.analytics.store import AnalyticsStore
 
-        store = AnalyticsStore(settings.clickhouse_dsn)
+        store = AnalyticsStore.from_settings(settings)
         try:
             return store.query(name, params)
         finally:

@@ -1,62 +1,275 @@
-"""Named read-only queries: the only SQL that `wrp analytics`, reports and dashboards run."""
+"""Named read-only queries: the only SQL that `wrp analytics`, `wrp report` and the Grafana
+dashboards run.
+
+The SQL is written once, in the Grafana ClickHouse plugin's dialect: ``$__timeFilter(col)``,
+``$__timeInterval(col)`` and ``$__conditionalAll(tenant IN (${tenant:singlequote}), $tenant)``.
+Dashboards use it as it is; :func:`bind` expands the macros into ClickHouse query parameters for
+the CLI and the report.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import time
+from dataclasses import dataclass, replace
+
+TENANT = "$__conditionalAll(tenant IN (${tenant:singlequote}), $tenant)"
+
+
+class QueryError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
 class NamedQuery:
     sql: str
     description: str
+    #: extra parameters the query needs (besides the time range and tenant)
     params: tuple[str, ...] = ()
 
+    @property
+    def per_tenant(self) -> bool:
+        return TENANT in self.sql
+
+    @property
+    def time_ranged(self) -> bool:
+        return "$__timeFilter(" in self.sql
+
+
+def _percentiles(state: str, name: str) -> str:
+    """p50/p95/p99 columns from a ``quantiles(0.5, 0.95, 0.99)`` state column."""
+    merged = f"quantilesMerge(0.5, 0.95, 0.99)({state})"
+    return ",\n    ".join(
+        f"round({merged}[{i}], 1) AS {name}_p{p}_ms" for i, p in ((1, 50), (2, 95), (3, 99))
+    )
+
+
+ROLLUP = "requests_minutely WHERE $__timeFilter(minute) AND " + TENANT
+FEEDBACK_BY_REQUEST = """(
+    SELECT request_id, avg(score) AS score, count() AS n
+    FROM feedback FINAL GROUP BY request_id
+)"""
 
 QUERIES: dict[str, NamedQuery] = {
     "summary": NamedQuery(
-        """
+        f"""
 SELECT
-    if(r.decision = '', concat('(', r.status, ')'), r.decision) AS decision,
-    r.model AS model,
-    r.pool AS pool,
-    count() AS requests,
-    countIf(r.status = 'blocked') AS blocked,
-    countIf(r.status = 'error') AS errors,
-    round(quantileIf(0.5)(r.latency_ms, r.status = 'ok'), 1) AS p50_ms,
-    round(quantileIf(0.95)(r.latency_ms, r.status = 'ok'), 1) AS p95_ms,
-    sum(r.prompt_tokens + r.completion_tokens) AS tokens,
-    round(sum(r.cost_usd), 6) AS cost_usd,
-    round(avg(fb.score), 3) AS mean_feedback,
-    count(fb.score) AS feedback_n
-FROM requests AS r FINAL
-LEFT JOIN (
-    SELECT request_id, avg(score) AS score FROM feedback FINAL GROUP BY request_id
-) AS fb ON fb.request_id = r.request_id
-GROUP BY decision, model, pool
-ORDER BY requests DESC, decision, model
-SETTINGS join_use_nulls = 1""",
-        "per decision, model and pool: requests, blocked, errors, latency, tokens, cost, feedback",
+    sum(requests) AS requests,
+    sum(ok) AS ok,
+    sum(blocked) AS blocked,
+    sum(errors) AS errors,
+    sum(cache_hits) AS cache_hits,
+    {_percentiles("latency_ms", "latency")},
+    {_percentiles("ttft_ms", "ttft")},
+    sum(prompt_tokens + completion_tokens) AS tokens,
+    round(sum(cost_usd), 6) AS cost_usd,
+    round(sum(baseline_cost_usd), 6) AS strongest_cost_usd,
+    round(100 * (1 - sum(cost_usd) / nullIf(sum(baseline_cost_usd), 0)), 1) AS savings_pct,
+    round(sum(energy_j), 1) AS energy_j
+FROM {ROLLUP}""",
+        "totals: requests, outcomes, latency and TTFT percentiles, tokens, cost, savings",
+    ),
+    "decisions": NamedQuery(
+        f"""
+SELECT
+    decision,
+    sum(requests) AS requests,
+    round(100 * sum(requests) / (SELECT sum(requests) FROM {ROLLUP}), 1) AS share_pct,
+    sum(explored) AS explored,
+    sum(cache_hits) AS cache_hits,
+    sum(blocked) AS blocked,
+    sum(errors) AS errors,
+    topKWeighted(3)(model, requests) AS top_models,
+    round(sum(cost_usd), 6) AS cost_usd
+FROM {ROLLUP}
+GROUP BY decision
+ORDER BY sum(requests) DESC, decision""",
+        "per decision: requests, share, exploration, cache hits, blocks, errors, top models",
+    ),
+    "models": NamedQuery(
+        f"""
+SELECT
+    model,
+    pool,
+    sum(requests) AS requests,
+    sum(errors) AS errors,
+    sum(fallbacks) AS fallbacks,
+    sum(prompt_tokens) AS prompt_tokens,
+    sum(completion_tokens) AS completion_tokens,
+    {_percentiles("latency_ms", "latency")},
+    round(sum(cost_usd), 6) AS cost_usd,
+    round(sum(gpu_cost_usd), 6) AS gpu_cost_usd,
+    round(sum(energy_j), 1) AS energy_j
+FROM {ROLLUP} AND model != ''
+GROUP BY model, pool
+ORDER BY sum(requests) DESC, model""",
+        "per model and pool: requests, errors, fallbacks, tokens, latency, token and GPU cost, "
+        "energy",
     ),
     "pools": NamedQuery(
-        """
+        f"""
 SELECT
     pool,
     endpoint,
-    count() AS requests,
+    count() AS attempts,
     countIf(status = 'error') AS errors,
-    countIf(fallback_from != '') AS fallbacks,
-    round(avg(attempts), 2) AS mean_attempts,
+    round(100 * countIf(status = 'error') / count(), 1) AS error_pct,
+    topKIf(2)(error_type, status = 'error') AS top_errors,
     round(quantileIf(0.5)(ttft_ms, status = 'ok'), 1) AS ttft_p50_ms,
     round(quantileIf(0.99)(ttft_ms, status = 'ok'), 1) AS ttft_p99_ms,
     round(quantileIf(0.5)(latency_ms, status = 'ok'), 1) AS latency_p50_ms,
-    round(quantileIf(0.99)(latency_ms, status = 'ok'), 1) AS latency_p99_ms,
-    round(sum(gpu_cost_usd), 6) AS gpu_cost_usd,
-    round(sum(energy_j), 1) AS energy_j
-FROM outcomes FINAL
+    round(quantileIf(0.99)(latency_ms, status = 'ok'), 1) AS latency_p99_ms
+FROM dispatch_attempts FINAL
+WHERE $__timeFilter(started_at) AND {TENANT}
 GROUP BY pool, endpoint
 ORDER BY pool, endpoint""",
-        "per pool and endpoint: requests, errors, fallbacks, attempts, TTFT and latency "
-        "percentiles, GPU cost and energy",
+        "per pool and endpoint: attempts, errors and their kinds, TTFT and latency percentiles",
+    ),
+    "latency": NamedQuery(
+        f"""
+SELECT
+    pool,
+    model,
+    sum(ok) AS answered,
+    {_percentiles("ttft_ms", "ttft")},
+    {_percentiles("latency_ms", "latency")}
+FROM {ROLLUP} AND pool != ''
+GROUP BY pool, model
+ORDER BY pool, model""",
+        "per pool and model: p50/p95/p99 time to first token and end to end",
+    ),
+    "cost": NamedQuery(
+        f"""
+SELECT
+    tenant,
+    decision,
+    model,
+    sum(requests) AS requests,
+    round(sum(cost_usd), 6) AS cost_usd,
+    round(sum(baseline_cost_usd), 6) AS strongest_cost_usd,
+    round(sum(baseline_cost_usd) - sum(cost_usd), 6) AS saved_usd,
+    round(100 * (1 - sum(cost_usd) / nullIf(sum(baseline_cost_usd), 0)), 1) AS savings_pct,
+    round(sum(gpu_cost_usd), 6) AS gpu_cost_usd
+FROM {ROLLUP}
+GROUP BY tenant, decision, model
+ORDER BY sum(cost_usd) DESC, tenant, decision, model""",
+        "per tenant, decision and model: token cost, what always sending to the strongest "
+        "candidate would have cost, savings, GPU cost",
+    ),
+    "safety": NamedQuery(
+        f"""
+SELECT
+    safety_action,
+    arrayJoin(if(empty(pii_entities), [''], pii_entities)) AS pii_entity,
+    arrayStringConcat(moderation_categories, ',') AS categories,
+    count() AS requests,
+    round(avg(jailbreak_score), 3) AS mean_jailbreak_score,
+    round(avg(harmful_score), 3) AS mean_harmful_score
+FROM requests FINAL
+WHERE $__timeFilter(created_at) AND {TENANT} AND safety_action != ''
+GROUP BY safety_action, pii_entity, categories
+ORDER BY requests DESC, safety_action""",
+        "safety actions (blocks, redactions), PII entities and moderation categories",
+    ),
+    "feedback": NamedQuery(
+        f"""
+SELECT
+    r.decision AS decision,
+    r.model AS model,
+    count() AS feedback,
+    round(avg(f.score), 3) AS mean_score,
+    countIf(f.score >= 0.5) AS positive,
+    countIf(f.score < 0.5) AS negative,
+    topK(3)(f.source) AS sources
+FROM feedback AS f FINAL
+INNER JOIN (SELECT request_id, tenant, decision, model FROM requests FINAL) AS r
+    ON r.request_id = f.request_id
+WHERE $__timeFilter(f.created_at) AND {TENANT.replace("(tenant", "(r.tenant")}
+GROUP BY decision, model
+ORDER BY feedback DESC, decision, model""",
+        "feedback by decision and model: count, mean score (0-1), positive and negative",
+    ),
+    "cache": NamedQuery(
+        f"""
+SELECT
+    decision,
+    sum(requests) AS requests,
+    sum(cache_hits) AS cache_hits,
+    round(100 * sum(cache_hits) / nullIf(sum(requests - blocked), 0), 1) AS hit_rate_pct,
+    round(sum(cache_saved_usd), 6) AS saved_usd
+FROM {ROLLUP}
+GROUP BY decision
+ORDER BY sum(cache_hits) DESC, decision""",
+        "semantic cache per decision: hits, hit rate, cost saved (at the strongest candidate)",
+    ),
+    "learning": NamedQuery(
+        """
+SELECT
+    decision,
+    model,
+    max(version) AS version,
+    argMax(observations, version) AS observations,
+    round(argMax(successes, version), 2) AS successes,
+    round(argMax(failures, version), 2) AS failures,
+    round(argMax(successes / nullIf(successes + failures, 0), version), 3) AS success_rate,
+    max(updated_at) AS updated_at
+FROM router_states FINAL
+WHERE $__timeFilter(updated_at)
+GROUP BY decision, model
+ORDER BY decision, success_rate DESC, model""",
+        "router-state per decision and model: latest version, evidence and success rate",
+    ),
+    "dlq": NamedQuery(
+        """
+SELECT topic, stage, error_type, count() AS messages, max(failed_at) AS last_at,
+       any(error) AS example
+FROM dead_letters FINAL
+WHERE $__timeFilter(failed_at)
+GROUP BY topic, stage, error_type
+ORDER BY messages DESC, topic, stage""",
+        "dead letters by topic, stage and reason, with an example",
+    ),
+    "traffic": NamedQuery(
+        f"""
+SELECT $__timeInterval(minute) AS time, decision, model, sum(requests) AS requests
+FROM {ROLLUP}
+GROUP BY time, decision, model
+ORDER BY time, decision, model""",
+        "requests over time by decision and model",
+    ),
+    "spend": NamedQuery(
+        f"""
+SELECT
+    $__timeInterval(minute) AS time,
+    round(sum(cost_usd), 6) AS cost_usd,
+    round(sum(baseline_cost_usd), 6) AS strongest_cost_usd,
+    round(sum(gpu_cost_usd), 6) AS gpu_cost_usd
+FROM {ROLLUP}
+GROUP BY time
+ORDER BY time""",
+        "cost over time: routed, always-strongest, GPU",
+    ),
+    "learning_trend": NamedQuery(
+        """
+SELECT
+    $__timeInterval(updated_at) AS time,
+    concat(decision, ' / ', model) AS arm,
+    round(argMax(successes / nullIf(successes + failures, 0), version), 3) AS success_rate
+FROM router_states FINAL
+WHERE $__timeFilter(updated_at)
+GROUP BY time, arm
+ORDER BY time, arm""",
+        "learner success rate per arm over time",
+    ),
+    "feedback_trend": NamedQuery(
+        """
+SELECT $__timeInterval(created_at) AS time, round(avg(score), 3) AS mean_score,
+       count() AS feedback
+FROM feedback FINAL
+WHERE $__timeFilter(created_at)
+GROUP BY time
+ORDER BY time""",
+        "mean feedback score over time",
     ),
     "totals": NamedQuery(
         """
@@ -65,41 +278,82 @@ SELECT
     (SELECT countIf(status = 'ok') FROM requests FINAL) AS ok,
     (SELECT countIf(status = 'blocked') FROM requests FINAL) AS blocked,
     (SELECT countIf(status = 'error') FROM requests FINAL) AS errors,
-    (SELECT count() FROM outcomes FINAL) AS outcomes,
+    (SELECT sum(requests) FROM requests_minutely) AS rolled_up,
+    (SELECT count() FROM dispatch_attempts FINAL) AS attempts,
     (SELECT count() FROM feedback FINAL) AS feedback,
-    (SELECT count() FROM dead_letters FINAL) AS dead_letters""",
-        "row counts of every table (deduplicated)",
-    ),
-    "safety": NamedQuery(
-        """
-SELECT safety_action,
-       arrayJoin(if(empty(pii_entities), [''], pii_entities)) AS pii_entity,
-       arrayStringConcat(moderation_categories, ',') AS categories,
-       count() AS requests, round(avg(jailbreak_score), 3) AS mean_jailbreak_score,
-       round(avg(harmful_score), 3) AS mean_harmful_score
-FROM requests FINAL
-WHERE safety_action != ''
-GROUP BY safety_action, pii_entity, categories ORDER BY requests DESC""",
-        "safety actions, PII entities and moderation categories found",
-    ),
-    "dead_letters": NamedQuery(
-        """
-SELECT topic, stage, error_type, count() AS messages, any(error) AS example
-FROM dead_letters FINAL GROUP BY topic, stage, error_type ORDER BY messages DESC""",
-        "dead letters by topic, stage and reason",
+    (SELECT count() FROM dead_letters FINAL) AS dead_letters,
+    (SELECT count() FROM pool_states FINAL) AS pool_samples,
+    (SELECT count() FROM router_states FINAL) AS router_versions""",
+        "row counts of every table, all time (deduplicated)",
     ),
     "migrations": NamedQuery(
         "SELECT version, name, applied_at FROM schema_migrations FINAL ORDER BY version",
         "schema migrations applied, in order",
-        (),
     ),
     "request": NamedQuery(
         """
 SELECT request_id, tenant, status, error_type, final_stage, domain, safety_action, decision,
-       model, pool, endpoint, attempts, latency_ms, ttft_ms, cost_usd, gpu_cost_usd, energy_j,
-       trail
+       model, pool, endpoint, attempts, latency_ms, ttft_ms, cost_usd, baseline_cost_usd,
+       gpu_cost_usd, energy_j, trail
 FROM requests FINAL WHERE request_id = {request_id:String}""",
         "one request's row, by request_id",
         ("request_id",),
     ),
 }
+
+#: Inside a query a name means the table's column, not an output alias of the same name
+#: (``sum(cost_usd) AS cost_usd`` next to ``sum(cost_usd) / sum(baseline_cost_usd)``).
+COLUMNS_FIRST = "\nSETTINGS prefer_column_name_to_alias = 1"
+QUERIES = {name: replace(q, sql=q.sql + COLUMNS_FIRST) for name, q in QUERIES.items()}
+
+_TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
+_TIME_INTERVAL = re.compile(r"\$__timeInterval\(([^)]+)\)")
+_CONDITIONAL_ALL = re.compile(r"\$__conditionalAll\((.+?), \$(\w+)\)")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``1h``, ``7d``, ``2w`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise QueryError(f"cannot read duration {text!r}: use a number and s, m, h, d or w (1h)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def bind(query: NamedQuery, params: dict[str, str]) -> tuple[str, dict[str, object]]:
+    """Expand the Grafana macros into ClickHouse parameters.
+
+    ``params``: ``since`` (a duration, default 24h), ``tenant`` (default: every tenant), and the
+    query's own ``params``.
+    """
+    missing = [p for p in query.params if not params.get(p)]
+    if missing:
+        raise QueryError(f"this query needs {', '.join('--' + p for p in missing)}")
+    tenant = params.get("tenant") or ""
+    if tenant and not query.per_tenant:
+        raise QueryError("this query is not per tenant: leave out --tenant")
+    since_s = parse_duration(params.get("since") or "24h")
+    to_ms = int(time.time() * 1000) + 60_000  # rows stamped a little ahead of this clock
+    values: dict[str, object] = {p: params[p] for p in query.params}
+    values |= {
+        "from_ms": to_ms - 60_000 - int(since_s * 1000),
+        "to_ms": to_ms,
+        "interval_s": max(60, int(since_s / 60) // 60 * 60),
+        "tenant": tenant,
+    }
+    sql = _TIME_FILTER.sub(
+        r"\1 >= fromUnixTimestamp64Milli({from_ms:Int64}) "
+        r"AND \1 <= fromUnixTimestamp64Milli({to_ms:Int64})",
+        query.sql,
+    )
+    sql = _TIME_INTERVAL.sub(
+        r"toStartOfInterval(toDateTime(\1), INTERVAL {interval_s:UInt32} SECOND)", sql
+    )
+
+    def conditional(match: re.Match[str]) -> str:
+        if not tenant:
+            return "1 = 1"
+        return match.group(1).replace("${tenant:singlequote}", "{tenant:String}")
+
+    return _CONDITIONAL_ALL.sub(conditional, sql), values

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.envelope import DeadLetter, Envelope, Feedback, Outcome
+from pipeline.envelope import DeadLetter, Envelope, Feedback, PoolState, RouterState
 
 
 def ts(seconds: float) -> datetime:
@@ -53,6 +53,8 @@ REQUEST_COLUMNS = [
     "gpu_cost_usd",
     "energy_j",
     "fallback_from",
+    "baseline_model",
+    "baseline_cost_usd",
     "trail",
     "envelope",
 ]
@@ -109,53 +111,111 @@ def request_row(env: Envelope) -> list[Any]:
         out.gpu_cost_usd if out else 0.0,
         out.energy_j if out else 0.0,
         (out.fallback_from or "") if out else "",
+        (out.baseline_model or "") if out else "",
+        out.baseline_cost_usd if out else 0.0,
         json.dumps([s.model_dump() for s in env.trail]),
         env.model_copy(update={"trail": []}).model_dump_json(exclude={"signals": {"embedding"}}),
     ]
 
 
-OUTCOME_COLUMNS = [
+ATTEMPT_COLUMNS = [
     "request_id",
+    "attempt",
+    "tenant",
     "decision",
     "model",
     "pool",
     "endpoint",
     "status",
     "error_type",
-    "attempts",
+    "started_at",
     "latency_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
     "ttft_ms",
-    "gpu_cost_usd",
-    "energy_j",
-    "fallback_from",
-    "dispatched_at",
-    "completed_at",
 ]
 
 
-def outcome_row(o: Outcome) -> list[Any]:
+def attempt_rows(env: Envelope) -> list[list[Any]]:
+    """One row per endpoint call made for a finished request (none for a cache hit)."""
+    o = env.outcome
+    if o is None:
+        return []
+    tenant = env.request.tenant
     return [
-        o.request_id,
-        o.decision,
-        o.model,
-        o.pool,
-        o.endpoint,
-        o.status,
-        o.error_type or "",
-        o.attempts,
-        o.latency_ms,
-        o.prompt_tokens,
-        o.completion_tokens,
-        o.cost_usd,
-        o.ttft_ms or 0.0,
-        o.gpu_cost_usd,
-        o.energy_j,
-        o.fallback_from or "",
-        ts(o.dispatched_at),
-        ts(o.completed_at),
+        [
+            o.request_id,
+            number,
+            tenant,
+            o.decision,
+            a.model,
+            a.pool,
+            a.endpoint,
+            a.status,
+            a.error_type or "",
+            ts(a.started_at),
+            a.latency_ms,
+            a.ttft_ms or 0.0,
+        ]
+        for number, a in enumerate(o.attempt_log, 1)
+    ]
+
+
+POOL_STATE_COLUMNS = [
+    "pool",
+    "endpoint",
+    "instance",
+    "sampled_at",
+    "requests",
+    "errors",
+    "error_rate",
+    "in_flight",
+    "capacity",
+    "queue_estimate",
+    "ttft_ms_ewma",
+    "latency_ms_ewma",
+    "kv_usage",
+    "circuit",
+]
+
+
+def pool_state_row(p: PoolState) -> list[Any]:
+    return [
+        p.pool,
+        p.endpoint,
+        p.instance,
+        ts(p.updated_at),
+        p.requests,
+        p.errors,
+        p.error_rate,
+        p.in_flight,
+        p.capacity or 0,
+        p.queue_estimate,
+        p.ttft_ms_ewma or 0.0,
+        p.latency_ms_ewma,
+        p.kv_usage or 0.0,
+        p.circuit,
+    ]
+
+
+ROUTER_STATE_COLUMNS = [
+    "decision",
+    "model",
+    "version",
+    "successes",
+    "failures",
+    "observations",
+    "updated_at",
+]
+
+
+def router_state_row(r: RouterState) -> list[Any]:
+    return [
+        r.decision,
+        r.model,
+        r.version,
+        r.successes,
+        r.failures,
+        r.observations,
+        ts(r.updated_at),
     ]
 
 

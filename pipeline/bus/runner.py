@@ -2,13 +2,17 @@
 
 Checkpoint order for one batch, the only place it is written down:
 
-1. consume up to ``batch_max`` records (waiting at most ``batch_wait_ms``);
+1. consume up to ``batch_max`` records (waiting at most ``batch_wait_ms``); a stage that sets
+   :meth:`Stage.batch_limits` with a linger (the analytics sink) keeps consuming until it has
+   that many records or the linger since the first record passed;
 2. decode and validate each record; a record that is too large, not JSON, not the topic's schema,
    or missing a section the stage needs becomes a dead letter on ``wrp.dlq`` (and an error reply on
    its ``reply_to`` when the request id can be read);
 3. call the stage's ``process`` with the valid records; a record the stage rejects becomes a dead
-   letter the same way; an exception from ``process`` fails the whole batch: nothing is produced,
-   the consumer seeks back to the batch's first offsets and retries after a backoff;
+   letter the same way; an exception from ``process`` (ClickHouse down, say) fails the whole
+   batch: nothing is produced, the runner pauses its partitions, keeps the batch and retries it
+   with backoff (0.1 s doubling to 10 s) until it succeeds, the stage is told to stop (the batch
+   is then replayed after restart) or its partitions move to another member (which replays them);
 4. produce every output (in input order, keyed, so per-key order holds) and await every
    acknowledgement;
 5. commit the offsets after the batch.
@@ -109,6 +113,12 @@ class Stage(ABC):
 
     #: 0: whole batches at a time; N > 0: up to N records in flight, each on its own.
     concurrency: ClassVar[int] = 0
+
+    def batch_limits(self) -> tuple[int, int]:
+        """(records per batch, linger in ms): with a linger > 0 the runner keeps consuming
+        until the batch is full or the linger since its first record passed; 0 takes what one
+        fetch returns (lowest latency)."""
+        return self.settings.batch_max, 0
 
     def accepting(self) -> bool:
         """False pauses consumption until it turns True again (concurrent stages)."""
@@ -264,29 +274,87 @@ class StageRunner:
         if self.stage.concurrency:
             await self._consume_concurrently()
             return
-        backoff = 0.1
         while not self._stopping.is_set():
-            records = await self._consumer.getmany(
-                timeout_ms=self.settings.batch_wait_ms, max_records=self.settings.batch_max
+            batch = await self._collect()
+            if batch:
+                await self._run_until_done(batch)
+
+    async def _collect(self) -> list:
+        """One batch: what one fetch returns, or, with a linger, up to the size limit."""
+        consumer = self._consumer
+        assert consumer is not None
+        max_records, linger_ms = self.stage.batch_limits()
+        batch: list = []
+        deadline: float | None = None
+        while not self._stopping.is_set() and len(batch) < max_records:
+            wait_ms = self.settings.batch_wait_ms
+            if deadline is not None:
+                wait_ms = int((deadline - time.monotonic()) * 1000)
+                if wait_ms <= 0:
+                    break
+            records = await consumer.getmany(
+                timeout_ms=wait_ms, max_records=max_records - len(batch)
             )
-            batch = [r for part in records.values() for r in part]
-            if not batch:
-                continue
+            for part in records.values():
+                batch.extend(part)
+            if records:
+                self._update_lag(records)
+            if batch and linger_ms <= 0:
+                break
+            if batch and deadline is None:
+                deadline = time.monotonic() + linger_ms / 1000
+        return batch
+
+    async def _run_until_done(self, batch: list) -> None:
+        """Process, produce and commit ``batch``; on failure pause, back off and retry."""
+        consumer = self._consumer
+        assert consumer is not None
+        backoff, paused = 0.1, False
+        while True:
             started = time.perf_counter()
             try:
                 await self._run_batch(batch)
+                break
             except Exception:
                 self.metrics.failed.inc()
-                log.exception("stage %s: batch failed, retrying in %.1fs", self.stage.name, backoff)
-                for tp, part in records.items():
-                    self._consumer.seek(tp, part[0].offset)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
-            self.metrics.processed.inc(len(batch))
-            self._update_lag(records)
+                log.exception(
+                    "stage %s: batch of %d failed; consumption paused, retrying in %.1fs",
+                    self.stage.name,
+                    len(batch),
+                    backoff,
+                )
+                if not paused:
+                    paused = True
+                    self.metrics.pauses.inc()
+                    self.metrics.paused.set(1)
+                if not await self._wait_paused(backoff):
+                    return  # stopping: not committed, replayed after restart
+                assigned = consumer.assignment()
+                batch = [r for r in batch if TopicPartition(r.topic, r.partition) in assigned]
+                if not batch:
+                    break  # the partitions moved; their new owner replays them
+                backoff = min(backoff * 2, 10.0)
+        if paused:
+            consumer.resume(*consumer.assignment())
+            self.metrics.paused.set(0)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.processed.inc(len(batch))
+
+    async def _wait_paused(self, seconds: float) -> bool:
+        """Wait with every partition paused, still polling so the group keeps this member;
+        False when the stage is told to stop meanwhile."""
+        consumer = self._consumer
+        assert consumer is not None
+        until = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            consumer.pause(*consumer.assignment())
+            left = until - time.monotonic()
+            if left <= 0:
+                return True
+            fetched = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            for tp, part in fetched.items():  # newly assigned while paused: fetch again later
+                consumer.seek(tp, part[0].offset)
+        return False
 
     async def _consume_concurrently(self) -> None:
         consumer = self._consumer

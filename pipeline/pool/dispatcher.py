@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from pipeline.envelope import Attempt
 from pipeline.policy import Pool
 from pipeline.pool.client import ChatReply, PoolHTTPError, stream_chat
 from pipeline.pool.endpoints import PoolEndpoints
@@ -36,6 +37,7 @@ class PoolCall:
     error: str | None = None
     gpu_cost_usd: float = 0.0
     energy_j: float = 0.0
+    log: tuple[Attempt, ...] = ()
 
 
 def footprint(pool: Pool, latency_s: float, batch: float) -> tuple[float, float]:
@@ -98,6 +100,22 @@ class Dispatcher:
         endpoints = self.pools[pool.name]
         started = time.perf_counter()
         tried: list[str] = []
+        log: list[Attempt] = []
+
+        def record(endpoint: str, started_at: float, error_type: str | None, ttft: float | None):
+            log.append(
+                Attempt(
+                    model=str(body.get("model", "")),
+                    pool=pool.name,
+                    endpoint=endpoint,
+                    status="error" if error_type else "ok",
+                    error_type=error_type,
+                    started_at=started_at,
+                    latency_ms=round((time.time() - started_at) * 1000, 3),
+                    ttft_ms=None if ttft is None else round(ttft, 3),
+                )
+            )
+
         error = PoolHTTPError("pool_unavailable", f"pool {pool.name} was not called", True)
         for attempt in range(1, pool.retries + 2):
             budget = pool.timeout_s
@@ -115,10 +133,12 @@ class Dispatcher:
                 break
             tried.append(placement.endpoint)
             attempt_started = time.perf_counter()
+            attempt_at = time.time()
             try:
                 reply = await self._attempt(endpoints, placement, body, budget)
             except PoolHTTPError as exc:
                 error = exc
+                record(placement.endpoint, attempt_at, exc.error_type, None)
                 await endpoints.release(placement.endpoint, ok=False)
                 if not exc.retryable or attempt > pool.retries:
                     break
@@ -131,6 +151,7 @@ class Dispatcher:
                 placement.endpoint, ok=True, ttft_ms=reply.ttft_ms, latency_ms=reply.latency_ms
             )
             cost, energy = footprint(pool, (time.perf_counter() - attempt_started), batch)
+            record(placement.endpoint, attempt_at, None, reply.ttft_ms)
             return PoolCall(
                 placement.endpoint,
                 attempt,
@@ -139,6 +160,7 @@ class Dispatcher:
                 ttft_ms=round(reply.ttft_ms, 3),
                 gpu_cost_usd=cost,
                 energy_j=energy,
+                log=tuple(log),
             )
         return PoolCall(
             tried[-1] if tried else "",
@@ -147,4 +169,5 @@ class Dispatcher:
             None,
             error_type=error.error_type,
             error=str(error),
+            log=tuple(log),
         )

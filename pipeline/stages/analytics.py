@@ -1,4 +1,14 @@
-"""analytics stage: responses, outcomes, feedback and dead letters -> ClickHouse, idempotently.
+"""analytics stage: the ClickHouse sink for responses, feedback, dead letters, pool-state samples
+and router-state versions.
+
+Each flush (``WRP_SINK_BATCH_ROWS`` records or ``WRP_SINK_FLUSH_MS``, whichever first) inserts
+one block per table with an ``insert_deduplication_token`` derived from the records' offsets, and
+the runner commits the offsets only after ClickHouse acknowledged every block. While ClickHouse is
+down the runner keeps the batch, pauses consumption and retries with backoff, so memory stays
+bounded by one batch and nothing is lost. A replay (a crash between insert and commit, or a
+rebalance) never counts twice: an identical block is dropped by ClickHouse, raw tables are
+ReplacingMergeTree read with FINAL, and requests already stored are skipped before insert so the
+minutely rollups (fed by a materialized view) see each request once.
 
 On the embedded stack this process owns the chdb directory, so it also serves the named
 queries on its health port: ``GET /queries/{name}``.
@@ -6,30 +16,43 @@ queries on its health port: ``GET /queries/{name}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import FastAPI, HTTPException, Request
 
 from pipeline.analytics import rows
 from pipeline.analytics.store import AnalyticsStore, QueryError, batch_token
-from pipeline.bus.catalog import DLQ, FEEDBACK, OUTCOMES, RESPONSES
+from pipeline.bus.catalog import DLQ, FEEDBACK, POOL_STATE, RESPONSES, ROUTER_STATE
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
+from pipeline.envelope import Envelope
 
-TABLE_OF_TOPIC = {
-    RESPONSES: ("requests", rows.REQUEST_COLUMNS, rows.request_row),
-    OUTCOMES: ("outcomes", rows.OUTCOME_COLUMNS, rows.outcome_row),
-    FEEDBACK: ("feedback", rows.FEEDBACK_COLUMNS, rows.feedback_row),
-    DLQ: ("dead_letters", rows.DEAD_LETTER_COLUMNS, rows.dead_letter_row),
+#: topic -> (table, columns, rows of one message)
+SINKS: dict[str, tuple[str, list[str], Callable[[Any], list[list[Any]]]]] = {
+    RESPONSES: ("requests", rows.REQUEST_COLUMNS, lambda env: [rows.request_row(env)]),
+    FEEDBACK: ("feedback", rows.FEEDBACK_COLUMNS, lambda f: [rows.feedback_row(f)]),
+    DLQ: ("dead_letters", rows.DEAD_LETTER_COLUMNS, lambda d: [rows.dead_letter_row(d)]),
+    POOL_STATE: ("pool_states", rows.POOL_STATE_COLUMNS, lambda p: [rows.pool_state_row(p)]),
+    ROUTER_STATE: (
+        "router_states",
+        rows.ROUTER_STATE_COLUMNS,
+        lambda r: [rows.router_state_row(r)],
+    ),
 }
 
 
 class AnalyticsStage(Stage):
     name = "analytics"
-    topics = (RESPONSES, OUTCOMES, FEEDBACK, DLQ)
+    topics = tuple(SINKS)
 
     store: AnalyticsStore
 
+    def batch_limits(self) -> tuple[int, int]:
+        return self.settings.sink_batch_rows, self.settings.sink_flush_ms
+
     async def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = AnalyticsStore(self.settings.clickhouse_dsn)
+        self.store = AnalyticsStore.from_settings(self.settings)
 
     async def stop(self) -> None:
         self.store.close()
@@ -42,16 +65,44 @@ class AnalyticsStage(Stage):
             try:
                 return await self.store.run(self.store.query, name, dict(request.query_params))
             except QueryError as exc:
-                raise HTTPException(404, str(exc)) from None
+                raise HTTPException(400, str(exc)) from None
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
-        for topic, (table, columns, to_row) in TABLE_OF_TOPIC.items():
-            items = [item for item in batch if item.topic == topic]
-            if not items:
-                continue
-            keys = [f"{i.topic}/{i.partition}/{i.offset}" for i in items]
-            table_rows = [to_row(item.message) for item in items]
-            await self.store.run(
-                self.store.insert, table, columns, table_rows, batch_token(table, keys)
-            )
+        """Insert every table's block; ``requests`` last, as the only one whose replay is
+        filtered (by request id), so a batch that failed half way is completed on retry."""
+        responses = [i for i in batch if i.topic == RESPONSES]
+        for topic, (table, columns, to_rows) in SINKS.items():
+            if topic != RESPONSES:
+                items = [i for i in batch if i.topic == topic]
+                await self.insert(table, columns, items, to_rows)
+        await self.insert("dispatch_attempts", rows.ATTEMPT_COLUMNS, responses, rows.attempt_rows)
+        stored = await self.store.run(
+            self.store.stored_request_ids, [i.message.request.request_id for i in responses]
+        )
+        table, columns, to_rows = SINKS[RESPONSES]
+        await self.insert(table, columns, new_requests(responses, stored), to_rows)
         return []
+
+    async def insert(
+        self,
+        table: str,
+        columns: list[str],
+        items: list[Inbound],
+        to_rows: Callable[[Any], list[list[Any]]],
+    ) -> None:
+        if not items:
+            return
+        token = batch_token(table, [f"{i.topic}/{i.partition}/{i.offset}" for i in items])
+        table_rows = [row for item in items for row in to_rows(item.message)]
+        await self.store.run(self.store.insert, table, columns, table_rows, token)
+
+
+def new_requests(items: list[Inbound], stored: set[str]) -> list[Inbound]:
+    """The responses to insert: the last one per request id, none for requests already stored
+    (a replay after a crash, or a stage that answered twice)."""
+    latest: dict[str, Inbound] = {}
+    for item in items:
+        envelope: Envelope = item.message
+        if envelope.request.request_id not in stored:
+            latest[envelope.request.request_id] = item
+    return list(latest.values())

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from pipeline.bus.catalog import CACHE, OUTCOMES, POOL_STATE, ROUTED
 from pipeline.bus.codec import encode
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage, error_reply
-from pipeline.envelope import Envelope, ErrorInfo, Outcome, Result, now
+from pipeline.envelope import Attempt, Envelope, ErrorInfo, Outcome, Result, now
 from pipeline.policy import CascadeConfig, Policy
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
@@ -156,6 +156,7 @@ class DispatchStage(Stage):
         escalated: list[str] = []
         cost = gpu_cost = energy = 0.0
         attempts = 0
+        attempt_log: list[Attempt] = []
         fallback_from = None
         rungs = [decision.model, *decision.ladder]
         for rung, name in enumerate(rungs):
@@ -169,9 +170,11 @@ class DispatchStage(Stage):
                 and not escalated
             ):
                 attempts += call.attempts
+                attempt_log.extend(call.log)
                 fallback_from, model = name, fallback
                 call = await self.call_model(policy, env, model, shape)
             attempts += call.attempts
+            attempt_log.extend(call.log)
             usage = (call.response or {}).get("usage") or {}
             prompt_tokens = int(usage.get("prompt_tokens", signals.prompt_tokens))
             completion_tokens = int(usage.get("completion_tokens", 0))
@@ -186,6 +189,7 @@ class DispatchStage(Stage):
         completed_at = now()
         deadline = env.request.deadline
         card = policy.model(model)
+        baseline = policy.strongest(decision.candidates, signals.domain)
         outcome = Outcome(
             request_id=env.request.request_id,
             decision=decision.decision,
@@ -207,6 +211,11 @@ class DispatchStage(Stage):
             explored=decision.explored,
             escalated_from=escalated,
             fallback_from=fallback_from,
+            attempt_log=attempt_log,
+            baseline_model=baseline.name if baseline else None,
+            baseline_cost_usd=round(baseline.price.cost(prompt_tokens, completion_tokens), 8)
+            if baseline and call.response is not None
+            else 0.0,
             slo_missed=deadline is not None and completed_at > deadline,
             prior=decision.prior,
             context=decision.context,

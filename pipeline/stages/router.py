@@ -135,7 +135,10 @@ class RouterStage(Stage):
         self, env: Envelope, decision_name: str, answer: CachedAnswer, started: float
     ) -> list[Outbound]:
         """Reply with a cached answer and record it as a free, served outcome."""
-        card = self.watcher.policy.model(answer.model) if answer.model else None
+        policy = self.watcher.policy
+        card = policy.model(answer.model) if answer.model else None
+        spec = policy.router.find(decision_name)
+        baseline = policy.strongest(spec.models if spec else [], env.signals and env.signals.domain)
         decision = Decision(
             decision=decision_name,
             candidates=[answer.model],
@@ -147,6 +150,8 @@ class RouterStage(Stage):
         )
         finished = now()
         usage = answer.response.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens", 0))
+        completion_tokens = int(usage.get("completion_tokens", 0))
         outcome = Outcome(
             request_id=env.request.request_id,
             decision=decision_name,
@@ -156,9 +161,13 @@ class RouterStage(Stage):
             status="ok",
             attempts=0,
             latency_ms=round((finished - started) * 1000, 3),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             cost_usd=0.0,
+            baseline_model=baseline.name if baseline else None,
+            baseline_cost_usd=round(baseline.price.cost(prompt_tokens, completion_tokens), 8)
+            if baseline
+            else 0.0,
             dispatched_at=started,
             completed_at=finished,
             cache_hit=True,

@@ -119,19 +119,26 @@ def test_a_full_pool_pauses_consumption_and_every_request_is_still_answered(stac
     assert pauses() > before  # one slot, five requests: dispatch paused its partitions
 
 
-def test_the_pools_query_reports_failures_fallbacks_and_gpu_use(stack):
+def rows_of(stack, name: str) -> list[dict]:
+    result = query_analytics(stack.settings, name, {"since": "1h"})
+    return [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+
+
+def test_the_analytics_report_failed_attempts_fallbacks_and_gpu_use(stack):
     # the earlier tests failed on err500 and fell back from it to wrp-small-8b
     serve(stack, request("hi", model="wrp-small-8b"))
 
-    def pools() -> list[dict] | None:
-        result = query_analytics(stack.settings, "pools", {})
-        rows = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+    def models() -> list[dict] | None:
+        rows = rows_of(stack, "models")
         fallbacks = sum(r["fallbacks"] for r in rows if r["pool"] == "small")
-        return rows if "err500" in {r["pool"] for r in rows} and fallbacks >= 1 else None
+        return rows if fallbacks >= 1 else None
 
-    rows = eventually(pools, what="pools rows with the fallback")
-    failing = [r for r in rows if r["pool"] == "err500"]
-    assert sum(r["errors"] for r in failing) >= 1 and all(r["mean_attempts"] >= 1 for r in failing)
+    rows = eventually(models, what="the fallback in analytics")
     small = [r for r in rows if r["pool"] == "small"]
     assert all(r["gpu_cost_usd"] > 0 and r["energy_j"] > 0 for r in small)
-    assert all(r["ttft_p50_ms"] <= r["latency_p50_ms"] for r in small)
+    attempts = rows_of(stack, "pools")
+    failing = [r for r in attempts if r["pool"] == "err500"]
+    assert failing and all(r["errors"] == r["attempts"] for r in failing)
+    assert all("pool_error" in r["top_errors"] for r in failing)
+    served = [r for r in attempts if r["pool"] == "small"]
+    assert all(r["ttft_p50_ms"] <= r["latency_p50_ms"] for r in served)

@@ -1,8 +1,17 @@
 """Test data shared by unit tests."""
 
+import time
 from typing import Any
 
-from pipeline.envelope import Signals
+from pipeline.envelope import (
+    Attempt,
+    Decision,
+    Envelope,
+    Outcome,
+    RequestSection,
+    Result,
+    Signals,
+)
 
 
 def make_signals(**overrides: Any) -> Signals:
@@ -31,3 +40,84 @@ def make_signals(**overrides: Any) -> Signals:
         "encoder": "test",
     }
     return Signals(**{**fields, **overrides})
+
+
+def make_served(
+    request_id: str,
+    *,
+    tenant: str = "acme",
+    decision: str = "code",
+    model: str = "big",
+    pool: str = "gpu",
+    cost: float = 0.001,
+    baseline: float = 0.004,
+    latency_ms: float = 100.0,
+    cache_hit: bool = False,
+    failed_attempts: int = 0,
+    at: float | None = None,
+) -> Envelope:
+    """The final envelope of a served request, with its outcome and endpoint attempts."""
+    at = time.time() if at is None else at
+    attempts = [
+        Attempt(
+            model=model,
+            pool=pool,
+            endpoint=f"e{i}",
+            status="error",
+            error_type="pool_error",
+            started_at=at,
+            latency_ms=5.0,
+        )
+        for i in range(failed_attempts)
+    ]
+    if not cache_hit:
+        attempts.append(
+            Attempt(
+                model=model,
+                pool=pool,
+                endpoint="e-ok",
+                status="ok",
+                started_at=at,
+                latency_ms=latency_ms,
+                ttft_ms=latency_ms / 4,
+            )
+        )
+    outcome = Outcome(
+        request_id=request_id,
+        decision=decision,
+        model=model,
+        pool=pool,
+        endpoint="cache" if cache_hit else "e-ok",
+        status="ok",
+        attempts=len(attempts),
+        latency_ms=latency_ms,
+        ttft_ms=None if cache_hit else latency_ms / 4,
+        prompt_tokens=100,
+        completion_tokens=50,
+        cost_usd=0.0 if cache_hit else cost,
+        dispatched_at=at,
+        completed_at=at + latency_ms / 1000,
+        cache_hit=cache_hit,
+        attempt_log=attempts,
+        baseline_model="strong",
+        baseline_cost_usd=baseline,
+    )
+    return Envelope(
+        request=RequestSection(request_id=request_id, tenant=tenant, created_at=at),
+        signals=make_signals(),
+        decision=Decision(
+            decision=decision,
+            candidates=[model, "strong"],
+            model=model,
+            pool=pool,
+            strategy="cache" if cache_hit else "static",
+            cache_hit=cache_hit,
+        ),
+        result=Result(
+            status="ok",
+            response={"choices": []},
+            stage="dispatch",
+            completed_at=at + latency_ms / 1000,
+        ),
+        outcome=outcome,
+    )

@@ -2,34 +2,59 @@
 
 import clickhouse_connect
 
-from pipeline.analytics.migrations import MIGRATIONS, applied_versions, migrate
+from pipeline.analytics.migrations import MIGRATIONS, Rebuild, applied_versions, migrate
 
 
 def columns(client, table: str) -> set[str]:
     return {row[0] for row in client.query(f"DESCRIBE TABLE {table}").result_rows}
 
 
+def sorting_key(client, table: str) -> str:
+    return client.query(
+        f"SELECT sorting_key FROM system.tables WHERE database = currentDatabase() "
+        f"AND name = '{table}'"
+    ).result_rows[0][0]
+
+
+def run(client, migration) -> None:
+    for statement in migration.statements:
+        if isinstance(statement, Rebuild):
+            statement.apply(client)
+        else:
+            client.command(statement)
+
+
 def test_migrations_apply_once_in_order_and_upgrade_an_older_schema(tmp_path):
     client = clickhouse_connect.get_client(dsn=f"chdb:///{tmp_path / 'analytics'}")
     try:
-        # a store created before the pool columns existed: version 1 only
+        # a store from before the pool columns existed, holding one request: version 1 only
         first = MIGRATIONS[0]
         applied_versions(client)
-        for statement in first.statements:
-            client.command(statement)
+        run(client, first)
         client.command(f"INSERT INTO schema_migrations (version, name) VALUES (1, '{first.name}')")
-        assert "ttft_ms" not in columns(client, "outcomes")
+        client.command(
+            "INSERT INTO requests (request_id, tenant, created_at, status, decision, model) "
+            "VALUES ('r1', 'acme', now64(3), 'ok', 'code', 'big')"
+        )
+        assert "ttft_ms" not in columns(client, "requests")
+        assert sorting_key(client, "requests") == "request_id"
 
         applied = migrate(client)
         assert [m.version for m in applied] == [m.version for m in MIGRATIONS[1:]]
-        assert {"ttft_ms", "gpu_cost_usd", "energy_j", "fallback_from"} <= columns(
-            client, "requests"
-        ) & columns(client, "outcomes")
+        assert {"ttft_ms", "gpu_cost_usd", "baseline_cost_usd"} <= columns(client, "requests")
+        # the rebuild moved the row into the tenant-first layout
+        assert sorting_key(client, "requests") == "tenant, toDate(created_at), request_id"
+        rows = client.query("SELECT request_id, tenant, model FROM requests").result_rows
+        assert rows == [("r1", "acme", "big")]
+        tables = {r[0] for r in client.query("SHOW TABLES").result_rows}
+        assert {"dispatch_attempts", "pool_states", "router_states", "requests_minutely"} <= tables
+        assert "outcomes" not in tables and "requests__rebuild" not in tables
+
         assert migrate(client) == []  # idempotent: nothing left to apply
         assert applied_versions(client) == {m.version for m in MIGRATIONS}
-        # every statement may run twice (a migration interrupted half way is applied again)
-        for migration in MIGRATIONS:
-            for statement in migration.statements:
-                client.command(statement)
+        # every step may run twice (a migration interrupted half way is applied again)
+        for migration in MIGRATIONS[2:]:
+            run(client, migration)
+        assert client.query("SELECT count() FROM requests").result_rows == [(1,)]
     finally:
         client.close()

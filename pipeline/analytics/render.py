@@ -1,7 +1,10 @@
-"""Render a query result as a fixed-width text table."""
+"""Render a query result for a terminal or a pipe: a fixed-width table, JSON or CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from typing import Any
 
 
@@ -38,3 +41,22 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return text == "-"
     return True
+
+
+def render_csv(result: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(result["columns"])
+    writer.writerows(result["rows"])
+    return out.getvalue().rstrip("\n")
+
+
+def render_json(result: dict[str, Any]) -> str:
+    """One object per row, keyed by column."""
+    records = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+    return json.dumps(records, default=str, indent=1)
+
+
+def render(result: dict[str, Any], fmt: str) -> str:
+    """A query result as ``table``, ``json`` or ``csv``."""
+    return {"table": render_table, "json": render_json, "csv": render_csv}[fmt](result)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench schemas clean
+.PHONY: install browser demo test lint format bench schemas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/wrp demo
 
-test: $(STAMP)
+# the report test opens `wrp report` in headless Chromium (Debian's package)
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null \
+		|| (apt-get update -q && apt-get install -y -q chromium >/dev/null)
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -36,6 +41,7 @@ bench: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/wrp topics schemas
+	$(BIN)/wrp dashboards
 
 clean:
 	rm -rf .wrp build *.egg-info

@@ -325,6 +325,34 @@ def cmd_analytics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    from pipeline.analytics.dashboards import DASHBOARDS_DIR, write_dashboards
+
+    written = write_dashboards()
+    print(f"wrote {len(written)} files to {DASHBOARDS_DIR} (Grafana JSON and their SQL)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.analytics.access import AnalyticsUnavailable, query_analytics
+    from pipeline.analytics.queries import QueryError
+    from pipeline.analytics.report import build_report
+
+    settings = _settings(args)
+    try:
+        html = build_report(
+            lambda name, params: query_analytics(settings, name, params),
+            since=args.since,
+            tenant=args.tenant or "",
+        )
+    except (QueryError, AnalyticsUnavailable) as exc:
+        print(f"wrp report: {exc}", file=sys.stderr)
+        return 2
+    args.out.write_text(html, encoding="utf-8")
+    print(f"wrote {args.out} ({len(html) / 1024:.0f} KiB); open it in any browser, offline")
+    return 0
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     """Print a policy file's errors, then its warnings, as ``path:line: severity: message``;
     2 when there is an error, else an ok line and 0."""
@@ -574,6 +602,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", default="24h", help="time range back from now: 15m, 1h, 7d")
     p.add_argument("--tenant", help="one tenant (default: all)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    command(
+        "dashboards",
+        cmd_dashboards,
+        "write the Grafana dashboards and their SQL to dashboards/ from the named queries",
+    )
+    p = command("report", cmd_report, "write a self-contained HTML report of the analytics")
+    p.add_argument("--out", type=Path, default=Path("report.html"))
+    p.add_argument("--since", default="24h", help="time range back from now: 15m, 1h, 7d")
+    p.add_argument("--tenant", help="one tenant (default: all)")
     p = command(
         "policy",
         cmd_policy,

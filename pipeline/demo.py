@@ -18,6 +18,7 @@ import httpx
 
 from pipeline.analytics.access import query_analytics
 from pipeline.analytics.render import render_table
+from pipeline.analytics.report import build_report
 from pipeline.bus.catalog import POOL_STATE, REQUESTS, ROUTER_STATE
 from pipeline.bus.table import CompactedTable
 from pipeline.client import load_workload, replay, send_feedback, start_producer
@@ -145,6 +146,12 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         for name in ("summary", "decisions", "models", "pools", "cost", "safety", "dlq"):
             print(f"\n-- {name}")
             print(render_table(query_analytics(settings, name, {})))
+        report = settings.state_dir / "report.html"
+        report.write_text(
+            build_report(lambda name, params: query_analytics(settings, name, params)),
+            encoding="utf-8",
+        )
+        print(f"\nHTML report (charts, offline): {report.resolve()}")
         ok = len(answers) == len(requests)
     finally:
         step("stopping (every stage drains and commits)")

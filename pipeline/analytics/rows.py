@@ -99,8 +99,8 @@ def request_row(env: Envelope) -> list[Any]:
         dec.explored if dec else False,
         dec.cache_hit if dec else False,
         dec.policy_version if dec else "",
-        dec.model if dec else "",
-        dec.pool if dec else "",
+        out.model if out else (dec.model if dec else ""),  # the model that served, fallback
+        out.pool if out else (dec.pool if dec else ""),  # included (fallback_from: the routed)
         out.endpoint if out else "",
         out.attempts if out else 0,
         max(0.0, (completed - req.created_at) * 1000),

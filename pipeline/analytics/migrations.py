@@ -306,7 +306,8 @@ class Rebuild:
             return
         common = [c for c in new[1] if c in old[1]]
         rows = client.query(f"SELECT count() FROM {self.table}").result_rows[0][0]
-        log.info("migrating %s: copying %d rows to the new layout", self.table, rows)
+        if rows:
+            log.info("migrating %s: copying %d rows to the new layout", self.table, rows)
         columns = ", ".join(common)
         client.command(f"INSERT INTO {staging} ({columns}) SELECT {columns} FROM {self.table}")
         client.command(f"EXCHANGE TABLES {self.table} AND {staging}")

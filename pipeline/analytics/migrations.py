@@ -173,6 +173,33 @@ TTL toDateTime(created_at) + INTERVAL 90 DAY
 {DEDUP}"""
 
 
+#: The minutely rollup of ``requests`` (the materialized view and the backfill share it).
+ROLLUP_SELECT = """
+SELECT
+    toStartOfMinute(r.created_at) AS minute,
+    tenant,
+    if(r.decision = '', concat('(', r.status, ')'), r.decision) AS decision,
+    model,
+    pool,
+    count() AS requests,
+    countIf(r.status = 'ok') AS ok,
+    countIf(r.status = 'blocked') AS blocked,
+    countIf(r.status = 'error') AS errors,
+    countIf(r.cache_hit) AS cache_hits,
+    countIf(r.explored) AS explored,
+    countIf(r.fallback_from != '') AS fallbacks,
+    sum(r.prompt_tokens) AS prompt_tokens,
+    sum(r.completion_tokens) AS completion_tokens,
+    sum(r.cost_usd) AS cost_usd,
+    sum(r.baseline_cost_usd) AS baseline_cost_usd,
+    sumIf(r.baseline_cost_usd, r.cache_hit) AS cache_saved_usd,
+    sum(r.gpu_cost_usd) AS gpu_cost_usd,
+    sum(r.energy_j) AS energy_j,
+    quantilesStateIf(0.5, 0.95, 0.99)(r.latency_ms, r.status = 'ok') AS latency_ms,
+    quantilesStateIf(0.5, 0.95, 0.99)(r.ttft_ms, r.status = 'ok' AND NOT r.cache_hit) AS ttft_ms
+FROM requests AS r
+GROUP BY minute, tenant, decision, model, pool"""
+
 V3_TABLES: dict[str, str] = {
     "dispatch_attempts": f"""
 CREATE TABLE IF NOT EXISTS dispatch_attempts (
@@ -255,32 +282,9 @@ PARTITION BY toYYYYMM(minute)
 ORDER BY (minute, tenant, decision, model, pool)
 TTL minute + INTERVAL 400 DAY
 {DEDUP}""",
-    "requests_minutely_mv": """
+    "requests_minutely_mv": f"""
 CREATE MATERIALIZED VIEW IF NOT EXISTS requests_minutely_mv TO requests_minutely AS
-SELECT
-    toStartOfMinute(r.created_at) AS minute,
-    tenant,
-    if(r.decision = '', concat('(', r.status, ')'), r.decision) AS decision,
-    model,
-    pool,
-    count() AS requests,
-    countIf(r.status = 'ok') AS ok,
-    countIf(r.status = 'blocked') AS blocked,
-    countIf(r.status = 'error') AS errors,
-    countIf(r.cache_hit) AS cache_hits,
-    countIf(r.explored) AS explored,
-    countIf(r.fallback_from != '') AS fallbacks,
-    sum(r.prompt_tokens) AS prompt_tokens,
-    sum(r.completion_tokens) AS completion_tokens,
-    sum(r.cost_usd) AS cost_usd,
-    sum(r.baseline_cost_usd) AS baseline_cost_usd,
-    sumIf(r.baseline_cost_usd, r.cache_hit) AS cache_saved_usd,
-    sum(r.gpu_cost_usd) AS gpu_cost_usd,
-    sum(r.energy_j) AS energy_j,
-    quantilesStateIf(0.5, 0.95, 0.99)(r.latency_ms, r.status = 'ok') AS latency_ms,
-    quantilesStateIf(0.5, 0.95, 0.99)(r.ttft_ms, r.status = 'ok' AND NOT r.cache_hit) AS ttft_ms
-FROM requests AS r
-GROUP BY minute, tenant, decision, model, pool""",
+{ROLLUP_SELECT}""",
 }
 
 
@@ -340,10 +344,23 @@ def _shape(client, table: str) -> tuple[str, list[str]]:
 
 
 @dataclass(frozen=True)
+class Backfill:
+    """Fill ``table`` from ``select`` once: only while ``table`` is empty (rows that existed
+    before a materialized view was created never reach it otherwise)."""
+
+    table: str
+    select: str
+
+    def apply(self, client) -> None:
+        if client.query(f"SELECT count() FROM {self.table}").result_rows[0][0] == 0:
+            client.command(f"INSERT INTO {self.table} {self.select}")
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    statements: tuple[str | Rebuild, ...]
+    statements: tuple[str | Rebuild | Backfill, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -365,6 +382,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             Rebuild("requests", _requests_v3),
             "DROP TABLE IF EXISTS outcomes",
             *V3_TABLES.values(),
+            Backfill("requests_minutely", ROLLUP_SELECT.replace("AS r\n", "AS r FINAL\n")),
             "ALTER TABLE dead_letters MODIFY TTL toDateTime(failed_at) + INTERVAL 30 DAY",
         ),
     ),
@@ -392,7 +410,7 @@ def migrate(client) -> list[Migration]:
         if migration.version in done:
             continue
         for statement in migration.statements:
-            if isinstance(statement, Rebuild):
+            if isinstance(statement, Rebuild | Backfill):
                 statement.apply(client)
             else:
                 client.command(statement)

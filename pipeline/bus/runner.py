@@ -61,6 +61,10 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Producers accept messages up to this many times ``max_request_bytes`` (a dead letter holds a
+#: whole oversize message in base64), and so does a consumer of ``wrp.dlq``.
+DLQ_SIZE_FACTOR = 4
+
 
 @dataclass(frozen=True)
 class Inbound:
@@ -240,7 +244,7 @@ class StageRunner:
                 bootstrap_servers=self.settings.broker,
                 acks="all",
                 linger_ms=1,
-                max_request_size=4 * self.settings.max_request_bytes,
+                max_request_size=DLQ_SIZE_FACTOR * self.settings.max_request_bytes,
             )
             self._consumer = AIOKafkaConsumer(
                 *self.stage.topics,
@@ -252,7 +256,7 @@ class StageRunner:
                 session_timeout_ms=10000,
                 heartbeat_interval_ms=1000,
                 rebalance_timeout_ms=10000,
-                max_partition_fetch_bytes=4 * self.settings.max_request_bytes,
+                max_partition_fetch_bytes=DLQ_SIZE_FACTOR * self.settings.max_request_bytes,
             )
             await self._producer.start()
             await self._consumer.start()
@@ -448,12 +452,13 @@ class StageRunner:
 
     def _validate(self, record) -> Inbound | list[Outbound]:
         raw: bytes = record.value or b""
-        if len(raw) > self.settings.max_request_bytes:
+        # a dead letter carries a whole oversize message, base64: allow what producers may send
+        limit = self.settings.max_request_bytes * (DLQ_SIZE_FACTOR if record.topic == DLQ else 1)
+        if len(raw) > limit:
             return self._dead_letter(
                 record,
                 "oversize",
-                f"message is {len(raw)} bytes; the limit is {self.settings.max_request_bytes} "
-                "(WRP_MAX_REQUEST_BYTES)",
+                f"message is {len(raw)} bytes; the limit is {limit} (WRP_MAX_REQUEST_BYTES)",
             )
         try:
             message = decode(record.value, self._payloads[record.topic])
@@ -488,8 +493,20 @@ class StageRunner:
     def _dead_letter(
         self, record, error_type: str, error: str, reply: bool = True
     ) -> list[Outbound]:
-        """A DLQ record for ``record`` and, if its request can be read, an error reply."""
+        """A DLQ record for ``record`` and, if its request can be read, an error reply; nothing
+        for a record read from ``wrp.dlq`` itself (a loop would grow it without end)."""
         self.metrics.dead_lettered.labels(reason=error_type).inc()
+        if record.topic == DLQ:
+            log.error(
+                "stage %s: unreadable dead letter at %s[%d]@%d skipped (%s: %s)",
+                self.stage.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                error_type,
+                error,
+            )
+            return []
         raw: bytes = getattr(record, "raw", None) or record.value or b""
         request = _readable_request(raw)
         letter = DeadLetter(

@@ -2,7 +2,13 @@
 
 import clickhouse_connect
 
-from pipeline.analytics.migrations import MIGRATIONS, Rebuild, applied_versions, migrate
+from pipeline.analytics.migrations import (
+    MIGRATIONS,
+    Backfill,
+    Rebuild,
+    applied_versions,
+    migrate,
+)
 
 
 def columns(client, table: str) -> set[str]:
@@ -18,7 +24,7 @@ def sorting_key(client, table: str) -> str:
 
 def run(client, migration) -> None:
     for statement in migration.statements:
-        if isinstance(statement, Rebuild):
+        if isinstance(statement, Rebuild | Backfill):
             statement.apply(client)
         else:
             client.command(statement)
@@ -46,6 +52,8 @@ def test_migrations_apply_once_in_order_and_upgrade_an_older_schema(tmp_path):
         assert sorting_key(client, "requests") == "tenant, toDate(created_at), request_id"
         rows = client.query("SELECT request_id, tenant, model FROM requests").result_rows
         assert rows == [("r1", "acme", "big")]
+        rolled = "SELECT tenant, decision, sum(requests) FROM requests_minutely GROUP BY ALL"
+        assert client.query(rolled).result_rows == [("acme", "code", 1)]  # backfilled
         tables = {r[0] for r in client.query("SHOW TABLES").result_rows}
         assert {"dispatch_attempts", "pool_states", "router_states", "requests_minutely"} <= tables
         assert "outcomes" not in tables and "requests__rebuild" not in tables
@@ -56,5 +64,6 @@ def test_migrations_apply_once_in_order_and_upgrade_an_older_schema(tmp_path):
         for migration in MIGRATIONS[2:]:
             run(client, migration)
         assert client.query("SELECT count() FROM requests").result_rows == [(1,)]
+        assert client.query(rolled).result_rows == [("acme", "code", 1)]
     finally:
         client.close()

@@ -61,6 +61,10 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: A lingering batch stops growing at this many bytes of records, whatever its record count:
+#: a batch held while its sink is down stays this small.
+BATCH_BYTES = 64 * 1024 * 1024
+
 #: Producers accept messages up to this many times ``max_request_bytes`` (a dead letter holds a
 #: whole oversize message in base64), and so does a consumer of ``wrp.dlq``.
 DLQ_SIZE_FACTOR = 4
@@ -289,8 +293,9 @@ class StageRunner:
         assert consumer is not None
         max_records, linger_ms = self.stage.batch_limits()
         batch: list = []
+        size = 0
         deadline: float | None = None
-        while not self._stopping.is_set() and len(batch) < max_records:
+        while not self._stopping.is_set() and len(batch) < max_records and size < BATCH_BYTES:
             wait_ms = self.settings.batch_wait_ms
             if deadline is not None:
                 wait_ms = int((deadline - time.monotonic()) * 1000)
@@ -301,6 +306,7 @@ class StageRunner:
             )
             for part in records.values():
                 batch.extend(part)
+                size += sum(len(r.value or b"") for r in part)
             if records:
                 self._update_lag(records)
             if batch and linger_ms <= 0:

@@ -42,6 +42,7 @@ bench: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/wrp topics schemas
 	$(BIN)/wrp dashboards
+	$(BIN)/wrp deploy render
 
 clean:
 	rm -rf .wrp build *.egg-info

@@ -44,6 +44,16 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from pipeline.bus.catalog import load_catalog, payload_schemas
 
     catalog = load_catalog()
+    if args.action == "render":
+        from pipeline.bus.strimzi import STRIMZI_TOPICS, kafka_topics
+
+        if not args.strimzi:
+            print("wrp topics render: say what to render: --strimzi", file=sys.stderr)
+            return 2
+        STRIMZI_TOPICS.parent.mkdir(parents=True, exist_ok=True)
+        STRIMZI_TOPICS.write_text(kafka_topics(catalog))
+        print(f"wrote {len(catalog.topics)} KafkaTopic resources to {STRIMZI_TOPICS}")
+        return 0
     if args.action == "schemas":
         SCHEMAS_DIR.mkdir(parents=True, exist_ok=True)
         for name, text in payload_schemas().items():
@@ -325,6 +335,18 @@ def cmd_analytics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from pipeline.bus.catalog import load_catalog
+    from pipeline.manifests import rendered_manifests
+
+    files = rendered_manifests(load_catalog())
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"wrote {', '.join(path.name for path in files)} to deploy/base")
+    return 0
+
+
 def cmd_dashboards(args: argparse.Namespace) -> int:
     from pipeline.analytics.dashboards import DASHBOARDS_DIR, write_dashboards
 
@@ -401,7 +423,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     except KeysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve_gateway(settings, keys, args.host))
+    asyncio.run(serve_gateway(settings, keys, args.host or settings.http_host))
     return 0
 
 
@@ -495,8 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("broker", cmd_broker, "run the embedded Tansu broker on 127.0.0.1")
     p.add_argument("--port", type=int, default=9092)
-    p = command("topics", cmd_topics, "create or list the catalog's topics, or write schemas")
-    p.add_argument("action", choices=["create", "list", "schemas"])
+    p = command(
+        "topics",
+        cmd_topics,
+        "create or list the catalog's topics, write their JSON Schemas, or render them as "
+        "Strimzi KafkaTopic resources (render --strimzi)",
+    )
+    p.add_argument("action", choices=["create", "list", "schemas", "render"])
+    p.add_argument("--strimzi", action="store_true", help="render: Strimzi KafkaTopic YAML")
     p = command("stage", cmd_stage, "run one stage")
     p.add_argument(
         "name", choices=["signals", "safety", "router", "dispatch", "learner", "analytics"]
@@ -558,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["serve", "key"], default="serve")
     p.add_argument("tenant", nargs="?")
     p.add_argument("--file", type=Path, help="key: where to append the digest")
-    p.add_argument("--host", default="127.0.0.1", help="serve: address to bind")
+    p.add_argument("--host", help="serve: address to bind (default WRP_HTTP_HOST, 127.0.0.1)")
     p = command("publish", cmd_publish, "send one request and print its response")
     p.add_argument("text", nargs="?", help="user message (else an OpenAI body as JSON on stdin)")
     p.add_argument("--model", default="auto")
@@ -606,6 +634,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", default="24h", help="time range back from now: 15m, 1h, 7d")
     p.add_argument("--tenant", help="one tenant (default: all)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p = command(
+        "deploy",
+        cmd_deploy,
+        "render the generated Kubernetes manifests under deploy/base (stage Deployments, KEDA "
+        "ScaledObjects, gateway, Strimzi topics, the policy ConfigMap's file)",
+    )
+    p.add_argument("action", choices=["render"])
     command(
         "dashboards",
         cmd_dashboards,

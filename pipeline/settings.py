@@ -57,6 +57,11 @@ class Settings(BaseModel):
     model_dir: Path | None = Field(
         None, description="directory with model.onnx + tokenizer.json (WRP_MODEL_DIR)"
     )
+    http_host: str = Field(
+        "127.0.0.1",
+        description="address the stages' /healthz + /metrics and the gateway bind; 0.0.0.0 in "
+        "containers (WRP_HTTP_HOST)",
+    )
     metrics_port_base: int = Field(
         9180, description="first stage health port (WRP_METRICS_PORT_BASE)"
     )

@@ -241,7 +241,7 @@ class StageRunner:
                 loop.add_signal_handler(sig, self.request_stop)
         app = health_app(self.stage.name, self.metrics, self.status)
         self.stage.add_routes(app)
-        http_task, http_server = await serve_http(app, self.port)
+        http_task, http_server = await serve_http(app, self.port, self.settings.http_host)
         try:
             await self.stage.start()
             self._producer = AIOKafkaProducer(

@@ -283,6 +283,7 @@ class StageRunner:
             await self._consume_concurrently()
             return
         while not self._stopping.is_set():
+            self.status["partitions"] = len(self._consumer.assignment())
             batch = await self._collect()
             if batch:
                 await self._run_until_done(batch)
@@ -309,8 +310,8 @@ class StageRunner:
                 size += sum(len(r.value or b"") for r in part)
             if records:
                 self._update_lag(records)
-            if batch and linger_ms <= 0:
-                break
+            if not batch or linger_ms <= 0:
+                break  # nothing yet, or no linger: back to the loop (stop flag, status)
             if batch and deadline is None:
                 deadline = time.monotonic() + linger_ms / 1000
         return batch
@@ -372,6 +373,7 @@ class StageRunner:
         progress = OffsetProgress()
         tasks: set[asyncio.Task[None]] = set()
         while not self._stopping.is_set():
+            self.status["partitions"] = len(consumer.assignment())
             room = self.stage.concurrency - len(tasks)
             if room > 0 and self.stage.accepting():
                 if consumer.paused():

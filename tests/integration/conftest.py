@@ -67,6 +67,11 @@ FAULT_POOLS = {
     "retry": (["500", "ok"], {}),
     "breaker": (["500"], {"retries": 0, "circuit": {"failures": 2, "open_s": 600}}),
     "narrow": (["slow"], {"max_in_flight": 1}),
+    "slow": (["slow", "slow"], {}),
+    "flaky": (
+        ["switch-flaky-a", "switch-flaky-b"],
+        {"retries": 1, "circuit": {"failures": 2, "open_s": 2}},
+    ),
 }
 
 

@@ -1,5 +1,7 @@
 """An OpenAI-compatible endpoint that fails on purpose, one failure mode per path prefix:
-``http://127.0.0.1:PORT/<mode>`` is a base URL dispatch appends ``/v1/chat/completions`` to."""
+``http://127.0.0.1:PORT/<mode>`` is a base URL dispatch appends ``/v1/chat/completions`` to.
+A ``switch-<name>`` prefix behaves as :data:`SWITCHES` says at the time (``ok`` until set), so a
+test can take endpoints down and bring them back."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pipeline.bus.health import serve_http
 
 MODES = ("ok", "slow", "500", "429", "garbage", "half", "hang", "400")
+#: ``switch-<name>`` -> the mode it answers with now (the server runs in the test process).
+SWITCHES: dict[str, str] = {}
 
 
 def _chunk(content: str | None, finish: str | None = None) -> bytes:
@@ -28,6 +32,8 @@ def fault_app() -> FastAPI:
     @app.post("/{mode}/v1/chat/completions", response_model=None)
     async def chat(mode: str, request: Request) -> Response:
         await request.body()
+        if mode.startswith("switch-"):
+            mode = SWITCHES.get(mode, "ok")
         if mode in ("500", "429", "400"):
             return JSONResponse(
                 {"error": {"message": f"injected {mode}", "type": "fault"}}, status_code=int(mode)

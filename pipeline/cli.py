@@ -91,16 +91,14 @@ def cmd_stage(args: argparse.Namespace) -> int:
         run_learner(settings, args.port)
         return 0
     from pipeline.bus.runner import StageRunner
-    from pipeline.stages.analytics import AnalyticsStage
-    from pipeline.stages.dispatch import DispatchStage
-    from pipeline.stages.router import RouterStage
-    from pipeline.stages.safety import SafetyStage
-    from pipeline.stages.signals import SignalsStage
+    from pipeline.stages.fused import build_stage
 
-    stages = {
-        s.name: s for s in (SignalsStage, SafetyStage, RouterStage, DispatchStage, AnalyticsStage)
-    }
-    runner = StageRunner(stages[args.name](settings), settings, args.port)
+    try:
+        stage = build_stage(args.name, settings)
+    except ValueError as exc:
+        print(f"wrp stage: {exc}", file=sys.stderr)
+        return 2
+    runner = StageRunner(stage, settings, args.port)
     asyncio.run(runner.run())
     return 0
 
@@ -525,10 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["create", "list", "schemas", "render"])
     p.add_argument("--strimzi", action="store_true", help="render: Strimzi KafkaTopic YAML")
-    p = command("stage", cmd_stage, "run one stage")
-    p.add_argument(
-        "name", choices=["signals", "safety", "router", "dispatch", "learner", "analytics"]
+    p = command(
+        "stage",
+        cmd_stage,
+        "run one stage: signals, safety, router, dispatch, learner or analytics; or consecutive "
+        "batch stages fused in one process without the Kafka hops between them, e.g. "
+        "signals+safety+router (run it instead of those stages)",
     )
+    p.add_argument("name", metavar="NAME")
     p.add_argument("--port", type=int, help="health/metrics port (default from settings)")
     p = command(
         "sim",

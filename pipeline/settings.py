@@ -118,4 +118,6 @@ class Settings(BaseModel):
         return options
 
     def stage_port(self, stage: str) -> int:
-        return self.metrics_port_base + STAGE_PORT_OFFSETS[stage]
+        """A stage's health port; a fused stage (``signals+safety+router``) takes its first
+        stage's, which it replaces."""
+        return self.metrics_port_base + STAGE_PORT_OFFSETS[stage.split("+")[0]]

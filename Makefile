@@ -35,9 +35,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix pipeline tests workloads
 	$(BIN)/ruff format pipeline tests workloads
 
+# the performance envelope: learned signals on/off, fused, against bare aiokafka and onnxruntime
 bench: $(STAMP)
-	$(BIN)/wrp bench classify -n 2000
-	for rate in 10 25 50; do $(BIN)/wrp bench pipeline --rate $$rate --duration 20; done
+	$(BIN)/wrp bench envelope
 
 schemas: $(STAMP)
 	$(BIN)/wrp topics schemas

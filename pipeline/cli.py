@@ -434,6 +434,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from pipeline.bench_gateway import run_gateway_bench
 
         report = run_gateway_bench(_settings(args), args.n)
+    elif args.target == "envelope":
+        from pipeline.bench_envelope import run_envelope_bench
+
+        report = run_envelope_bench(_settings(args), args.saturate, args.duration)
     elif args.target == "analytics":
         from pipeline.bench_analytics import run_analytics_bench
 
@@ -669,14 +673,21 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline: the whole pipeline at steady offered rates; classify: signals + safety logic "
         "in one process against a bare onnxruntime loop on the same texts",
     )
-    p.add_argument("target", choices=["pipeline", "classify", "pools", "gateway", "analytics"])
+    p.add_argument(
+        "target", choices=["envelope", "pipeline", "classify", "pools", "gateway", "analytics"]
+    )
+    p.add_argument(
+        "--saturate", type=int, default=1500, help="envelope: requests published at once"
+    )
     p.add_argument("--limit", type=int, default=2000, help="pools: requests per trace")
     p.add_argument(
         "--rows", type=int, default=100_000, help="analytics: envelopes through the sink"
     )
     p.add_argument("--total", type=int, default=1_000_000, help="analytics: table rows to query")
     p.add_argument("--rate", type=float, default=20, help="pipeline: offered requests/s")
-    p.add_argument("--duration", type=float, default=20, help="pipeline: seconds per rate")
+    p.add_argument(
+        "--duration", type=float, default=20, help="pipeline, envelope: seconds per rate"
+    )
     p.add_argument(
         "-n", type=int, default=2000, help="classify: prompts; gateway: requests per path"
     )

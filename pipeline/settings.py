@@ -67,6 +67,11 @@ class Settings(BaseModel):
     )
     batch_max: int = Field(64, description="records per consumed batch (WRP_BATCH_MAX)")
     batch_wait_ms: int = Field(20, description="max wait to fill a batch (WRP_BATCH_WAIT_MS)")
+    learned_signals: bool = Field(
+        True,
+        description="false: structural signals only, no encoder pass or learned heads; safety "
+        "by PII patterns alone (WRP_LEARNED_SIGNALS)",
+    )
     encoder_threads: int = Field(1, ge=1, description="ONNX intra-op threads (WRP_ENCODER_THREADS)")
     encoder_max_tokens: int = Field(
         128, ge=8, le=512, description="token budget, head + tail kept (WRP_ENCODER_MAX_TOKENS)"

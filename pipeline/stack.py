@@ -58,6 +58,7 @@ class Stack:
                 "WRP_METRICS_PORT_BASE": str(self.settings.metrics_port_base),
                 "WRP_CLICKHOUSE": self.settings.clickhouse_dsn,
                 "WRP_GATEWAY_PORT": str(self.settings.gateway_port),
+                "WRP_LEARNED_SIGNALS": str(self.settings.learned_signals).lower(),
                 "WRP_API_KEYS": self.settings.api_keys,
                 "PYTHONUNBUFFERED": "1",
             }

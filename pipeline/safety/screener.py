@@ -78,13 +78,23 @@ class Screener:
             self.versions["contrastive"] = f"examples@{len(config.contrastive.attack)}"
 
     def screen(self, envelopes: list[Envelope]) -> list[Safety]:
-        """A verdict per envelope; each must carry signals (with the embedding)."""
+        """A verdict per envelope; each must carry signals. Without an embedding (learned
+        signals off) the learned detectors see nothing and only PII patterns act."""
         if not envelopes:
             return []
-        x = np.stack([env.signals.embedding_vector() for env in envelopes])  # type: ignore[union-attr]
-        risk = self.jailbreak.predict(x)
-        moderation = self.moderation.predict(x)
-        contrast = self.contrastive.score(x) if self.contrastive else None
+        embedded = [i for i, env in enumerate(envelopes) if env.signals and env.signals.embedding]
+        benign = self._classes["benign"]
+        risk = np.zeros((len(envelopes), len(self.jailbreak.labels)))
+        risk[:, benign] = 1.0
+        moderation = np.zeros((len(envelopes), len(self.moderation.labels)))
+        contrast = None
+        if embedded:
+            x = np.stack([envelopes[i].signals.embedding_vector() for i in embedded])  # type: ignore[union-attr]
+            risk[embedded] = self.jailbreak.predict(x)
+            moderation[embedded] = self.moderation.predict(x)
+            if self.contrastive:
+                contrast = np.zeros(len(envelopes))
+                contrast[embedded] = self.contrastive.score(x)
         verdicts = []
         for i, env in enumerate(envelopes):
             body = env.request.body
@@ -95,7 +105,7 @@ class Screener:
                 jailbreak=float(risk[i, self._classes["jailbreak"]]),
                 harmful=float(risk[i, self._classes["harmful"]]),
                 thresholds=self.thresholds,
-                contrastive=None if contrast is None else float(contrast[i]),
+                contrastive=None if contrast is None or i not in embedded else float(contrast[i]),
                 contrastive_margin=self.contrastive.margin if self.contrastive else None,
                 session_risk=self._session_risk(env.request.session_scope, turn_risk),
                 moderation=dict(zip(self.moderation.labels, moderation[i].tolist(), strict=True)),

@@ -25,7 +25,7 @@ class SignalsStage(Stage):
         encoder = load_encoder(
             s.model_dir, s.encoder_threads, s.encoder_max_tokens, s.encoder_batch
         )
-        self.extractor = SignalExtractor(load_policy(s.policy), encoder)
+        self.extractor = SignalExtractor(load_policy(s.policy), encoder, s.learned_signals)
 
     async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
         started = now()

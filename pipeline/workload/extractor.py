@@ -33,9 +33,12 @@ class Timings:
 
 
 class SignalExtractor:
-    def __init__(self, policy: Policy, encoder: Encoder) -> None:
+    def __init__(self, policy: Policy, encoder: Encoder, learned: bool = True) -> None:
+        """``learned`` False: structural signals only, no encoder pass and no heads (domain
+        ``other``, complexity ``unknown``, no embedding): the cheapest Workload stage."""
         self.policy = policy
         self.encoder = encoder
+        self.learned = learned
         config = policy.signals
         self.domain: Head = load_trained("domain", encoder.name, encoder.max_tokens)
         self.complexity: Head = load_trained("complexity", encoder.name, encoder.max_tokens)
@@ -59,6 +62,13 @@ class SignalExtractor:
         texts = [routing_text(r.body) for r in requests if r.body is not None]
         ids, counts = self.encoder.tokenize(texts)
         self._known_counts = dict(zip(texts, counts, strict=True))
+        if not self.learned:
+            self.heads_seconds = 0.0
+            encoded = time.perf_counter()
+            pairs = zip(requests, texts, strict=True)
+            out = [self._signals(request, text, None, None, None) for request, text in pairs]
+            self.timings = Timings(0.0, 0.0, time.perf_counter() - encoded)
+            return out
         embeddings = self.encoder.encode_ids(ids)
         encoded = time.perf_counter()
         out = self.from_embeddings(requests, texts, embeddings)
@@ -86,19 +96,23 @@ class SignalExtractor:
         self,
         request: RequestSection,
         text: str,
-        vector: np.ndarray,
-        domain_p: np.ndarray,
-        complexity_p: np.ndarray,
+        vector: np.ndarray | None,
+        domain_p: np.ndarray | None,
+        complexity_p: np.ndarray | None,
     ) -> Signals:
         body = request.body
         assert body is not None
         config = self.policy.signals
         structure = extract_structural(body, self._count_tokens, config.context_classes)
-        best = int(domain_p.argmax())
-        domain = self.domain.labels[best]
-        if domain_p[best] < config.domain_threshold:
-            domain = OTHER_DOMAIN
-        hard = int(complexity_p.argmax())
+        domain, domain_score, complexity, complexity_score = OTHER_DOMAIN, 0.0, "unknown", 0.0
+        if domain_p is not None and complexity_p is not None:
+            best = int(domain_p.argmax())
+            domain_score = round(float(domain_p[best]), 4)
+            if domain_p[best] >= config.domain_threshold:
+                domain = self.domain.labels[best]
+            hard = int(complexity_p.argmax())
+            complexity = self.complexity.labels[hard]
+            complexity_score = round(float(complexity_p[hard]), 4)
         expected = expected_output_tokens(
             body.max_tokens, domain, self.output_priors, config.load_shape
         )
@@ -112,14 +126,14 @@ class SignalExtractor:
             load_shape=load_shape(structure.prompt_tokens, expected, config.load_shape),
             session=self._session(request),
             keywords=self.keywords.matches(text),
-            embedding_rules=self.embedding_rules.matches(vector),
+            embedding_rules={} if vector is None else self.embedding_rules.matches(vector),
             domain=domain,
-            domain_score=round(float(domain_p[best]), 4),
-            complexity=self.complexity.labels[hard],
-            complexity_score=round(float(complexity_p[hard]), 4),
-            embedding=Signals.encode_embedding(vector),
-            encoder=self.encoder.name,
-            heads=self.versions,
+            domain_score=domain_score,
+            complexity=complexity,
+            complexity_score=complexity_score,
+            embedding="" if vector is None else Signals.encode_embedding(vector),
+            encoder=self.encoder.name if vector is not None else "",
+            heads=self.versions if vector is not None else {},
         )
 
     def _count_tokens(self, text: str) -> int:

@@ -67,6 +67,12 @@ class Settings(BaseModel):
     )
     batch_max: int = Field(64, description="records per consumed batch (WRP_BATCH_MAX)")
     batch_wait_ms: int = Field(20, description="max wait to fill a batch (WRP_BATCH_WAIT_MS)")
+    batch_linger_ms: int = Field(
+        0,
+        ge=0,
+        description="batch stages keep fetching this long after a batch's first record: larger "
+        "batches, fewer broker round trips under load, that much latency (WRP_BATCH_LINGER_MS)",
+    )
     learned_signals: bool = Field(
         True,
         description="false: structural signals only, no encoder pass or learned heads; safety "

@@ -59,6 +59,7 @@ class Stack:
                 "WRP_CLICKHOUSE": self.settings.clickhouse_dsn,
                 "WRP_GATEWAY_PORT": str(self.settings.gateway_port),
                 "WRP_LEARNED_SIGNALS": str(self.settings.learned_signals).lower(),
+                "WRP_BATCH_LINGER_MS": str(self.settings.batch_linger_ms),
                 "WRP_API_KEYS": self.settings.api_keys,
                 "PYTHONUNBUFFERED": "1",
             }

@@ -126,7 +126,7 @@ class Stage(ABC):
         """(records per batch, linger in ms): with a linger > 0 the runner keeps consuming
         until the batch is full or the linger since its first record passed; 0 takes what one
         fetch returns (lowest latency)."""
-        return self.settings.batch_max, 0
+        return self.settings.batch_max, self.settings.batch_linger_ms
 
     def accepting(self) -> bool:
         """False pauses consumption until it turns True again (concurrent stages)."""

@@ -30,6 +30,11 @@ PROMPTS = [
 ]
 
 
+def distinct_messages(tag: str, i: int) -> list[dict[str, str]]:
+    """A chat prompt that differs from every other (tag, i): one of :data:`PROMPTS`, numbered."""
+    return [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} ({tag} request {i})"}]
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}

@@ -34,7 +34,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.bench import PROMPTS, measure, percentiles
+from pipeline.bench import distinct_messages, measure, percentiles
 from pipeline.bus.broker import start_broker
 from pipeline.bus.catalog import REQUESTS, SIGNALS
 from pipeline.bus.codec import encode
@@ -58,12 +58,7 @@ LOADS = (0.25, 0.5, 0.75)
 def prompts(count: int, tag: str) -> list[RequestSection]:
     """Distinct prompts (the semantic cache must not answer them)."""
     return [
-        RequestSection(
-            body=ChatRequest(
-                messages=[{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} [{tag} {i}]"}]
-            )
-        )
-        for i in range(count)
+        RequestSection(body=ChatRequest(messages=distinct_messages(tag, i))) for i in range(count)
     ]
 
 

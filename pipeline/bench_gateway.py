@@ -19,17 +19,13 @@ from collections.abc import Awaitable, Callable
 import httpx
 import numpy as np
 
-from pipeline.bench import PROMPTS
+from pipeline.bench import distinct_messages
 from pipeline.bus.catalog import REQUESTS, RESPONSES
 from pipeline.bus.codec import encode
 from pipeline.client import ResponseCollector, start_producer
 from pipeline.envelope import ChatRequest, Envelope, RequestSection
 from pipeline.settings import Settings
 from pipeline.stack import Stack
-
-
-def _prompt(path: str, i: int) -> list[dict[str, str]]:
-    return [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} ({path} request {i})"}]
 
 
 async def _closed_loop(
@@ -59,7 +55,7 @@ async def _measure(settings: Settings, gateway_url: str, concurrency: int, count
     http = httpx.AsyncClient(base_url=gateway_url, timeout=120, limits=limits)
 
     async def direct(i: int) -> bool:
-        section = RequestSection(body=ChatRequest(messages=_prompt("direct", i)))
+        section = RequestSection(body=ChatRequest(messages=distinct_messages("direct", i)))
         envelope = Envelope(request=section)
         future = collector.expect(section.request_id)
         await producer.send_and_wait(REQUESTS, encode(envelope), key=envelope.key.encode())
@@ -67,9 +63,8 @@ async def _measure(settings: Settings, gateway_url: str, concurrency: int, count
         return bool(answer and answer.decision and answer.decision.cache_hit)
 
     async def gateway(i: int) -> bool:
-        reply = await http.post(
-            "/v1/chat/completions", json={"model": "auto", "messages": _prompt("gateway", i)}
-        )
+        body = {"model": "auto", "messages": distinct_messages("gateway", i)}
+        reply = await http.post("/v1/chat/completions", json=body)
         reply.raise_for_status()
         return reply.headers.get("x-wrp-cache-hit") == "true"
 

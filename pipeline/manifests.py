@@ -14,15 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from pipeline.bus.catalog import (
-    FEEDBACK,
-    OUTCOMES,
-    ROUTED,
-    SCREENED,
-    SIGNALS,
-    Catalog,
-)
-from pipeline.bus.catalog import REQUESTS as REQUESTS_TOPIC
+from pipeline.bus.catalog import FEEDBACK, OUTCOMES, Catalog
 from pipeline.bus.strimzi import CLUSTER, STRIMZI_TOPICS, kafka_topics
 from pipeline.settings import DEFAULT_POLICY, PROJECT_ROOT
 
@@ -38,27 +30,38 @@ LAG_THRESHOLD = 200
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    group: str
     topics: tuple[str, ...]
     cpu: str
     memory: str
     #: longer than the slowest batch: SIGTERM lets the in-flight batch finish and commit
     grace_s: int = 60
 
+    @property
+    def group(self) -> str:
+        """The consumer group: the runner's ``wrp-<stage>``, the learner's faust app id."""
+        return f"wrp-{self.name}"
+
+
+#: Resource requests per stage: (cpu, memory, termination grace in s). In-flight pool calls may
+#: take a pool's whole timeout (30 s) plus retries, hence dispatch's longer grace.
+RESOURCES = {
+    "signals": ("1", "1Gi", 60),
+    "safety": ("500m", "1Gi", 60),
+    "router": ("500m", "1Gi", 60),
+    "dispatch": ("500m", "512Mi", 120),
+    "learner": ("250m", "512Mi", 60),
+    "analytics": ("250m", "1Gi", 60),
+}
+
 
 def stage_specs() -> list[StageSpec]:
-    from pipeline.stages.analytics import AnalyticsStage
+    """Every stage with the topics its code consumes."""
+    from pipeline.stages.fused import stage_classes
     from pipeline.stages.learner import CREDITS
 
-    return [
-        StageSpec("signals", "wrp-signals", (REQUESTS_TOPIC,), "1", "1Gi"),
-        StageSpec("safety", "wrp-safety", (SIGNALS,), "500m", "1Gi"),
-        StageSpec("router", "wrp-router", (SCREENED,), "500m", "1Gi"),
-        # in-flight pool calls may take a pool's whole timeout (30 s) plus retries
-        StageSpec("dispatch", "wrp-dispatch", (ROUTED,), "500m", "512Mi", grace_s=120),
-        StageSpec("learner", "wrp-learner", (OUTCOMES, FEEDBACK, CREDITS), "250m", "512Mi"),
-        StageSpec("analytics", "wrp-analytics", AnalyticsStage.topics, "250m", "1Gi"),
-    ]
+    topics = {name: cls.topics for name, cls in stage_classes().items()}
+    topics["learner"] = (OUTCOMES, FEEDBACK, CREDITS)
+    return [StageSpec(name, topics[name], *RESOURCES[name]) for name in RESOURCES]
 
 
 LABELS = {"app.kubernetes.io/name": "wrp", "app.kubernetes.io/part-of": "wrp"}

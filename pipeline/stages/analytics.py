@@ -75,6 +75,8 @@ class AnalyticsStage(Stage):
             if topic != RESPONSES:
                 items = [i for i in batch if i.topic == topic]
                 await self.insert(table, columns, items, to_rows)
+        if not responses:
+            return []
         await self.insert("dispatch_attempts", rows.ATTEMPT_COLUMNS, responses, rows.attempt_rows)
         stored = await self.store.run(
             self.store.stored_request_ids, [i.message.request.request_id for i in responses]

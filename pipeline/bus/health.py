@@ -38,6 +38,12 @@ class StageMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.offset_gaps = Counter(
+            "wrp_stage_offset_gaps",
+            "fetches that skipped offsets of a delete-policy topic (refetched, else reported)",
+            ["topic"],
+            registry=self.registry,
+        )
         self.paused = Gauge(
             "wrp_stage_paused",
             "1 while the stage has paused consumption (backpressure)",

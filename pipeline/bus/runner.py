@@ -4,7 +4,8 @@ Checkpoint order for one batch, the only place it is written down:
 
 1. consume up to ``batch_max`` records (waiting at most ``batch_wait_ms``); a stage that sets
    :meth:`Stage.batch_limits` with a linger (the analytics sink) keeps consuming until it has
-   that many records or the linger since the first record passed;
+   that many records or the linger since the first record passed; a fetch that skips offsets
+   is cut at the gap and the partition fetched again from there (:mod:`pipeline.bus.gaps`);
 2. decode and validate each record; a record that is too large, not JSON, not the topic's schema,
    or missing a section the stage needs becomes a dead letter on ``wrp.dlq`` (and an error reply on
    its ``reply_to`` when the request id can be read);
@@ -48,6 +49,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.bus.catalog import DLQ, load_catalog
 from pipeline.bus.codec import decode, encode
+from pipeline.bus.gaps import OffsetGaps
 from pipeline.bus.health import StageMetrics, health_app, serve_http
 from pipeline.envelope import (
     Contract,
@@ -227,6 +229,9 @@ class StageRunner:
         self._stopping = asyncio.Event()
         catalog = load_catalog()
         self._payloads = {t: catalog.get(t).payload_model for t in stage.topics}
+        self._gaps = OffsetGaps(
+            frozenset(t for t in stage.topics if catalog.get(t).cleanup_policy == "delete")
+        )
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -302,8 +307,8 @@ class StageRunner:
                 wait_ms = int((deadline - time.monotonic()) * 1000)
                 if wait_ms <= 0:
                     break
-            records = await consumer.getmany(
-                timeout_ms=wait_ms, max_records=max_records - len(batch)
+            records = self._guarded(
+                await consumer.getmany(timeout_ms=wait_ms, max_records=max_records - len(batch))
             )
             for part in records.values():
                 batch.extend(part)
@@ -384,8 +389,10 @@ class StageRunner:
                     self.metrics.pauses.inc()
                 consumer.pause(*consumer.assignment())
                 self.metrics.paused.set(1)
-            records = await consumer.getmany(
-                timeout_ms=self.settings.batch_wait_ms, max_records=max(1, room)
+            records = self._guarded(
+                await consumer.getmany(
+                    timeout_ms=self.settings.batch_wait_ms, max_records=max(1, room)
+                )
             )
             for tp, part in records.items():
                 for record in part:
@@ -565,6 +572,33 @@ class StageRunner:
             log.warning(
                 "stage %s: commit failed (%s); the batch may be replayed", self.stage.name, exc
             )
+
+    def _guarded(self, records: dict) -> dict:
+        """``records`` minus what follows an offset gap, whose partition is fetched again."""
+        assert self._consumer is not None
+        kept, gaps = self._gaps.check(self._consumer.assignment(), records)
+        for gap in gaps:
+            self.metrics.offset_gaps.labels(topic=gap.tp.topic).inc()
+            where = f"{gap.tp.topic}[{gap.tp.partition}]"
+            if gap.rewind:
+                log.error(
+                    "stage %s: fetched %s@%d while expecting @%d; fetching again from @%d",
+                    self.stage.name,
+                    where,
+                    gap.found,
+                    gap.expected,
+                    gap.expected,
+                )
+                self._consumer.seek(gap.tp, gap.expected)
+            else:
+                log.error(
+                    "stage %s: %s offsets %d-%d are not on the broker; continuing after them",
+                    self.stage.name,
+                    where,
+                    gap.expected,
+                    gap.found - 1,
+                )
+        return kept
 
     def _update_lag(self, records: dict) -> None:
         assert self._consumer is not None

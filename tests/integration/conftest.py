@@ -4,6 +4,7 @@ on free ports."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from pathlib import Path
 
@@ -24,35 +25,43 @@ pytestmark = pytest.mark.integration
 #: Ports handed out this session: most are bound only later, by child processes, so the OS
 #: alone cannot stop two fixtures from picking the same one.
 _HANDED_OUT: set[int] = set()
+_PICK = random.Random()
 
 
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port_range(count: int) -> int:
-    """First port of ``count`` consecutive free ports, none handed out before."""
-    for _ in range(200):
-        base = free_port()
+    """First port of ``count`` consecutive free ports, none handed out before. They lie below the
+    kernel's ephemeral range: a port the OS picked (bind to 0) can be taken by any outgoing
+    connection (a Kafka client, say) before the child process that should listen on it binds."""
+    high = _ephemeral_low() - count
+    low = max(1024, high - 20000)
+    for _ in range(1000):
+        base = _PICK.randrange(low, high)
         ports = range(base, base + count)
-        if base + count >= 65535 or _HANDED_OUT & set(ports[1:]):
-            continue
-        ports_free = True
-        for port in ports:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    ports_free = False
-                    break
-        if ports_free:
+        if _HANDED_OUT.isdisjoint(ports) and all(_bindable(port) for port in ports):
             _HANDED_OUT.update(ports)
             return base
-    raise RuntimeError("no free port range")
+    raise RuntimeError(f"no {count} free consecutive ports in {low}-{high}")
+
+
+def free_port() -> int:
+    return free_port_range(1)
 
 
 #: Pools whose endpoints fail on purpose (tests/integration/faults.py), with their models

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -52,6 +53,16 @@ def eventually(check: Callable[[], T | None], timeout_s: float = 60, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what or check.__name__}")
         time.sleep(0.3)
+
+
+async def until(check: Callable[[], T | None], what: str, timeout_s: float = 60) -> T:
+    """:func:`eventually` for coroutines: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.2)
+    return value
 
 
 def totals(stack) -> dict:

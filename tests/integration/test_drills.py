@@ -32,7 +32,14 @@ def rolled_up(stack, tenant: str) -> int:
 
 
 def counted_once(stack, tenant: str, expected: int) -> None:
-    eventually(lambda: rolled_up(stack, tenant) >= expected, what=f"{tenant} in analytics")
+    try:
+        eventually(lambda: rolled_up(stack, tenant) >= expected, what=f"{tenant} in analytics")
+    except AssertionError as exc:
+        counted = rolled_up(stack, tenant)
+        tail = stack.log_tail("analytics", lines=40)
+        raise AssertionError(
+            f"{exc}: {counted} of {expected} counted; analytics:\n{tail}"
+        ) from None
     assert rolled_up(stack, tenant) == expected
 
 

@@ -18,16 +18,8 @@ from pipeline.bus.runner import StageRunner
 from pipeline.settings import Settings
 from pipeline.stages.analytics import AnalyticsStage
 from tests.integration.conftest import free_port
+from tests.integration.helpers import until
 from tests.unit.factories import make_served
-
-
-async def until(check, what: str, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.2)
-    return value
 
 
 async def committed(bootstrap: str) -> int:

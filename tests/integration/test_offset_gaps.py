@@ -8,36 +8,21 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 
 from pipeline.bus.admin import create_topics
-from pipeline.bus.broker import start_broker
 from pipeline.bus.catalog import RESPONSES, load_catalog
 from pipeline.bus.codec import encode
-from pipeline.bus.runner import StageRunner
 from pipeline.settings import Settings
-from pipeline.stages.analytics import AnalyticsStage
-from tests.integration.conftest import free_port
 from tests.integration.helpers import until
+from tests.integration.sink import lone_broker, running_sink
 from tests.unit.factories import make_served
 
 
 def test_a_fetch_that_skips_offsets_is_refetched_and_nothing_is_lost(tmp_path):
-    port = free_port()
-    broker = start_broker(port, tmp_path / "broker.log")
-    settings = Settings(
-        broker=f"127.0.0.1:{port}",
-        state_dir=tmp_path,
-        metrics_port_base=free_port(),
-        sink_batch_rows=5,
-        sink_flush_ms=50,
-    )
-    try:
+    with lone_broker(tmp_path, sink_batch_rows=5, sink_flush_ms=50) as settings:
         asyncio.run(skip_three(settings))
-    finally:
-        broker.terminate()
-        broker.wait(30)
 
 
 async def skip_three(settings: Settings) -> None:
-    await create_topics(settings.broker, load_catalog())
+    await create_topics(settings.broker, load_catalog())  # 30 records wait on one partition
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker)
     await producer.start()
     try:
@@ -47,10 +32,7 @@ async def skip_three(settings: Settings) -> None:
     finally:
         await producer.stop()
 
-    stage = AnalyticsStage(settings)
-    runner = StageRunner(stage, settings)
-    task = asyncio.create_task(runner.run())
-    await until(lambda: runner.status["state"] == "running", "the sink to start")
+    stage, runner, task = await running_sink(settings)
     consumer = runner._consumer
     fetch = consumer.getmany
     skipped = False

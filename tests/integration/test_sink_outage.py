@@ -10,15 +10,11 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from pipeline.bus.admin import create_topics
-from pipeline.bus.broker import start_broker
-from pipeline.bus.catalog import RESPONSES, load_catalog
+from pipeline.bus.catalog import RESPONSES
 from pipeline.bus.codec import encode
-from pipeline.bus.runner import StageRunner
 from pipeline.settings import Settings
-from pipeline.stages.analytics import AnalyticsStage
-from tests.integration.conftest import free_port
 from tests.integration.helpers import until
+from tests.integration.sink import lone_broker, running_sink
 from tests.unit.factories import make_served
 
 
@@ -36,27 +32,12 @@ async def committed(bootstrap: str) -> int:
 
 
 def test_clickhouse_down_pauses_the_sink_and_it_catches_up_without_duplicates(tmp_path):
-    port = free_port()
-    broker = start_broker(port, tmp_path / "broker.log")
-    settings = Settings(
-        broker=f"127.0.0.1:{port}",
-        state_dir=tmp_path,
-        metrics_port_base=free_port(),
-        sink_flush_ms=100,
-    )
-    try:
+    with lone_broker(tmp_path, sink_flush_ms=100) as settings:
         asyncio.run(outage(settings))
-    finally:
-        broker.terminate()
-        broker.wait(30)
 
 
 async def outage(settings: Settings) -> None:
-    await create_topics(settings.broker, load_catalog())
-    stage = AnalyticsStage(settings)
-    runner = StageRunner(stage, settings)
-    task = asyncio.create_task(runner.run())
-    await until(lambda: runner.status["state"] == "running", "the sink to start")
+    stage, runner, task = await running_sink(settings)
 
     down = True
     insert = stage.store.insert

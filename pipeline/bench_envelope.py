@@ -31,12 +31,14 @@ import time
 import uuid
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.bench import distinct_messages, measure, percentiles
+from pipeline.bus.admin import create_new_topics
 from pipeline.bus.broker import start_broker
 from pipeline.bus.catalog import REQUESTS, SIGNALS
+from pipeline.bus.clients import new_consumer, new_producer
 from pipeline.bus.codec import encode
 from pipeline.client import replay
 from pipeline.envelope import ChatRequest, Envelope, RequestSection
@@ -65,13 +67,10 @@ def prompts(count: int, tag: str) -> list[RequestSection]:
 async def bare_hop(bootstrap: str, count: int = 300) -> dict[str, float]:
     """Produce one message, wait until a group consumer receives it, repeat."""
     topic = f"wrp.bench-hop-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=topic,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=5,
+    await create_new_topics(bootstrap, [NewTopic(topic, 1, 1)])
+    producer = new_producer(bootstrap, linger_ms=1)
+    consumer = new_consumer(
+        bootstrap, topic, group_id=topic, auto_offset_reset="earliest", fetch_max_wait_ms=5
     )
     await producer.start()
     await consumer.start()
@@ -237,10 +236,10 @@ def run_envelope_bench(settings: Settings, saturate: int, duration: float) -> di
 
 async def _signals_rate(bootstrap: str, count: int, tag: str) -> float:
     """Publish ``count`` requests at once; records per second arriving on ``wrp.signals``."""
-    consumer = AIOKafkaConsumer(SIGNALS, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    consumer = new_consumer(bootstrap, SIGNALS, auto_offset_reset="latest")
     await consumer.start()
     await consumer.getmany(timeout_ms=500)  # positions at the end before publishing
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = new_producer(bootstrap, linger_ms=5)
     await producer.start()
     try:
         started = time.perf_counter()

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
+from pipeline.bus.clients import new_consumer, new_producer
 from pipeline.bus.codec import decode, encode
 from pipeline.envelope import Envelope, Feedback, RequestSection, now
 
@@ -53,9 +54,7 @@ class ResponseCollector:
         self.responses: dict[str, Envelope] = {}
         self.received_at: dict[str, float] = {}
         self.duplicates = 0
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-        )
+        self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=5)
         self._task: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
 
@@ -136,7 +135,7 @@ class ResponseCollector:
 
 
 async def start_producer(bootstrap: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    producer = new_producer(bootstrap, linger_ms=1)
     await producer.start()
     return producer
 

@@ -98,12 +98,28 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
+#: Identifiers a client chooses (request and session ids): printable ASCII without spaces.
+IDENTIFIER = r"^[!-~]{1,128}$"
+#: Tenant names: they become ClickHouse keys, metric labels and API-key owners.
+TENANT = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+#: Kafka's legal topic names.
+TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
+
+
 class RequestSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=128)
-    tenant: str = "default"
-    session_id: str | None = None
-    reply_to: str = "wrp.responses"
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=IDENTIFIER)
+    tenant: str = Field("default", pattern=TENANT)
+    session_id: str | None = Field(None, pattern=IDENTIFIER)
+    reply_to: str = Field(
+        "wrp.responses",
+        pattern=TOPIC,
+        description="where the answer goes: a reply topic of the catalog, or an existing topic "
+        "with the deployment's reply prefix (WRP_REPLY_TOPIC_PREFIX)",
+    )
+    hops: int = Field(
+        0, ge=0, description="stages this request has passed; a stage refuses it past WRP_MAX_HOPS"
+    )
     deadline: float | None = Field(None, description="epoch seconds after which to give up")
     ttft_budget_ms: float | None = Field(
         None, gt=0, description="pool-aware routing skips pools slower than this to first token"
@@ -272,6 +288,7 @@ class Outcome(Contract):
     """What serving a request cost and how it went; also published alone on ``wrp.outcomes``."""
 
     request_id: str
+    tenant: str = Field("default", pattern=TENANT, description="the request's tenant")
     decision: str
     model: str
     pool: str
@@ -327,18 +344,17 @@ class Envelope(Contract):
     trail: list[StageSpan] = []
 
     @property
-    def session_scope(self) -> tuple[str, str] | None:
-        """The session's identity for per-session state: an id is unique only in its tenant."""
-        return (self.tenant, self.session_id) if self.session_id else None
-
-    @property
     def key(self) -> str:
         return self.request.key
 
     def advance(self, stage: str, started: float, **sections: Any) -> Envelope:
         """A copy with ``sections`` set and this stage's span appended to the trail."""
         span = StageSpan(stage=stage, start=started, end=now())
-        return self.model_copy(update={**sections, "trail": [*self.trail, span]})
+        request = sections.pop("request", self.request)
+        request = request.model_copy(update={"hops": request.hops + 1})
+        return self.model_copy(
+            update={**sections, "request": request, "trail": [*self.trail, span]}
+        )
 
     def missing(self, *sections: str) -> list[str]:
         """Names of the required sections that are not present."""
@@ -368,8 +384,14 @@ class Feedback(Contract):
     thumbs: Literal["up", "down"] | None = None
     rating: int | None = Field(None, ge=1, le=5)
     verdict: Verdict | None = None
-    source: str = "user"
-    comment: str | None = None
+    source: str = Field("user", min_length=1, max_length=128)
+    tenant: str | None = Field(
+        None,
+        pattern=TENANT,
+        description="who judged: the gateway sets the API key's tenant, and the learner credits "
+        "only judgements of the request's own tenant; None: a trusted producer on the topic",
+    )
+    comment: str | None = Field(None, max_length=4000)
     created_at: float = Field(default_factory=now)
 
     @model_validator(mode="after")
@@ -415,11 +437,6 @@ class RouterState(Contract):
         [], description="contextual bandit: decayed sum of (reward - prior) * x (d)"
     )
     updated_at: float = Field(default_factory=now)
-
-    @property
-    def session_scope(self) -> tuple[str, str] | None:
-        """The session's identity for per-session state: an id is unique only in its tenant."""
-        return (self.tenant, self.session_id) if self.session_id else None
 
     @property
     def key(self) -> str:
@@ -493,8 +510,13 @@ class DeadLetter(Contract):
     offset: int
     error_type: str
     error: str
+    record_timestamp: int | None = Field(
+        None,
+        description="the source record's Kafka timestamp (ms): with topic, partition and offset "
+        "it names the record across broker restarts, which restart offsets",
+    )
     request_id: str | None = None
-    raw: str = Field(description="the original bytes, base64")
+    raw: str = Field(description="the original bytes, base64, PII replaced by <ENTITY>")
     failed_at: float = Field(default_factory=now)
 
 

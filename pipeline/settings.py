@@ -86,6 +86,14 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(
         1_000_000, description="largest accepted message (WRP_MAX_REQUEST_BYTES)"
     )
+    max_hops: int = Field(
+        16, ge=4, description="stages a request may pass before it is refused (WRP_MAX_HOPS)"
+    )
+    reply_topic_prefix: str = Field(
+        "wrp.replies.",
+        description="besides wrp.responses, a request's reply_to may name an existing topic with "
+        "this prefix (WRP_REPLY_TOPIC_PREFIX)",
+    )
     gateway_port: int = Field(8080, description="OpenAI-compatible gateway port (WRP_GATEWAY_PORT)")
     gateway_timeout_s: float = Field(
         120.0, gt=0, description="how long the gateway waits for an answer (WRP_GATEWAY_TIMEOUT_S)"

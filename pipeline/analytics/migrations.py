@@ -288,6 +288,57 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS requests_minutely_mv TO requests_minutely
 }
 
 
+def _feedback_v4(name: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {name} (
+    request_id String,
+    source LowCardinality(String),
+    tenant LowCardinality(String),
+    created_at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    score Float32,
+    judgement LowCardinality(String),
+    comment String CODEC(ZSTD(3))
+) ENGINE = ReplacingMergeTree(created_at)
+ORDER BY (request_id, source)
+{DEDUP}"""
+
+
+def _dead_letters_v4(name: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {name} (
+    topic LowCardinality(String),
+    partition UInt32,
+    offset UInt64,
+    record_timestamp Int64,
+    stage LowCardinality(String),
+    error_type LowCardinality(String),
+    error String,
+    request_id String,
+    raw String CODEC(ZSTD(3)),
+    failed_at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1))
+) ENGINE = ReplacingMergeTree
+ORDER BY (topic, partition, offset, record_timestamp)
+TTL toDateTime(failed_at) + INTERVAL 30 DAY
+{DEDUP}"""
+
+
+CACHE_ENTRIES = f"""
+CREATE TABLE IF NOT EXISTS cache_entries (
+    tenant LowCardinality(String),
+    decision LowCardinality(String),
+    params String,
+    key String,
+    embedding String,
+    model LowCardinality(String),
+    response String CODEC(ZSTD(3)),
+    stored_at DateTime64(3, 'UTC'),
+    expires_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(stored_at)
+ORDER BY (tenant, decision, params, key)
+TTL toDateTime(expires_at)
+{DEDUP}"""
+
+
 @dataclass(frozen=True)
 class Rebuild:
     """Re-create ``table`` with ``ddl`` (a new ordering key or engine, which ALTER cannot change)
@@ -384,6 +435,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             *V3_TABLES.values(),
             Backfill("requests_minutely", ROLLUP_SELECT.replace("AS r\n", "AS r FINAL\n")),
             "ALTER TABLE dead_letters MODIFY TTL toDateTime(failed_at) + INTERVAL 30 DAY",
+        ),
+    ),
+    Migration(
+        4,
+        "trust: one judgement per request and source (the last wins) with its tenant; dead "
+        "letters keyed across broker restarts; router-state and cache snapshots to re-seed from",
+        (
+            Rebuild("feedback", _feedback_v4),
+            Rebuild("dead_letters", _dead_letters_v4),
+            "ALTER TABLE router_states ADD COLUMN IF NOT EXISTS design Array(Float64)",
+            "ALTER TABLE router_states ADD COLUMN IF NOT EXISTS response Array(Float64)",
+            CACHE_ENTRIES,
         ),
     ),
 )

@@ -1,12 +1,26 @@
-"""Messages -> ClickHouse rows, columns by name (tables: :mod:`pipeline.analytics.migrations`)."""
+"""Messages -> ClickHouse rows, columns by name (tables: :mod:`pipeline.analytics.migrations`).
+
+No raw PII at rest: every text column is scrubbed here (:mod:`pipeline.safety.scrub`), whatever
+the request's outcome, and a cached answer that holds PII is not snapshotted at all.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.envelope import DeadLetter, Envelope, Feedback, PoolState, RouterState
+from pipeline.envelope import (
+    CacheEntry,
+    DeadLetter,
+    Envelope,
+    Feedback,
+    PoolState,
+    RouterState,
+)
+from pipeline.safety.scrub import scrub_bytes, scrub_envelope, scrub_text, scrub_value
 
 
 def ts(seconds: float) -> datetime:
@@ -61,7 +75,7 @@ REQUEST_COLUMNS = [
 
 
 def request_row(env: Envelope) -> list[Any]:
-    """One row holding the whole trail of a finished request."""
+    """One row holding the whole trail of a finished request, its text scrubbed of PII."""
     req, sig, saf, dec, res, out = (
         env.request,
         env.signals,
@@ -114,7 +128,9 @@ def request_row(env: Envelope) -> list[Any]:
         (out.baseline_model or "") if out else "",
         out.baseline_cost_usd if out else 0.0,
         json.dumps([s.model_dump() for s in env.trail]),
-        env.model_copy(update={"trail": []}).model_dump_json(exclude={"signals": {"embedding"}}),
+        scrub_envelope(env.model_copy(update={"trail": []})).model_dump_json(
+            exclude={"signals": {"embedding"}}
+        ),
     ]
 
 
@@ -204,6 +220,8 @@ ROUTER_STATE_COLUMNS = [
     "failures",
     "observations",
     "updated_at",
+    "design",
+    "response",
 ]
 
 
@@ -216,26 +234,54 @@ def router_state_row(r: RouterState) -> list[Any]:
         r.failures,
         r.observations,
         ts(r.updated_at),
+        r.design,
+        r.response,
     ]
 
 
-FEEDBACK_COLUMNS = ["request_id", "source", "created_at", "score", "judgement", "comment"]
+def router_state_from_row(row: dict[str, Any]) -> RouterState:
+    """The router-state a snapshot row holds (for re-seeding ``wrp.router-state``)."""
+    return RouterState(
+        **{k: row[k] for k in ROUTER_STATE_COLUMNS if k != "updated_at"},
+        updated_at=row["updated_at"].timestamp(),
+    )
+
+
+FEEDBACK_COLUMNS = [
+    "request_id",
+    "source",
+    "tenant",
+    "created_at",
+    "score",
+    "judgement",
+    "comment",
+]
 
 
 def feedback_row(f: Feedback) -> list[Any]:
-    """``score`` is the reward in [0, 1]; ``judgement`` what the user actually gave."""
+    """``score`` is the reward in [0, 1]; ``judgement`` what the user actually gave. One row per
+    (request, source): a later judgement replaces an earlier one."""
     given = next(
         f"{kind}:{value}"
         for kind in ("score", "thumbs", "rating", "verdict")
         if (value := getattr(f, kind)) is not None
     )
-    return [f.request_id, f.source, ts(f.created_at), f.reward, given, f.comment or ""]
+    return [
+        f.request_id,
+        f.source,
+        f.tenant or "",
+        ts(f.created_at),
+        f.reward,
+        given,
+        scrub_text(f.comment or ""),
+    ]
 
 
 DEAD_LETTER_COLUMNS = [
     "topic",
     "partition",
     "offset",
+    "record_timestamp",
     "stage",
     "error_type",
     "error",
@@ -246,14 +292,64 @@ DEAD_LETTER_COLUMNS = [
 
 
 def dead_letter_row(d: DeadLetter) -> list[Any]:
+    """The letter with its raw bytes and error scrubbed again: anyone may write to ``wrp.dlq``."""
+    try:
+        raw = base64.b64encode(scrub_bytes(base64.b64decode(d.raw, validate=True))).decode()
+    except (binascii.Error, ValueError):
+        raw = scrub_text(d.raw)
     return [
         d.topic,
         d.partition,
         d.offset,
+        d.record_timestamp or 0,
         d.stage,
         d.error_type,
-        d.error,
+        scrub_text(d.error),
         d.request_id or "",
-        d.raw,
+        raw,
         ts(d.failed_at),
     ]
+
+
+CACHE_ENTRY_COLUMNS = [
+    "tenant",
+    "decision",
+    "params",
+    "key",
+    "embedding",
+    "model",
+    "response",
+    "stored_at",
+    "expires_at",
+]
+
+
+def cache_entry_rows(c: CacheEntry) -> list[list[Any]]:
+    """The snapshot row of a cached answer; none when the answer holds PII (it stays cached on
+    the live topic, but is never stored)."""
+    if scrub_value(c.response) != c.response:
+        return []
+    return [
+        [
+            c.tenant,
+            c.decision,
+            c.params,
+            c.key,
+            c.embedding or "",
+            c.model,
+            json.dumps(c.response),
+            ts(c.stored_at),
+            ts(c.expires_at),
+        ]
+    ]
+
+
+def cache_entry_from_row(row: dict[str, Any]) -> CacheEntry:
+    """The cached answer a snapshot row holds (for re-seeding ``wrp.cache``)."""
+    return CacheEntry(
+        **{k: row[k] for k in ("tenant", "decision", "params", "key", "model")},
+        embedding=row["embedding"] or None,
+        response=json.loads(row["response"]),
+        stored_at=row["stored_at"].timestamp(),
+        expires_at=row["expires_at"].timestamp(),
+    )

@@ -10,17 +10,24 @@ from pipeline.bus.catalog import Catalog
 
 async def create_topics(bootstrap: str, catalog: Catalog) -> list[str]:
     """Create every catalog topic that does not exist yet; returns the names created."""
+    wanted = [
+        NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs())
+        for spec in catalog.topics
+    ]
+    return await create_new_topics(bootstrap, wanted)
+
+
+async def create_new_topics(bootstrap: str, topics: list[NewTopic]) -> list[str]:
+    """Create those of ``topics`` that do not exist yet; returns the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [t for t in catalog.topics if t.name not in existing]
         created: list[str] = []
-        for spec in wanted:
-            topic = NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs())
+        for topic in (t for t in topics if t.name not in existing):
             try:
                 await admin.create_topics([topic])
-                created.append(spec.name)
+                created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
         return created

@@ -36,6 +36,7 @@ class TopicSpec(BaseModel):
     payload: str
     producers: list[str]
     consumers: list[str]
+    reply: bool = Field(False, description="requests may name it as their reply_to")
 
     @property
     def payload_model(self) -> type[Contract]:
@@ -49,6 +50,10 @@ class TopicSpec(BaseModel):
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid")
     topics: list[TopicSpec]
+
+    @property
+    def reply_topics(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.topics if t.reply)
 
     def get(self, name: str) -> TopicSpec:
         for spec in self.topics:

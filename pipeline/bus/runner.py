@@ -7,8 +7,10 @@ Checkpoint order for one batch, the only place it is written down:
    that many records or the linger since the first record passed; a fetch that skips offsets
    is cut at the gap and the partition fetched again from there (:mod:`pipeline.bus.gaps`);
 2. decode and validate each record; a record that is too large, not JSON, not the topic's schema,
-   or missing a section the stage needs becomes a dead letter on ``wrp.dlq`` (and an error reply on
-   its ``reply_to`` when the request id can be read);
+   past its hop budget (``WRP_MAX_HOPS``), addressed to a reply topic outside the allow-list
+   (:mod:`pipeline.bus.replies`), missing a section the stage needs or already carrying one the
+   stage adds becomes a dead letter on ``wrp.dlq`` (:mod:`pipeline.bus.dead_letters`), and an
+   error reply when the request id can be read (on ``wrp.responses`` if its reply_to is refused);
 3. call the stage's ``process`` with the valid records; a record the stage rejects becomes a dead
    letter the same way; an exception from ``process`` (ClickHouse down, say) fails the whole
    batch: nothing is produced, the runner pauses its partitions, keeps the batch and retries it
@@ -32,9 +34,7 @@ stays in Kafka, not in memory. A record whose processing raises is retried with 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import signal
 import time
@@ -47,18 +47,14 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
-from pipeline.bus.catalog import DLQ, load_catalog
+from pipeline.bus.catalog import DLQ, RESPONSES, load_catalog
+from pipeline.bus.clients import broker_topics, new_consumer, new_producer
 from pipeline.bus.codec import decode, encode
+from pipeline.bus.dead_letters import dead_letter, readable_request
 from pipeline.bus.gaps import OffsetGaps
 from pipeline.bus.health import StageMetrics, health_app, serve_http
-from pipeline.envelope import (
-    Contract,
-    DeadLetter,
-    Envelope,
-    ErrorInfo,
-    RequestSection,
-    Result,
-)
+from pipeline.bus.replies import ReplyTopics
+from pipeline.envelope import Contract, Envelope, ErrorInfo, Result
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +77,7 @@ class Inbound:
     offset: int
     raw: bytes
     message: Contract
+    timestamp: int | None = None  # the record's Kafka timestamp, ms
 
 
 @dataclass(frozen=True)
@@ -90,6 +87,10 @@ class Outbound:
     topic: str
     key: str | None
     message: BaseModel
+
+
+class MissingTopics(RuntimeError):
+    """The broker lacks catalog topics; stages never create them."""
 
 
 class Rejection(Exception):
@@ -105,7 +106,10 @@ class Stage(ABC):
 
     name: ClassVar[str]
     topics: ClassVar[tuple[str, ...]]
+    #: envelope sections that must be present, and sections that must not be (the ones this
+    #: stage or a later one adds: an answered envelope never re-enters the request path)
     requires: ClassVar[tuple[str, ...]] = ()
+    refuses: ClassVar[tuple[str, ...]] = ()
     #: Set by the :class:`StageRunner` that runs the stage.
     metrics: StageMetrics
 
@@ -147,8 +151,11 @@ class Rejected:
     error: Rejection
 
 
-def error_reply(envelope: Envelope, stage: str, error_type: str, message: str) -> Outbound:
-    """The envelope, closed with an error result, addressed to its ``reply_to``."""
+def error_reply(
+    envelope: Envelope, stage: str, error_type: str, message: str, topic: str | None = None
+) -> Outbound:
+    """The envelope, closed with an error result, addressed to ``topic`` (default: its
+    ``reply_to``, which the runner checked when the envelope came in)."""
     closed = envelope.model_copy(
         update={
             "result": Result(
@@ -158,26 +165,11 @@ def error_reply(envelope: Envelope, stage: str, error_type: str, message: str) -
             )
         }
     )
-    return Outbound(envelope.request.reply_to, envelope.key, closed)
+    return Outbound(topic or envelope.request.reply_to, envelope.key, closed)
 
 
-def _readable_request(raw: bytes) -> RequestSection | None:
-    """The request id and reply_to of a record that failed validation, if they can be read."""
-    try:
-        data = json.loads(raw.decode("utf-8", "replace"))
-        request = data.get("request") if isinstance(data, dict) else None
-        if not isinstance(request, dict) or not isinstance(request.get("request_id"), str):
-            return None
-        reply_to = request.get("reply_to")
-        return RequestSection(
-            request_id=request["request_id"],
-            reply_to=reply_to if isinstance(reply_to, str) and reply_to else "wrp.responses",
-            session_id=request.get("session_id")
-            if isinstance(request.get("session_id"), str)
-            else None,
-        )
-    except (ValueError, ValidationError, UnicodeDecodeError):
-        return None
+def _seconds(timestamp_ms: int | None) -> float | None:
+    return None if timestamp_ms is None or timestamp_ms < 0 else timestamp_ms / 1000
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -232,8 +224,10 @@ class StageRunner:
         self._gaps = OffsetGaps(
             frozenset(t for t in stage.topics if catalog.get(t).cleanup_policy == "delete")
         )
+        self._catalog = catalog
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._replies: ReplyTopics | None = None
 
     def request_stop(self) -> None:
         """Finish the in-flight batch, commit, and exit (what SIGTERM does)."""
@@ -248,18 +242,18 @@ class StageRunner:
         self.stage.add_routes(app)
         http_task, http_server = await serve_http(app, self.port, self.settings.http_host)
         try:
-            await self.stage.start()
-            self._producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.broker,
-                acks="all",
+            self._producer = new_producer(
+                self.settings.broker,
                 linger_ms=1,
                 max_request_size=DLQ_SIZE_FACTOR * self.settings.max_request_bytes,
             )
-            self._consumer = AIOKafkaConsumer(
+            await self._producer.start()
+            await self._check_topics()
+            await self.stage.start()
+            self._consumer = new_consumer(
+                self.settings.broker,
                 *self.stage.topics,
-                bootstrap_servers=self.settings.broker,
                 group_id=f"wrp-{self.stage.name}",
-                enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=5,
                 session_timeout_ms=10000,
@@ -267,7 +261,6 @@ class StageRunner:
                 rebalance_timeout_ms=10000,
                 max_partition_fetch_bytes=DLQ_SIZE_FACTOR * self.settings.max_request_bytes,
             )
-            await self._producer.start()
             await self._consumer.start()
             self.status["state"] = "running"
             log.info("stage %s consuming %s", self.stage.name, ", ".join(self.stage.topics))
@@ -281,6 +274,22 @@ class StageRunner:
             await self.stage.stop()
             http_server.should_exit = True
             await http_task
+
+    async def _check_topics(self) -> None:
+        """Every catalog topic exists (a stage produces to several and creates none), and reply
+        topics can be checked against the broker."""
+        assert self._producer is not None
+        producer = self._producer
+        found = await broker_topics(producer)
+        missing = sorted({t.name for t in self._catalog.topics} - found)
+        if missing:
+            raise MissingTopics(
+                f"topic(s) {', '.join(missing)} do not exist on {self.settings.broker}: "
+                "create them with `wrp topics create` (stages never create topics)"
+            )
+        self._replies = ReplyTopics(
+            self._catalog, self.settings.reply_topic_prefix, lambda: broker_topics(producer)
+        )
 
     async def _consume_loop(self) -> None:
         assert self._consumer is not None
@@ -452,7 +461,7 @@ class StageRunner:
         valid: list[Inbound] = []
         outputs: list[Outbound] = []
         for record in batch:
-            item = self._validate(record)
+            item = await self._validate(record)
             if isinstance(item, Inbound):
                 valid.append(item)
             else:
@@ -465,12 +474,12 @@ class StageRunner:
                     outputs.append(out)
         return outputs
 
-    def _validate(self, record) -> Inbound | list[Outbound]:
+    async def _validate(self, record) -> Inbound | list[Outbound]:
         raw: bytes = record.value or b""
         # a dead letter carries a whole oversize message, base64: allow what producers may send
         limit = self.settings.max_request_bytes * (DLQ_SIZE_FACTOR if record.topic == DLQ else 1)
         if len(raw) > limit:
-            return self._dead_letter(
+            return await self._dead_letter(
                 record,
                 "oversize",
                 f"message is {len(raw)} bytes; the limit is {limit} (WRP_MAX_REQUEST_BYTES)",
@@ -479,66 +488,105 @@ class StageRunner:
             message = decode(record.value, self._payloads[record.topic])
         except ValidationError as exc:
             kind = "invalid_json" if exc.errors()[0]["type"] == "json_invalid" else "invalid_schema"
-            return self._dead_letter(record, kind, describe_validation_error(exc))
+            return await self._dead_letter(record, kind, describe_validation_error(exc))
         except ValueError as exc:
-            return self._dead_letter(record, "invalid_message", str(exc))
-        inbound = Inbound(record.topic, record.partition, record.offset, raw, message)
-        if isinstance(message, Envelope) and (missing := message.missing(*self.stage.requires)):
-            return self._dead_letter_inbound(
-                Rejected(
-                    inbound,
-                    Rejection(
-                        "missing_section",
-                        f"stage {self.stage.name} needs section(s) {', '.join(missing)}; "
-                        "publish requests to wrp.requests, not to an inner topic",
-                    ),
+            return await self._dead_letter(record, "invalid_message", str(exc))
+        inbound = Inbound(
+            record.topic, record.partition, record.offset, raw, message, record.timestamp
+        )
+        if isinstance(message, Envelope):
+            refused = await self._refusal(message, record.timestamp)
+            if refused is not None:
+                kind, text, reply_topic = refused
+                return self._dead_letter_inbound(
+                    Rejected(inbound, Rejection(kind, text)), reply_topic
                 )
-            )
         return inbound
 
-    def _dead_letter_inbound(self, rejected: Rejected) -> list[Outbound]:
+    async def _refusal(
+        self, envelope: Envelope, timestamp_ms: int | None
+    ) -> tuple[str, str, str | None] | None:
+        """(error type, message, topic for the error reply) when this stage must not process
+        ``envelope`` (its record stamped ``timestamp_ms``); None when it may."""
+        request = envelope.request
+        if request.hops > self.settings.max_hops:
+            return (
+                "hop_limit_exceeded",
+                f"the request passed {request.hops} stages, more than WRP_MAX_HOPS "
+                f"({self.settings.max_hops}): it is looping",
+                None,
+            )
+        assert self._replies is not None
+        refused = await self._replies.check(request.reply_to, _seconds(timestamp_ms))
+        if refused is not None:
+            return "invalid_reply_to", refused, RESPONSES
+        if missing := envelope.missing(*self.stage.requires):
+            return (
+                "missing_section",
+                f"stage {self.stage.name} needs section(s) {', '.join(missing)}; "
+                "publish requests to wrp.requests, not to an inner topic",
+                None,
+            )
+        present = [name for name in self.stage.refuses if getattr(envelope, name) is not None]
+        if present:
+            return (
+                "unexpected_section",
+                f"stage {self.stage.name} got an envelope that already has section(s) "
+                f"{', '.join(present)}: publish a new request with only its request section",
+                None,
+            )
+        return None
+
+    def _dead_letter_inbound(
+        self, rejected: Rejected, reply_topic: str | None = None
+    ) -> list[Outbound]:
         inbound, error = rejected.inbound, rejected.error
-        outputs = self._dead_letter(inbound, error.error_type, str(error), reply=False)
+        letter = self._letter(inbound, error.error_type, str(error), inbound.message)
+        outputs = [Outbound(DLQ, letter.request_id, letter)]
         if isinstance(inbound.message, Envelope):
             outputs.append(
-                error_reply(inbound.message, self.stage.name, error.error_type, str(error))
+                error_reply(
+                    inbound.message, self.stage.name, error.error_type, str(error), reply_topic
+                )
             )
         return outputs
 
-    def _dead_letter(
-        self, record, error_type: str, error: str, reply: bool = True
-    ) -> list[Outbound]:
-        """A DLQ record for ``record`` and, if its request can be read, an error reply; nothing
-        for a record read from ``wrp.dlq`` itself (a loop would grow it without end)."""
-        self.metrics.dead_lettered.labels(reason=error_type).inc()
+    async def _dead_letter(self, record, error_type: str, error: str) -> list[Outbound]:
+        """A DLQ record for a record that did not validate and, if its request can be read, an
+        error reply; nothing for a record read from ``wrp.dlq`` itself (a loop would grow it
+        without end)."""
         if record.topic == DLQ:
+            self.metrics.dead_lettered.labels(reason=error_type).inc()
             log.error(
-                "stage %s: unreadable dead letter at %s[%d]@%d skipped (%s: %s)",
+                "stage %s: unreadable dead letter at %s[%d]@%d skipped (%s)",
                 self.stage.name,
                 record.topic,
                 record.partition,
                 record.offset,
                 error_type,
-                error,
             )
             return []
-        raw: bytes = getattr(record, "raw", None) or record.value or b""
-        request = _readable_request(raw)
-        letter = DeadLetter(
-            stage=self.stage.name,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            error_type=error_type,
-            error=error,
-            request_id=request.request_id if request else None,
-            raw=base64.b64encode(raw).decode("ascii"),
-        )
+        request = readable_request(record.value or b"")
+        letter = self._letter(record, error_type, error, request)
         outputs = [Outbound(DLQ, letter.request_id, letter)]
-        if reply and request is not None:
+        if request is not None:
+            assert self._replies is not None
+            published = _seconds(record.timestamp)
+            refused = await self._replies.check(request.reply_to, published)
+            topic = None if refused is None else RESPONSES
             outputs.append(
-                error_reply(Envelope(request=request), self.stage.name, error_type, error)
+                error_reply(Envelope(request=request), self.stage.name, error_type, error, topic)
             )
+        return outputs
+
+    def _letter(self, record, error_type: str, error: str, source: object):
+        """The dead letter of ``record`` (logged and counted); ``source`` is what could be read
+        of it (an envelope or a request section), for the request id."""
+        request = getattr(source, "request", source)
+        letter = dead_letter(
+            self.stage.name, record, error_type, error, getattr(request, "request_id", None)
+        )
+        self.metrics.dead_lettered.labels(reason=error_type).inc()
         log.warning(
             "stage %s: %s at %s[%d]@%d -> wrp.dlq: %s",
             self.stage.name,
@@ -546,9 +594,9 @@ class StageRunner:
             record.topic,
             record.partition,
             record.offset,
-            error,
+            letter.error,
         )
-        return outputs
+        return letter
 
     async def _produce(self, outputs: list[Outbound]) -> None:
         assert self._producer is not None

@@ -8,9 +8,10 @@ import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
+from pipeline.bus.clients import new_consumer
 from pipeline.bus.codec import decode
 from pipeline.envelope import Contract
 
@@ -33,9 +34,7 @@ class CompactedTable(Generic[T]):
         self.model = model
         self.on_record = on_record
         self.values: dict[str, T] = {}
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
+        self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=50)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import uvicorn
-from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -33,6 +32,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
+from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.client import ResponseCollector
 from pipeline.envelope import ChatRequest, Envelope, Feedback, RequestSection, Verdict, now
@@ -186,7 +186,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=1)
+        producer = new_producer(settings.broker, linger_ms=1)
         collector = ResponseCollector(settings.broker, RESPONSES, retain=False)
         watcher = PolicyWatcher(settings.policy)
         await producer.start()

@@ -1,8 +1,11 @@
-"""analytics stage: the ClickHouse sink for responses, feedback, dead letters, pool-state samples
-and router-state versions.
+"""analytics stage: the ClickHouse sink for responses, feedback, dead letters, pool-state samples,
+router-state versions and cached answers (the last two are also the snapshots that re-seed their
+topics after a restart of the embedded broker, see :mod:`pipeline.analytics.restore`).
 
 Each flush (``WRP_SINK_BATCH_ROWS`` records or ``WRP_SINK_FLUSH_MS``, whichever first) inserts
-one block per table with an ``insert_deduplication_token`` derived from the records' offsets, and
+one block per table with an ``insert_deduplication_token`` derived from the records' topic,
+partition, offset and Kafka timestamp (offsets alone repeat once the embedded broker restarts
+them at 0, and ClickHouse would drop the new block as a duplicate of an old one), and
 the runner commits the offsets only after ClickHouse acknowledged every block. While ClickHouse is
 down the runner keeps the batch, pauses consumption and retries with backoff, so memory stays
 bounded by one batch and nothing is lost. A replay (a crash between insert and commit, or a
@@ -23,7 +26,7 @@ from fastapi import FastAPI, HTTPException, Request
 
 from pipeline.analytics import rows
 from pipeline.analytics.store import AnalyticsStore, QueryError, batch_token
-from pipeline.bus.catalog import DLQ, FEEDBACK, POOL_STATE, RESPONSES, ROUTER_STATE
+from pipeline.bus.catalog import CACHE, DLQ, FEEDBACK, POOL_STATE, RESPONSES, ROUTER_STATE
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
 from pipeline.envelope import Envelope
 
@@ -38,6 +41,7 @@ SINKS: dict[str, tuple[str, list[str], Callable[[Any], list[list[Any]]]]] = {
         rows.ROUTER_STATE_COLUMNS,
         lambda r: [rows.router_state_row(r)],
     ),
+    CACHE: ("cache_entries", rows.CACHE_ENTRY_COLUMNS, rows.cache_entry_rows),
 }
 
 
@@ -94,9 +98,14 @@ class AnalyticsStage(Stage):
     ) -> None:
         if not items:
             return
-        token = batch_token(table, [f"{i.topic}/{i.partition}/{i.offset}" for i in items])
+        token = batch_token(table, [record_identity(i) for i in items])
         table_rows = [row for item in items for row in to_rows(item.message)]
         await self.store.run(self.store.insert, table, columns, table_rows, token)
+
+
+def record_identity(item: Inbound) -> str:
+    """Names one record of one incarnation of its topic: the offset and its Kafka timestamp."""
+    return f"{item.topic}/{item.partition}/{item.offset}/{item.timestamp}"
 
 
 def new_requests(items: list[Inbound], stored: set[str]) -> list[Inbound]:

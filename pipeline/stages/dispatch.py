@@ -14,9 +14,9 @@ import os
 import socket
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from pipeline.bus.catalog import CACHE, OUTCOMES, POOL_STATE, ROUTED
+from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage, error_reply
 from pipeline.envelope import Attempt, Envelope, ErrorInfo, Outcome, Result, now
@@ -53,6 +53,7 @@ class DispatchStage(Stage):
     name = "dispatch"
     topics = (ROUTED,)
     requires = ("signals", "decision")
+    refuses = ("result", "outcome")
     concurrency = MAX_IN_FLIGHT
 
     async def start(self) -> None:
@@ -67,7 +68,7 @@ class DispatchStage(Stage):
         self.scraper = MetricsScraper(self.client)
         self.scraper.start(self.dispatcher.pools)
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker, linger_ms=5)
+        self.producer = new_producer(self.settings.broker, linger_ms=5)
         await self.producer.start()
         self.publisher = asyncio.create_task(self.publish_pool_state())
 
@@ -192,6 +193,7 @@ class DispatchStage(Stage):
         baseline = policy.strongest(decision.candidates, signals.domain)
         outcome = Outcome(
             request_id=env.request.request_id,
+            tenant=env.request.tenant,
             decision=decision.decision,
             model=card.name,
             pool=card.pool,

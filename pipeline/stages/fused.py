@@ -43,6 +43,7 @@ class FusedStage(Stage):
         self.name = "+".join(p.name for p in parts)  # type: ignore[misc]
         self.topics = parts[0].topics  # type: ignore[misc]
         self.requires = parts[0].requires  # type: ignore[misc]
+        self.refuses = parts[0].refuses  # type: ignore[misc]
 
     def batch_limits(self) -> tuple[int, int]:
         return self.parts[0].batch_limits()
@@ -84,7 +85,11 @@ def _hand_over(
     for out in outputs:
         if isinstance(out, Outbound) and out.topic in topics:
             source = by_request.get(_request_id(out.message), inputs[0])
-            handed.append(Inbound(out.topic, source.partition, source.offset, b"", out.message))
+            handed.append(
+                Inbound(
+                    out.topic, source.partition, source.offset, b"", out.message, source.timestamp
+                )
+            )
     return handed
 
 

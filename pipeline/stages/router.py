@@ -41,6 +41,7 @@ class RouterStage(Stage):
     name = "router"
     topics = (SCREENED,)
     requires = ("signals", "safety")
+    refuses = ("decision", "result", "outcome")
 
     async def start(self) -> None:
         self.watcher = PolicyWatcher(self.settings.policy)
@@ -154,6 +155,7 @@ class RouterStage(Stage):
         completion_tokens = int(usage.get("completion_tokens", 0))
         outcome = Outcome(
             request_id=env.request.request_id,
+            tenant=env.request.tenant,
             decision=decision_name,
             model=answer.model,
             pool=decision.pool,

@@ -18,6 +18,7 @@ class SafetyStage(Stage):
     name = "safety"
     topics = (SIGNALS,)
     requires = ("signals",)
+    refuses = ("safety", "decision", "result", "outcome")
 
     screener: Screener
 

@@ -17,6 +17,7 @@ NO_BODY = Rejection("invalid_schema", "request.body is required: an OpenAI chat-
 class SignalsStage(Stage):
     name = "signals"
     topics = (REQUESTS,)
+    refuses = ("signals", "safety", "decision", "result", "outcome")
 
     extractor: SignalExtractor
 

@@ -1,10 +1,8 @@
-import json
-
 import pytest
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import load_catalog, payload_schemas
-from pipeline.bus.runner import _readable_request, error_reply
+from pipeline.bus.runner import error_reply
 from pipeline.envelope import PAYLOADS, ChatRequest, Envelope, RequestSection, Signals
 from pipeline.settings import SCHEMAS_DIR
 
@@ -62,17 +60,37 @@ def test_embedding_round_trips_through_float16_base64():
     assert np.allclose(decoded, vector, atol=1e-3)
 
 
-def test_request_id_is_read_from_schema_invalid_bytes_for_the_error_reply():
-    raw = json.dumps(
-        {"request": {"request_id": "abc", "reply_to": "mine", "body": {"messages": []}}}
-    ).encode()
-    request = _readable_request(raw)
-    assert request is not None and request.request_id == "abc" and request.reply_to == "mine"
-    assert _readable_request(b"{not json") is None
+def test_an_error_reply_goes_to_reply_to_unless_told_otherwise():
+    request = RequestSection(request_id="abc", reply_to="wrp.replies.mine")
     reply = error_reply(Envelope(request=request), "signals", "invalid_schema", "bad")
-    assert reply.topic == "mine"
+    assert reply.topic == "wrp.replies.mine"
     assert reply.message.result.status == "error"
     assert reply.message.result.error.type == "invalid_schema"
+    assert error_reply(Envelope(request=request), "s", "t", "m", "wrp.responses").topic == (
+        "wrp.responses"
+    )
+
+
+def test_client_chosen_names_are_constrained():
+    for field, value in (
+        ("tenant", "acme corp"),
+        ("tenant", ""),
+        ("tenant", "x" * 65),
+        ("request_id", "has space"),
+        ("request_id", "é"),
+        ("session_id", "x" * 129),
+        ("reply_to", "bad/topic"),
+    ):
+        with pytest.raises(ValidationError):
+            RequestSection(**{field: value})
+    assert RequestSection(tenant="acme-eu.1", request_id="req:42").hops == 0
+
+
+def test_advancing_an_envelope_counts_a_hop():
+    env = Envelope(request=RequestSection(request_id="r"))
+    once = env.advance("signals", 0.0)
+    assert (once.request.hops, len(once.trail)) == (1, 1)
+    assert once.advance("safety", 0.0).request.hops == 2
 
 
 def test_content_parts_must_name_their_type_and_carry_text_as_a_string():

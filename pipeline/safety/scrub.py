@@ -1,0 +1,60 @@
+"""No raw PII at rest: text that is stored or logged has every PII value replaced by ``<ENTITY>``.
+
+The safety stage acts on PII by policy (allow, redact, block) for what a pool may see. Whatever
+it decided, text that reaches ClickHouse, dead letters and logs goes through here first, so a
+blocked request, an error message, a feedback comment or a poison message never keeps the raw
+values. Every detector of :mod:`pipeline.safety.pii` runs, whatever the policy allows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.envelope import Envelope
+from pipeline.safety.pii import find_pii, redact
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every PII value replaced by its typed placeholder."""
+    spans = find_pii(text)
+    return redact(text, spans) if spans else text
+
+
+def scrub_value(value: Any) -> Any:
+    """A JSON-like value (dicts, lists, strings, scalars) with every string scrubbed."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, list):
+        return [scrub_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: scrub_value(v) for k, v in value.items()}
+    return value
+
+
+def scrub_bytes(raw: bytes) -> bytes:
+    """Raw message bytes with PII in their text scrubbed; bytes that are not UTF-8 stay as they
+    are (they round-trip through surrogate escapes)."""
+    text = raw.decode("utf-8", "surrogateescape")
+    scrubbed = scrub_text(text)
+    return raw if scrubbed == text else scrubbed.encode("utf-8", "surrogateescape")
+
+
+def scrub_envelope(envelope: Envelope) -> Envelope:
+    """The envelope with its text scrubbed: the request body (every message, tool call and extra
+    field) and the result (answer and error message). Ids, signals and scores carry no text."""
+    update: dict[str, Any] = {}
+    body = envelope.request.body
+    if body is not None:
+        clean = type(body).model_validate(scrub_value(body.model_dump(exclude_unset=True)))
+        update["request"] = envelope.request.model_copy(update={"body": clean})
+    result = envelope.result
+    if result is not None:
+        changes: dict[str, Any] = {}
+        if result.response is not None:
+            changes["response"] = scrub_value(result.response)
+        if result.error is not None:
+            changes["error"] = result.error.model_copy(
+                update={"message": scrub_text(result.error.message)}
+            )
+        update["result"] = result.model_copy(update=changes)
+    return envelope.model_copy(update=update)

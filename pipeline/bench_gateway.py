@@ -47,12 +47,15 @@ async def _closed_loop(
     return latencies, hits
 
 
-async def _measure(settings: Settings, gateway_url: str, concurrency: int, count: int) -> dict:
+async def _measure(
+    settings: Settings, gateway_url: str, api_key: str | None, concurrency: int, count: int
+) -> dict:
     producer = await start_producer(settings.broker)
     collector = ResponseCollector(settings.broker, RESPONSES, retain=False)
     await collector.start()
     limits = httpx.Limits(max_connections=concurrency)
-    http = httpx.AsyncClient(base_url=gateway_url, timeout=120, limits=limits)
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    http = httpx.AsyncClient(base_url=gateway_url, timeout=120, limits=limits, headers=headers)
 
     async def direct(i: int) -> bool:
         section = RequestSection(body=ChatRequest(messages=distinct_messages("direct", i)))
@@ -103,11 +106,11 @@ def run_gateway_bench(settings: Settings, count: int) -> dict:
     }
     try:
         stack.start()
-        asyncio.run(_measure(settings, stack.gateway_url, 10, 20))  # warm-up
+        asyncio.run(_measure(settings, stack.gateway_url, stack.api_key, 10, 20))  # warm-up
         for concurrency in (10, 100):
             print(f"concurrency {concurrency} ...", flush=True)
             report[f"concurrency_{concurrency}"] = asyncio.run(
-                _measure(settings, stack.gateway_url, concurrency, count)
+                _measure(settings, stack.gateway_url, stack.api_key, concurrency, count)
             )
     finally:
         stack.stop()

@@ -406,21 +406,22 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from pipeline.gateway.keys import ApiKeys, KeysError, new_key
 
     settings = _settings(args)
-    if args.action == "key":
-        if not args.tenant:
-            print("error: wrp gateway key TENANT", file=sys.stderr)
-            return 2
-        path = args.file or settings.api_keys_file or settings.state_dir / "api_keys.jsonl"
-        key = new_key(args.tenant, path)
-        print(f"{key}\n(shown once; its SHA-256 is in {path}: point WRP_API_KEYS_FILE at it)")
-        return 0
-    from pipeline.gateway.app import serve_gateway
-
     try:
-        keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+        if args.action == "key":
+            if not args.tenant:
+                print("error: wrp gateway key TENANT", file=sys.stderr)
+                return 2
+            path = args.file or settings.api_keys_path
+            key = new_key(args.tenant, path)
+            print(f"{key}\n(shown once; only its SHA-256 is kept, in {path})")
+            return 0
+        keys = ApiKeys.from_settings(settings)
+        keys.require()
     except KeysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from pipeline.gateway.app import serve_gateway
+
     asyncio.run(serve_gateway(settings, keys, args.host or settings.http_host))
     return 0
 

@@ -122,7 +122,7 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
         print_stage_evidence(answers)
 
         step(f"one request through the OpenAI-compatible gateway at {stack.gateway_url}/v1")
-        print_gateway_call(stack.gateway_url)
+        print_gateway_call(stack.gateway_url, stack.api_key)
 
         step("sending simulated user feedback (+ two malformed messages for the DLQ)")
         sent = asyncio.run(send_simulated_feedback(settings.broker, answers))
@@ -160,9 +160,10 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
     return 0 if ok else 1
 
 
-def print_gateway_call(gateway_url: str) -> None:
+def print_gateway_call(gateway_url: str, api_key: str | None) -> None:
     body = {"model": "auto", "messages": [{"role": "user", "content": "What is a Kafka topic?"}]}
-    reply = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=60)
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    reply = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, headers=headers, timeout=60)
     wrp = {k: v for k, v in reply.headers.items() if k.startswith("x-wrp-")}
     print(f"POST /v1/chat/completions {json.dumps(body)}\n-> {reply.status_code} {wrp}")
     if reply.is_success:

@@ -379,7 +379,7 @@ class Feedback(Contract):
     [0, 1], ``thumbs`` up/down, a 1-5 ``rating`` or a ``verdict``. :attr:`reward` maps it to
     [0, 1] (1 = good)."""
 
-    request_id: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(pattern=IDENTIFIER)
     score: float | None = Field(None, ge=0, le=1)
     thumbs: Literal["up", "down"] | None = None
     rating: int | None = Field(None, ge=1, le=5)

@@ -103,8 +103,23 @@ class Settings(BaseModel):
     )
     api_keys_file: Path | None = Field(
         None,
-        description="JSON lines of {tenant, sha256} written by `wrp gateway key` "
-        "(WRP_API_KEYS_FILE)",
+        description="JSON lines of {tenant, sha256} written by `wrp gateway key`; default "
+        "<state_dir>/api_keys.jsonl (WRP_API_KEYS_FILE)",
+    )
+    analytics_token: str = Field(
+        "",
+        description="bearer token that reads every analytics query; unset: the analytics stage "
+        "makes one per run in <state_dir>/run/analytics.token (WRP_ANALYTICS_TOKEN)",
+    )
+    analytics_url: str = Field(
+        "",
+        description="the analytics stage's HTTP address, for the CLI and the gateway; default "
+        "http://127.0.0.1:<its port> (WRP_ANALYTICS_URL)",
+    )
+    gateway_open: bool = Field(
+        False,
+        description="serve the gateway without API keys, every caller tenant `default`; ignored "
+        "once any key exists (WRP_GATEWAY_OPEN)",
     )
 
     @classmethod
@@ -121,6 +136,11 @@ class Settings(BaseModel):
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse or f"chdb:///{(self.state_dir / 'analytics').resolve()}"
+
+    @property
+    def api_keys_path(self) -> Path:
+        """The API key file: WRP_API_KEYS_FILE, else ``<state_dir>/api_keys.jsonl``."""
+        return self.api_keys_file or self.state_dir / "api_keys.jsonl"
 
     def clickhouse_options(self) -> dict[str, object]:
         """clickhouse-connect ``get_client`` arguments besides the DSN (server only: TLS comes

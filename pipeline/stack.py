@@ -22,6 +22,7 @@ import httpx
 from pipeline.bus.admin import create_topics
 from pipeline.bus.broker import start_broker
 from pipeline.bus.catalog import load_catalog
+from pipeline.gateway.keys import ApiKeys, first_key
 from pipeline.policy import Policy, load_policy
 from pipeline.settings import STAGE_PORT_OFFSETS, Settings
 
@@ -39,6 +40,8 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker: subprocess.Popen[bytes] | None = None
     simulate_latency: bool = True
+    #: a key this stack created for tenant ``default`` because none was configured (shown once)
+    api_key: str | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -61,10 +64,11 @@ class Stack:
                 "WRP_LEARNED_SIGNALS": str(self.settings.learned_signals).lower(),
                 "WRP_BATCH_LINGER_MS": str(self.settings.batch_linger_ms),
                 "WRP_API_KEYS": self.settings.api_keys,
+                "WRP_GATEWAY_OPEN": str(self.settings.gateway_open).lower(),
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if self.settings.api_keys_file:
+        if self.settings.api_keys_file:  # else the children's default: under WRP_STATE_DIR
             env["WRP_API_KEYS_FILE"] = str(self.settings.api_keys_file.resolve())
         if self.settings.model_dir:
             env["WRP_MODEL_DIR"] = str(self.settings.model_dir)
@@ -84,6 +88,7 @@ class Stack:
         for stage in stages:
             self.spawn(stage, ["stage", stage])
         if gateway:
+            self.api_key = first_key(self.settings)
             self.spawn("gateway", ["gateway"])
         self.wait_healthy(stages, simulators)
 
@@ -171,6 +176,16 @@ class Stack:
         lines = [f"broker      {self.settings.broker} (Tansu, memory storage)"]
         if "gateway" in self.processes:
             lines.append(f"gateway     {self.gateway_url}/v1 (OpenAI-compatible)")
+            keys = self.settings.api_keys_path
+            if self.api_key:
+                lines.append(
+                    f"api key     {self.api_key} (tenant default; shown once, only its digest "
+                    f"is kept in {keys})"
+                )
+            elif self.settings.gateway_open and not ApiKeys.from_settings(self.settings).tenants:
+                lines.append("api keys    none: the gateway is OPEN (WRP_GATEWAY_OPEN=true)")
+            else:
+                lines.append(f"api keys    {keys} (add one: wrp gateway key TENANT)")
         for pool in self.policy.pools:
             urls = ", ".join(e.url for e in pool.endpoints)
             kind = "simulated" if pool.simulator else "external"

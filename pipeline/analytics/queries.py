@@ -291,11 +291,12 @@ SELECT
         "schema migrations applied, in order",
     ),
     "request": NamedQuery(
-        """
+        f"""
 SELECT request_id, tenant, status, error_type, final_stage, domain, safety_action, decision,
        model, pool, endpoint, attempts, latency_ms, ttft_ms, cost_usd, baseline_cost_usd,
        gpu_cost_usd, energy_j, trail
-FROM requests FINAL WHERE request_id = {request_id:String}""",
+FROM requests FINAL
+WHERE request_id = {{request_id:String}} AND {TENANT}""",
         "one request's row, by request_id",
         ("request_id",),
     ),

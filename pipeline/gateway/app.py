@@ -31,12 +31,22 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, Field, ValidationError
 
+from pipeline.analytics.access import AnalyticsUnavailable
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.client import ResponseCollector
-from pipeline.envelope import ChatRequest, Envelope, Feedback, RequestSection, Verdict, now
+from pipeline.envelope import (
+    IDENTIFIER,
+    ChatRequest,
+    Envelope,
+    Feedback,
+    RequestSection,
+    Verdict,
+    now,
+)
 from pipeline.gateway.keys import ApiKeys
+from pipeline.gateway.owners import RequestOwners
 from pipeline.openai_errors import openai_error
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.settings import Settings
@@ -84,7 +94,7 @@ CHAT_RESPONSE: dict[str, Any] = {
 class FeedbackRequest(BaseModel):
     """Exactly one of ``score`` (0-1), ``thumbs``, ``rating`` (1-5) or ``verdict``."""
 
-    request_id: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(pattern=IDENTIFIER)
     score: float | None = Field(None, ge=0, le=1)
     thumbs: Literal["up", "down"] | None = None
     rating: int | None = Field(None, ge=1, le=5)
@@ -183,6 +193,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         registry=registry,
     )
     clients: dict[str, Any] = {}
+    owners = RequestOwners(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -194,7 +205,12 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         watcher.start()
         clients.update(producer=producer, collector=collector, watcher=watcher)
         if keys.open:
-            log.warning("gateway: no API keys configured; every caller is tenant 'default'")
+            log.warning(
+                "gateway: OPEN (WRP_GATEWAY_OPEN=true and no API keys): every caller is tenant "
+                "'default'"
+            )
+        elif settings.gateway_open:
+            log.warning("gateway: WRP_GATEWAY_OPEN is ignored: API keys are configured")
         try:
             yield
         finally:
@@ -237,7 +253,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
     async def chat_completions(
         body: ChatRequest,
         tenant: str = Depends(tenant_of),
-        x_wrp_session_id: str | None = Header(None, max_length=128),
+        x_wrp_session_id: str | None = Header(None, pattern=IDENTIFIER),
     ) -> Response:
         """`model: "auto"` routes; a model name pins it (signals and safety still run)."""
         started = time.perf_counter()
@@ -250,6 +266,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         envelope = Envelope(request=section)
         collector: ResponseCollector = clients["collector"]
         future = collector.expect(section.request_id)
+        owners.remember(section.request_id, tenant)
         await clients["producer"].send_and_wait(
             REQUESTS, encode(envelope), key=envelope.key.encode()
         )
@@ -286,13 +303,46 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         ]
         return {"object": "list", "data": models}
 
-    @app.post("/v1/feedback", status_code=202, responses={400: ERROR_RESPONSES[400]})
-    async def feedback(body: FeedbackRequest, tenant: str = Depends(tenant_of)) -> dict[str, str]:
-        """Judge a served request; it reaches the learner through ``wrp.feedback``."""
+    @app.post(
+        "/v1/feedback",
+        status_code=202,
+        response_model=None,
+        responses={
+            400: ERROR_RESPONSES[400],
+            404: {"description": "no such request for this API key"},
+            503: {"description": "the request's owner cannot be checked now"},
+        },
+    )
+    async def feedback(
+        body: FeedbackRequest,
+        tenant: str = Depends(tenant_of),
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> dict[str, str] | JSONResponse:
+        """Judge a request of your own tenant; it reaches the learner through ``wrp.feedback``.
+        One judgement per request counts; a later one replaces it in the analytics."""
         try:
-            judged = Feedback(**body.model_dump(), source=f"tenant:{tenant}")
+            judged = Feedback(**body.model_dump(), source=f"tenant:{tenant}", tenant=tenant)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
+        key = None if keys.open or credentials is None else credentials.credentials
+        try:
+            owned = await owners.owns(judged.request_id, tenant, key)
+        except AnalyticsUnavailable as exc:
+            log.warning("gateway: feedback for %s not checked: %s", judged.request_id, exc)
+            served.labels("feedback_unchecked").inc()
+            return openai_error(
+                503,
+                "the request's owner cannot be checked right now (analytics unavailable); retry",
+                "service_unavailable",
+            )
+        if not owned:
+            served.labels("feedback_not_found").inc()
+            return openai_error(
+                404,
+                f"No request {judged.request_id!r} for this API key",
+                code="not_found",
+                param="request_id",
+            )
         await clients["producer"].send_and_wait(
             FEEDBACK, encode(judged), key=judged.request_id.encode()
         )

@@ -14,7 +14,8 @@ ReplacingMergeTree read with FINAL, and requests already stored are skipped befo
 minutely rollups (fed by a materialized view) see each request once.
 
 On the embedded stack this process owns the chdb directory, so it also serves the named
-queries on its health port: ``GET /queries/{name}``.
+queries on its health port: ``GET /queries/{name}``, with a bearer token: the operator's for
+everything, a tenant's API key for its own rows only (:mod:`pipeline.analytics.readers`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 
 from pipeline.analytics import rows
+from pipeline.analytics.queries import QUERIES
+from pipeline.analytics.readers import (
+    Readers,
+    issue_operator_token,
+    withdraw_operator_token,
+)
 from pipeline.analytics.store import AnalyticsStore, QueryError, batch_token
 from pipeline.bus.catalog import CACHE, DLQ, FEEDBACK, POOL_STATE, RESPONSES, ROUTER_STATE
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
 from pipeline.envelope import Envelope
+from pipeline.gateway.keys import ApiKeys
 
 #: topic -> (table, columns, rows of one message)
 SINKS: dict[str, tuple[str, list[str], Callable[[Any], list[list[Any]]]]] = {
@@ -56,9 +64,13 @@ class AnalyticsStage(Stage):
 
     async def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.readers = Readers(
+            issue_operator_token(self.settings), ApiKeys.from_settings(self.settings)
+        )
         self.store = AnalyticsStore.from_settings(self.settings)
 
     async def stop(self) -> None:
+        withdraw_operator_token(self.settings)
         self.store.close()
 
     def add_routes(self, app: FastAPI) -> None:
@@ -66,8 +78,22 @@ class AnalyticsStage(Stage):
         async def named_query(name: str, request: Request) -> dict:
             if not hasattr(self, "store"):
                 raise HTTPException(503, "the analytics store is still opening")
+            reader = self.readers.reader(request.headers.get("authorization"))
+            if reader is None:
+                raise HTTPException(
+                    401,
+                    "send `Authorization: Bearer <token>`: the operator's (WRP_ANALYTICS_TOKEN) "
+                    "or a tenant's API key",
+                    headers={"www-authenticate": "Bearer"},
+                )
+            params = dict(request.query_params)
+            if reader.tenant is not None:
+                query = QUERIES.get(name)
+                if query is not None and not query.per_tenant:
+                    raise HTTPException(403, f"query {name!r} spans tenants: operators only")
+                params["tenant"] = reader.tenant
             try:
-                return await self.store.run(self.store.query, name, dict(request.query_params))
+                return await self.store.run(self.store.query, name, params)
             except QueryError as exc:
                 raise HTTPException(400, str(exc)) from None
 

@@ -1,10 +1,12 @@
 """learner stage: a faust-streaming app folding feedback and outcomes into ``wrp.router-state``.
 
 1. outcomes and feedback (both keyed by request_id, so co-partitioned) meet in the ``served``
-   table: an outcome remembers which arm served its request; feedback for a request is credited
-   to that arm (feedback that arrives first waits in ``pending``). Implicit evidence (failed
-   calls, failed cascade rungs, SLO misses) is credited at once; cached answers credit no
-   model. Credits go to ``wrp.learner-credits`` keyed by arm.
+   table: an outcome remembers which arm served its request and for which tenant; feedback for
+   a request is credited to that arm once per (request, source), and only when it comes from
+   the request's own tenant (``pipeline.learn.judgements``; ``judged`` remembers the sources
+   credited). Feedback that arrives first waits in ``pending`` for an hour at most. Implicit
+   evidence (failed calls, failed cascade rungs, SLO misses) is credited at once; cached answers
+   credit no model. Credits go to ``wrp.learner-credits`` keyed by arm.
 2. credits, now partitioned by arm, fold into the ``arms`` table with exponential decay
    (``router.learning.half_life_s`` of the policy read at start, see ``pipeline.learn.evidence``);
    every change is published, with a version one higher, to the compacted ``wrp.router-state``
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from dataclasses import asdict
 from typing import Any
 
 import faust
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import DLQ, FEEDBACK, OUTCOMES, ROUTER_STATE, load_catalog
@@ -30,6 +34,7 @@ from pipeline.bus.health import StageMetrics
 from pipeline.bus.runner import describe_validation_error
 from pipeline.envelope import Contract, Credit, DeadLetter, Feedback, Outcome, RouterState
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
+from pipeline.learn.judgements import expired, ignore_reason, wait_for_outcome
 from pipeline.policy import load_policy
 from pipeline.settings import Settings
 
@@ -37,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def _served(stored: dict[str, Any]) -> Served:
-    fields = {k: v for k, v in stored.items() if k != "cache_hit"}
+    fields = {k: v for k, v in stored.items() if k not in ("cache_hit", "tenant")}
     return Served(**{**fields, "context": tuple(fields.get("context", ()))})
 
 
@@ -65,6 +70,12 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         producer_acks=-1,
     )
     metrics = StageMetrics(STAGE)
+    ignored = Counter(
+        "wrp_learner_feedback_ignored",
+        "feedback not credited, by reason",
+        ["reason"],
+        registry=metrics.registry,
+    )
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(
@@ -80,6 +91,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     router_state, dlq = topic(ROUTER_STATE), topic(DLQ)
     served = app.Table("served", partitions=partitions)
     pending = app.Table("pending", partitions=partitions)
+    judged = app.Table("judged", partitions=partitions)
     arms = app.Table("arms", partitions=catalog.get(CREDITS).partitions)
 
     async def read(event: faust.EventT, model: type[Contract]) -> Any:
@@ -114,6 +126,16 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         key = f"{credit.decision}/{credit.model}".encode()
         await credits.send(key=key, value=encode(credit))
 
+    async def judge(item: Feedback, entry: dict[str, Any]) -> None:
+        """Credit ``item`` to the arm that served its request, unless it must be ignored."""
+        sources = judged.get(item.request_id) or []
+        reason = ignore_reason(item, entry["tenant"], entry["cache_hit"], sources)
+        if reason is not None:
+            ignored.labels(reason=reason).inc()
+            return
+        judged[item.request_id] = [*sources, item.source]
+        await send_credit(credit_feedback(item, _served(entry)))
+
     @app.agent(outcomes)
     async def remember_outcomes(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -121,16 +143,18 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             outcome = await read(event, Outcome)
             if outcome is None:
                 continue
-            arm = served_by(outcome)
-            served[outcome.request_id] = {**asdict(arm), "cache_hit": outcome.cache_hit}
+            entry = {
+                **asdict(served_by(outcome)),
+                "cache_hit": outcome.cache_hit,
+                "tenant": outcome.tenant,
+            }
+            served[outcome.request_id] = entry
             for credit in credit_outcome(outcome, learning):
                 await send_credit(credit)
             waiting = pending.get(outcome.request_id)
             if waiting:
-                for raw in waiting:
-                    feedback = Feedback.model_validate_json(raw)
-                    if not outcome.cache_hit:
-                        await send_credit(credit_feedback(feedback, arm))
+                for item in waiting:
+                    await judge(Feedback.model_validate_json(item["feedback"]), entry)
                 del pending[outcome.request_id]
 
     @app.agent(feedback)
@@ -140,13 +164,25 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             item = await read(event, Feedback)
             if item is None:
                 continue
-            arm = served.get(item.request_id)
-            if arm is None:
+            entry = served.get(item.request_id)
+            if entry is None:
                 waiting = pending.get(item.request_id) or []
-                pending[item.request_id] = [*waiting, item.model_dump_json()]
+                pending[item.request_id] = wait_for_outcome(waiting, item, time.time())
                 continue
-            if not arm.get("cache_hit"):  # a cached answer credits no model
-                await send_credit(credit_feedback(item, _served(arm)))
+            await judge(item, entry)
+
+    @app.timer(60.0)
+    async def drop_stale_feedback() -> None:
+        """Feedback whose request never got an outcome (an unknown id) does not wait forever."""
+        now = time.time()
+        for request_id, waiting in list(pending.items()):
+            kept, dropped = expired(waiting, now)
+            if dropped:
+                ignored.labels(reason="unknown_request").inc(dropped)
+                if kept:
+                    pending[request_id] = kept
+                else:
+                    del pending[request_id]
 
     @app.agent(credits)
     async def fold_credits(stream: faust.StreamT) -> None:

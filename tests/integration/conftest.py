@@ -16,8 +16,9 @@ from pipeline.settings import DEFAULT_POLICY, STAGE_PORT_OFFSETS, Settings
 from pipeline.stack import Stack
 from tests.integration.faults import start_fault_server
 
-#: The gateway's API key for tenant ``acme`` in the test stack.
+#: The gateway's API keys for tenants ``acme`` and ``beta`` in the test stack.
 API_KEY = "wrp-test-key-acme"
+OTHER_KEY = "wrp-test-key-beta"
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +145,7 @@ def stack(tmp_path_factory) -> Stack:
         state_dir=root / "state",
         policy=test_policy(root / "policy.yaml", fault_port),
         gateway_port=free_port(),
-        api_keys=f"acme:{digest(API_KEY)}",
+        api_keys=f"acme:{digest(API_KEY)},beta:{digest(OTHER_KEY)}",
         metrics_port_base=free_port_range(len(STAGE_PORT_OFFSETS)),
     )
     stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))

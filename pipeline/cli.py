@@ -84,7 +84,20 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
+    from pipeline.bus.broker import port_in_use
+
     settings = _settings(args)
+    try:
+        port = args.port or settings.stage_port(args.name)
+    except KeyError:
+        port = None  # an unknown stage: build_stage says which exist
+    if port is not None and port_in_use(port):
+        print(
+            f"error: port {port} for the {args.name} stage's /healthz and /metrics is in use "
+            "(another `wrp stage` or `wrp up`?): pass --port or set WRP_METRICS_PORT_BASE",
+            file=sys.stderr,
+        )
+        return 2
     if args.name == "learner":
         from pipeline.stages.learner import run_learner
 
@@ -176,27 +189,31 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from pipeline.stack import Stack
+    from pipeline.supervisor import BrokerExited, Supervisor
 
     settings = _settings(args)
     stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))
     print("starting the embedded stack ...", flush=True)
+    code = 0
     try:
         stack.start()
         print(stack.describe())
         print("\nready: try `wrp publish 'hello'`; Ctrl-C stops everything", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        supervisor = Supervisor(stack)
         while True:
-            for name, proc in list(stack.processes.items()):
-                if proc.poll() is not None:
-                    print(f"{name} exited ({proc.returncode}); see {stack.log_dir}/{name}.log")
-                    stack.processes.pop(name)
+            for event in supervisor.check():
+                print(f"{time.strftime('%H:%M:%S')} {event}", flush=True)
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping (stages drain and commit) ...", flush=True)
+    except BrokerExited as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
     finally:
         stack.stop()
     print("stopped")
-    return 0
+    return code
 
 
 # --- clients ---------------------------------------------------------------------------------
@@ -318,6 +335,12 @@ def cmd_analytics(args: argparse.Namespace) -> int:
     from pipeline.analytics.render import render
 
     settings = _settings(args)
+    if args.query == "restore":
+        from pipeline.analytics.restore import restore_topics
+
+        published = asyncio.run(restore_topics(settings))
+        print(", ".join(f"{topic}: {n} restored" for topic, n in published.items()))
+        return 0
     params = {"since": args.since, "tenant": args.tenant or ""}
     if args.request_id:
         params["request_id"] = args.request_id
@@ -454,6 +477,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report = run_pipeline_bench(_settings(args), args.rate, args.duration)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from pipeline.drills.run import DRILLS, run_drills
+
+    names = list(DRILLS) if args.name == "all" else [args.name]
+    report = run_drills(
+        _settings(args), names, args.count, args.restarts, args.per_round, args.seed
+    )
+    print(json.dumps(report, indent=2))
+    return 0 if report["passed"] else 1
 
 
 def cmd_router_index(args: argparse.Namespace) -> int:
@@ -634,9 +668,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_analytics,
         "run a named analytics query: "
         + "; ".join(f"{name}: {q.description}" for name, q in QUERIES.items())
-        + "; migrate: apply schema migrations and list them",
+        + "; migrate: apply schema migrations and list them; restore: re-seed wrp.router-state "
+        "and wrp.cache from their snapshots when they came back empty (a restarted embedded "
+        "broker)",
     )
-    p.add_argument("query", nargs="?", default="summary", choices=[*QUERIES, "migrate"])
+    p.add_argument("query", nargs="?", default="summary", choices=[*QUERIES, "migrate", "restore"])
     p.add_argument("request_id", nargs="?", help="for the request query")
     p.add_argument("--since", default="24h", help="time range back from now: 15m, 1h, 7d")
     p.add_argument("--tenant", help="one tenant (default: all)")
@@ -693,6 +729,19 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", type=int, default=2000, help="classify: prompts; gateway: requests per path"
     )
     p.add_argument("--threads", type=int, default=2, help="classify: ONNX intra-op threads")
+    p = command(
+        "drill",
+        cmd_drill,
+        "trust drills on an embedded stack of their own: fuzz (generated and mutated records "
+        "straight onto wrp.requests, each accounted for), restart (stop and start the stack "
+        "with traffic in between, every request counted once, learning and cache restored), pii "
+        "(PII down every path, then ClickHouse, logs and the report searched for it), or all",
+    )
+    p.add_argument("name", choices=["fuzz", "restart", "pii", "all"])
+    p.add_argument("--count", type=int, default=10_000, help="fuzz: records")
+    p.add_argument("--seed", type=int, default=0, help="fuzz: generator seed")
+    p.add_argument("--restarts", type=int, default=3, help="restart: stops and starts")
+    p.add_argument("--per-round", type=int, default=40, help="restart: requests per round")
     p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
     p.add_argument("action", choices=["train"])
     p.add_argument("name", choices=["domain", "complexity", "jailbreak", "moderation", "all"])
@@ -711,18 +760,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("aiokafka", "httpx", "faust", "mode", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from pipeline.bus.broker import BrokerError
+    from pipeline.bus.runner import MissingTopics
     from pipeline.evaluation.datasets import DataMissing
     from pipeline.models.encoder import ModelNotFound
     from pipeline.models.heads import HeadMissing
     from pipeline.policy import PolicyError
+    from pipeline.stack import StackError
 
     try:
         return args.fn(args)
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (DataMissing, ModelNotFound, HeadMissing) as exc:
+    except (DataMissing, ModelNotFound, HeadMissing, BrokerError, StackError, MissingTopics) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError as exc:
+        broker = getattr(args, "broker", None) or Settings.from_env().broker
+        print(
+            f"error: cannot reach the Kafka broker at {broker} (set WRP_BROKER or --broker; "
+            f"`wrp up` starts an embedded one): {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    except KafkaError as exc:
+        print(f"error: the Kafka broker refused: {exc!r}", file=sys.stderr)
         return 2
 
 

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
-from pipeline.bus.clients import new_consumer, new_producer
+from pipeline.bus.clients import new_consumer, new_producer, started
 from pipeline.bus.codec import decode, encode
 from pipeline.envelope import Envelope, Feedback, RequestSection, now
 
@@ -59,7 +59,7 @@ class ResponseCollector:
         self._arrived = asyncio.Event()
 
     async def start(self) -> None:
-        await self._consumer.start()
+        await started(self._consumer)
         partitions = self._consumer.partitions_for_topic(self.topic) or {0}
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
@@ -136,7 +136,7 @@ class ResponseCollector:
 
 async def start_producer(bootstrap: str) -> AIOKafkaProducer:
     producer = new_producer(bootstrap, linger_ms=1)
-    await producer.start()
+    await started(producer)
     return producer
 
 

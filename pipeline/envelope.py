@@ -520,6 +520,23 @@ class DeadLetter(Contract):
     failed_at: float = Field(default_factory=now)
 
 
+class StageHealth(Contract):
+    """A stage process saying it is alive, every ``interval_s``, on ``wrp.stage-health`` (key
+    ``process/instance``); the gateway is ready while every stage of the request path has a fresh
+    one. A process stopping cleanly says so at once."""
+
+    process: str = Field(description="the stage run, e.g. signals or signals+safety+router")
+    stages: list[str] = Field(description="the stages it runs")
+    instance: str
+    state: Literal["running", "paused", "stopping"]
+    interval_s: float = Field(gt=0)
+    at: float = Field(default_factory=now)
+
+    @property
+    def key(self) -> str:
+        return f"{self.process}/{self.instance}"
+
+
 #: Payload model of each catalog ``payload`` name.
 PAYLOADS: dict[str, type[Contract]] = {
     "Envelope": Envelope,
@@ -530,4 +547,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     "PoolState": PoolState,
     "CacheEntry": CacheEntry,
     "DeadLetter": DeadLetter,
+    "StageHealth": StageHealth,
 }

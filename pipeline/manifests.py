@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from pipeline.bus.catalog import FEEDBACK, OUTCOMES, Catalog
+from pipeline.bus.catalog import Catalog
 from pipeline.bus.strimzi import CLUSTER, STRIMZI_TOPICS, kafka_topics
 from pipeline.settings import DEFAULT_POLICY, PROJECT_ROOT
 
@@ -56,11 +56,9 @@ RESOURCES = {
 
 def stage_specs() -> list[StageSpec]:
     """Every stage with the topics its code consumes."""
-    from pipeline.stages.fused import stage_classes
-    from pipeline.stages.learner import CREDITS
+    from pipeline.stages.fused import consumed_topics
 
-    topics = {name: cls.topics for name, cls in stage_classes().items()}
-    topics["learner"] = (OUTCOMES, FEEDBACK, CREDITS)
+    topics = consumed_topics()
     return [StageSpec(name, topics[name], *RESOURCES[name]) for name in RESOURCES]
 
 

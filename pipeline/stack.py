@@ -1,13 +1,17 @@
 """The embedded stack: broker, topics, simulated pools and one process per stage.
 
 Used by ``wrp up``, ``wrp demo``, ``wrp bench`` and the integration-test fixtures. Every child is a
-``wrp`` subprocess with its log in ``<state_dir>/logs``; stopping sends SIGTERM (stages drain and
-commit) and waits, the broker last.
+``wrp`` subprocess with its log in ``<state_dir>/logs``. Starting re-seeds router-state and the
+semantic cache from the analytics store (the broker starts empty). Stopping closes the gateway,
+waits until every running stage has consumed what is on its topics (the broker's memory storage
+dies with it, so anything left unread would be lost), then sends SIGTERM to each stage (it drains
+and commits) and waits, the broker last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -20,12 +24,15 @@ from pathlib import Path
 import httpx
 
 from pipeline.bus.admin import create_topics
-from pipeline.bus.broker import start_broker
+from pipeline.bus.broker import port_in_use, start_broker
 from pipeline.bus.catalog import load_catalog
+from pipeline.bus.lag import group_lag
 from pipeline.gateway.keys import ApiKeys, first_key
 from pipeline.policy import Policy, load_policy
 from pipeline.settings import STAGE_PORT_OFFSETS, Settings
+from pipeline.stages.fused import consumed_topics
 
+log = logging.getLogger(__name__)
 STAGES = tuple(STAGE_PORT_OFFSETS)
 
 
@@ -38,6 +45,8 @@ class Stack:
     settings: Settings
     broker_port: int
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: the ``wrp`` arguments each child was started with (to start it again)
+    commands: dict[str, list[str]] = field(default_factory=dict)
     broker: subprocess.Popen[bytes] | None = None
     simulate_latency: bool = True
     #: a key this stack created for tenant ``default`` because none was configured (shown once)
@@ -80,8 +89,11 @@ class Stack:
         """Start everything and return once every part answers its health check."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         policy = self.policy  # fail early on a broken policy
+        self.check_ports(stages, simulators, gateway)
         self.broker = start_broker(self.broker_port, self.log_dir / "broker.log")
         asyncio.run(create_topics(self.settings.broker, load_catalog()))
+        if "analytics" in stages:
+            self.restore()
         if simulators and any(p.simulator for p in policy.pools):
             flags = [] if self.simulate_latency else ["--no-latency"]
             self.spawn("sim", ["sim", "--policy", str(self.settings.policy.resolve()), *flags])
@@ -91,6 +103,47 @@ class Stack:
             self.api_key = first_key(self.settings)
             self.spawn("gateway", ["gateway"])
         self.wait_healthy(stages, simulators)
+
+    def check_ports(self, stages: tuple[str, ...], simulators: bool, gateway: bool) -> None:
+        """Raise a :class:`StackError` naming every port this stack needs that is taken."""
+        wanted = {self.broker_port: "the broker (--broker / WRP_BROKER)"}
+        if gateway:
+            wanted[self.settings.gateway_port] = "the gateway (WRP_GATEWAY_PORT)"
+        for stage in stages:
+            port = self.settings.stage_port(stage)
+            wanted[port] = f"the {stage} stage's /healthz (WRP_METRICS_PORT_BASE)"
+        if simulators:
+            for pool in self.policy.pools:
+                if pool.simulator:
+                    for endpoint in pool.endpoints:
+                        port = httpx.URL(endpoint.url).port
+                        if port is not None:
+                            wanted[port] = f"pool {pool.name}'s simulator (the policy's endpoints)"
+        taken = [f"{port} for {what}" for port, what in wanted.items() if port_in_use(port)]
+        if taken:
+            raise StackError(
+                "port(s) in use: "
+                + "; ".join(taken)
+                + ". Another `wrp up` is probably running: stop it (Ctrl-C), or give this one "
+                "other ports with the settings named"
+            )
+
+    def restore(self) -> None:
+        """Re-seed router-state and the semantic cache from the analytics store's snapshots (the
+        broker's memory storage starts empty); run apart because a chdb directory opens in one
+        process only, and before the analytics stage takes it."""
+        with open(self.log_dir / "restore.log", "ab") as log:
+            done = subprocess.run(
+                [sys.executable, "-m", "pipeline.cli", "analytics", "restore"],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+            )
+        if done.returncode != 0:
+            raise StackError(
+                f"re-seeding from the analytics store failed:\n{self.log_tail('restore')}"
+            )
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -102,6 +155,7 @@ class Stack:
             start_new_session=True,
         )
         self.processes[name] = proc
+        self.commands[name] = args
         return proc
 
     def health_urls(self, stages: tuple[str, ...], simulators: bool) -> dict[str, str]:
@@ -154,9 +208,41 @@ class Stack:
             proc.kill()
             proc.wait()
 
-    def stop(self) -> None:
-        """Stop the stages front to back (each drains and commits), then sims, then the broker."""
-        for name in [n for n in ("gateway", *STAGES, "sim") if n in self.processes]:
+    def drain(self, timeout_s: float = 60) -> int:
+        """Wait until every running stage has consumed and committed everything on its topics;
+        the records still unconsumed after ``timeout_s`` (0 when drained)."""
+        topics = consumed_topics()
+        groups = {
+            f"wrp-{name}": tuple(dict.fromkeys(t for part in name.split("+") for t in topics[part]))
+            for name, proc in self.processes.items()
+            if name.split("+")[0] in topics and proc.poll() is None
+        }
+
+        async def lag() -> int:
+            return sum([await group_lag(self.settings.broker, g, t) for g, t in groups.items()])
+
+        deadline = time.monotonic() + timeout_s
+        while (left := asyncio.run(lag())) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if left:
+            log.warning(
+                "stopping with %d records unconsumed after %gs; the embedded broker loses them",
+                left,
+                timeout_s,
+            )
+        return left
+
+    def stop(self, drain_s: float = 60) -> None:
+        """Stop the gateway, let the stages drain their topics (up to ``drain_s``), stop the
+        stages front to back (each finishes its batch and commits), then sims, then the
+        broker."""
+        self.stop_process("gateway")
+        if self.broker is not None and self.broker.poll() is None and drain_s > 0:
+            try:
+                self.drain(drain_s)
+            except Exception as exc:  # a broker gone wrong must not keep the stack up
+                log.warning("could not drain the stages before stopping: %r", exc)
+        for name in [n for n in (*STAGES, "sim") if n in self.processes]:
             self.stop_process(name)
         for name in list(self.processes):
             self.stop_process(name)

@@ -286,6 +286,14 @@ SELECT
     (SELECT count() FROM router_states FINAL) AS router_versions""",
         "row counts of every table, all time (deduplicated)",
     ),
+    "counted": NamedQuery(
+        f"""
+SELECT
+    (SELECT count() FROM requests FINAL WHERE $__timeFilter(created_at) AND {TENANT}) AS stored,
+    (SELECT sum(requests) FROM {ROLLUP}) AS rolled_up""",
+        "requests stored (deduplicated rows) and counted in the minutely rollup: equal unless "
+        "something reached the rollup twice",
+    ),
     "migrations": NamedQuery(
         "SELECT version, name, applied_at FROM schema_migrations FINAL ORDER BY version",
         "schema migrations applied, in order",

@@ -20,10 +20,12 @@ ROUTED = "wrp.routed"
 RESPONSES = "wrp.responses"
 OUTCOMES = "wrp.outcomes"
 FEEDBACK = "wrp.feedback"
+CREDITS = "wrp.learner-credits"
 ROUTER_STATE = "wrp.router-state"
 POOL_STATE = "wrp.pool-state"
 CACHE = "wrp.cache"
 DLQ = "wrp.dlq"
+STAGE_HEALTH = "wrp.stage-health"
 
 
 class TopicSpec(BaseModel):

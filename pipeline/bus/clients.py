@@ -43,6 +43,15 @@ def new_consumer(bootstrap: str, *topics: str, **options: Any) -> AIOKafkaConsum
     )
 
 
+async def started(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+    """Start ``client``; one that cannot connect is closed before the error goes on."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+
+
 async def broker_topics(producer: AIOKafkaProducer) -> set[str]:
     """Names of the topics on the broker (a metadata request for all topics creates none)."""
     cluster = await producer.client.fetch_all_metadata()

@@ -59,7 +59,7 @@ def _fields_from_json(raw: bytes) -> dict[str, Any] | None:
     when it is not JSON at all."""
     try:
         data = json.loads(raw.decode("utf-8", "replace"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
         return None
     request = data.get("request") if isinstance(data, dict) else None
     return request if isinstance(request, dict) else {}

@@ -47,12 +47,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
-from pipeline.bus.catalog import DLQ, RESPONSES, load_catalog
+from pipeline.bus.catalog import DLQ, RESPONSES, STAGE_HEALTH, load_catalog
 from pipeline.bus.clients import broker_topics, new_consumer, new_producer
 from pipeline.bus.codec import decode, encode
 from pipeline.bus.dead_letters import dead_letter, readable_request
 from pipeline.bus.gaps import OffsetGaps
 from pipeline.bus.health import StageMetrics, health_app, serve_http
+from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.replies import ReplyTopics
 from pipeline.envelope import Contract, Envelope, ErrorInfo, Result
 from pipeline.settings import Settings
@@ -110,6 +111,10 @@ class Stage(ABC):
     #: stage or a later one adds: an answered envelope never re-enters the request path)
     requires: ClassVar[tuple[str, ...]] = ()
     refuses: ClassVar[tuple[str, ...]] = ()
+    #: True for the stages that carry requests toward their answer: they check hops, reply
+    #: topics and sections, and answer what they reject. False for a sink of finished envelopes
+    #: (analytics): it only records, and never answers (an answer would come back to it).
+    request_path: ClassVar[bool] = True
     #: Set by the :class:`StageRunner` that runs the stage.
     metrics: StageMetrics
 
@@ -166,6 +171,19 @@ def error_reply(
         }
     )
     return Outbound(topic or envelope.request.reply_to, envelope.key, closed)
+
+
+def recorded(outputs: list[Outbound]) -> list[Outbound]:
+    """``outputs``, and a copy on ``wrp.responses`` of every answer sent to another reply topic:
+    that topic is the record of every answer, which the analytics sink stores."""
+    copies = [
+        Outbound(RESPONSES, out.key, out.message)
+        for out in outputs
+        if out.topic != RESPONSES
+        and isinstance(out.message, Envelope)
+        and out.message.result is not None
+    ]
+    return [*outputs, *copies] if copies else outputs
 
 
 def _seconds(timestamp_ms: int | None) -> float | None:
@@ -228,6 +246,7 @@ class StageRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._replies: ReplyTopics | None = None
+        self._instance = instance_id()
 
     def request_stop(self) -> None:
         """Finish the in-flight batch, commit, and exit (what SIGTERM does)."""
@@ -241,6 +260,7 @@ class StageRunner:
         app = health_app(self.stage.name, self.metrics, self.status)
         self.stage.add_routes(app)
         http_task, http_server = await serve_http(app, self.port, self.settings.http_host)
+        heartbeats: asyncio.Task[None] | None = None
         try:
             self._producer = new_producer(
                 self.settings.broker,
@@ -264,9 +284,15 @@ class StageRunner:
             await self._consumer.start()
             self.status["state"] = "running"
             log.info("stage %s consuming %s", self.stage.name, ", ".join(self.stage.topics))
+            heartbeats = asyncio.create_task(self._beat())
             await self._consume_loop()
         finally:
             self.status["state"] = "stopping"
+            if heartbeats is not None:
+                heartbeats.cancel()
+                with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                    await heartbeats
+                    await self._send_heartbeat("stopping")
             if self._consumer is not None:
                 await self._consumer.stop()
             if self._producer is not None:
@@ -274,6 +300,25 @@ class StageRunner:
             await self.stage.stop()
             http_server.should_exit = True
             await http_task
+
+    async def _beat(self) -> None:
+        """Say on ``wrp.stage-health`` that this process runs (or is paused), every few seconds."""
+        while True:
+            state = "paused" if self.status.get("paused") else "running"
+            try:
+                await self._send_heartbeat(state)
+            except KafkaError as exc:  # the next beat retries; the gateway sees a gap meanwhile
+                log.warning("stage %s: heartbeat failed: %r", self.stage.name, exc)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.status["paused"] = paused
+        self.metrics.paused.set(int(paused))
+
+    async def _send_heartbeat(self, state: str) -> None:
+        assert self._producer is not None
+        health = heartbeat(self.stage.name, self.stage.name.split("+"), state, self._instance)
+        await self._producer.send_and_wait(STAGE_HEALTH, encode(health), key=health.key.encode())
 
     async def _check_topics(self) -> None:
         """Every catalog topic exists (a stage produces to several and creates none), and reply
@@ -351,7 +396,7 @@ class StageRunner:
                 if not paused:
                     paused = True
                     self.metrics.pauses.inc()
-                    self.metrics.paused.set(1)
+                    self._set_paused(True)
                 if not await self._wait_paused(backoff):
                     return  # stopping: not committed, replayed after restart
                 assigned = consumer.assignment()
@@ -361,7 +406,7 @@ class StageRunner:
                 backoff = min(backoff * 2, 10.0)
         if paused:
             consumer.resume(*consumer.assignment())
-            self.metrics.paused.set(0)
+            self._set_paused(False)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.processed.inc(len(batch))
 
@@ -392,12 +437,12 @@ class StageRunner:
             if room > 0 and self.stage.accepting():
                 if consumer.paused():
                     consumer.resume(*consumer.paused())
-                    self.metrics.paused.set(0)
+                    self._set_paused(False)
             else:
                 if not consumer.paused():
                     self.metrics.pauses.inc()
                 consumer.pause(*consumer.assignment())
-                self.metrics.paused.set(1)
+                self._set_paused(True)
             records = self._guarded(
                 await consumer.getmany(
                     timeout_ms=self.settings.batch_wait_ms, max_records=max(1, room)
@@ -472,7 +517,7 @@ class StageRunner:
                     outputs.extend(self._dead_letter_inbound(out))
                 else:
                     outputs.append(out)
-        return outputs
+        return recorded(outputs)
 
     async def _validate(self, record) -> Inbound | list[Outbound]:
         raw: bytes = record.value or b""
@@ -482,7 +527,7 @@ class StageRunner:
             return await self._dead_letter(
                 record,
                 "oversize",
-                f"message is {len(raw)} bytes; the limit is {limit} (WRP_MAX_REQUEST_BYTES)",
+                f"message is {len(raw):,} bytes; the limit is {limit:,} (WRP_MAX_REQUEST_BYTES)",
             )
         try:
             message = decode(record.value, self._payloads[record.topic])
@@ -494,7 +539,7 @@ class StageRunner:
         inbound = Inbound(
             record.topic, record.partition, record.offset, raw, message, record.timestamp
         )
-        if isinstance(message, Envelope):
+        if isinstance(message, Envelope) and self.stage.request_path:
             refused = await self._refusal(message, record.timestamp)
             if refused is not None:
                 kind, text, reply_topic = refused
@@ -543,7 +588,7 @@ class StageRunner:
         inbound, error = rejected.inbound, rejected.error
         letter = self._letter(inbound, error.error_type, str(error), inbound.message)
         outputs = [Outbound(DLQ, letter.request_id, letter)]
-        if isinstance(inbound.message, Envelope):
+        if isinstance(inbound.message, Envelope) and self.stage.request_path:
             outputs.append(
                 error_reply(
                     inbound.message, self.stage.name, error.error_type, str(error), reply_topic
@@ -569,7 +614,7 @@ class StageRunner:
         request = readable_request(record.value or b"")
         letter = self._letter(record, error_type, error, request)
         outputs = [Outbound(DLQ, letter.request_id, letter)]
-        if request is not None:
+        if request is not None and self.stage.request_path:
             assert self._replies is not None
             published = _seconds(record.timestamp)
             refused = await self._replies.check(request.reply_to, published)

@@ -36,6 +36,7 @@ class CompactedTable(Generic[T]):
         self.values: dict[str, T] = {}
         self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=50)
         self._task: asyncio.Task[None] | None = None
+        self._ends: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -43,7 +44,16 @@ class CompactedTable(Generic[T]):
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_beginning(*assigned)
+        self._ends = await self._consumer.end_offsets(assigned)
         self._task = asyncio.create_task(self._follow())
+
+    async def caught_up(self) -> None:
+        """Return once every record that was on the topic at :meth:`start` has been read."""
+        while True:
+            positions = {tp: await self._consumer.position(tp) for tp in self._ends}
+            if all(positions[tp] >= end for tp, end in self._ends.items()):
+                return
+            await asyncio.sleep(0.05)
 
     async def _follow(self) -> None:
         while True:

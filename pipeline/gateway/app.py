@@ -2,6 +2,9 @@
 
 A request is published to ``wrp.requests`` (tenant from the API key, ``reply_to`` the responses
 topic, ``deadline`` the gateway's timeout) and answered from ``wrp.responses`` by request id.
+``/healthz`` says the gateway process is alive; ``/readyz`` says whether the pipeline behind it
+is: every stage of the request path has a live process (``wrp.stage-health``). While it is not,
+chat requests get a 503 at once instead of waiting for their timeout.
 The pipeline returns whole answers, so ``stream: true`` is served as server-sent events once the
 answer is in (the first chunk arrives with the whole answer, not token by token). Headers
 ``x-wrp-request-id``, ``x-wrp-decision``, ``x-wrp-model``, ``x-wrp-pool``, ``x-wrp-cache-hit``
@@ -32,9 +35,11 @@ from prometheus_client import (
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.analytics.access import AnalyticsUnavailable
-from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
+from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES, STAGE_HEALTH
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
+from pipeline.bus.liveness import missing_stages
+from pipeline.bus.table import CompactedTable
 from pipeline.client import ResponseCollector
 from pipeline.envelope import (
     IDENTIFIER,
@@ -42,6 +47,7 @@ from pipeline.envelope import (
     Envelope,
     Feedback,
     RequestSection,
+    StageHealth,
     Verdict,
     now,
 )
@@ -200,10 +206,12 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         producer = new_producer(settings.broker, linger_ms=1)
         collector = ResponseCollector(settings.broker, RESPONSES, retain=False)
         watcher = PolicyWatcher(settings.policy)
+        health = CompactedTable(settings.broker, STAGE_HEALTH, StageHealth)
         await producer.start()
         await collector.start()
+        await health.start()
         watcher.start()
-        clients.update(producer=producer, collector=collector, watcher=watcher)
+        clients.update(producer=producer, collector=collector, watcher=watcher, health=health)
         if keys.open:
             log.warning(
                 "gateway: OPEN (WRP_GATEWAY_OPEN=true and no API keys): every caller is tenant "
@@ -215,6 +223,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             yield
         finally:
             await watcher.stop()
+            await health.stop()
             await collector.stop()
             await producer.stop()
 
@@ -256,6 +265,15 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         x_wrp_session_id: str | None = Header(None, pattern=IDENTIFIER),
     ) -> Response:
         """`model: "auto"` routes; a model name pins it (signals and safety still run)."""
+        missing = missing_stages(clients["health"].values, now())
+        if missing:
+            served.labels("not_ready").inc()
+            return openai_error(
+                503,
+                f"the pipeline is not ready: no live {', '.join(missing)} stage; retry shortly",
+                "service_unavailable",
+                headers={"retry-after": "2"},
+            )
         started = time.perf_counter()
         section = RequestSection(
             tenant=tenant,
@@ -351,7 +369,22 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """Liveness of the gateway process itself."""
         return {"status": "ok" if clients else "starting"}
+
+    @app.get("/readyz", responses={503: {"description": "a stage of the request path is down"}})
+    async def readyz() -> JSONResponse:
+        """Readiness: every stage of the request path has a live process."""
+        if not clients:
+            return JSONResponse({"ready": False, "missing": ["gateway"]}, status_code=503)
+        records = clients["health"].values
+        missing = missing_stages(records, now())
+        processes = {
+            key: {"state": h.state, "seconds_ago": round(now() - h.at, 1)}
+            for key, h in sorted(records.items())
+        }
+        body = {"ready": not missing, "missing": missing, "processes": processes}
+        return JSONResponse(body, status_code=503 if missing else 200)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:

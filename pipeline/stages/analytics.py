@@ -56,6 +56,7 @@ SINKS: dict[str, tuple[str, list[str], Callable[[Any], list[list[Any]]]]] = {
 class AnalyticsStage(Stage):
     name = "analytics"
     topics = tuple(SINKS)
+    request_path = False
 
     store: AnalyticsStore
 

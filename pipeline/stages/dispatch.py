@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 
 import httpx
 
 from pipeline.bus.catalog import CACHE, OUTCOMES, POOL_STATE, ROUTED
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
+from pipeline.bus.liveness import instance_id
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage, error_reply
 from pipeline.envelope import Attempt, Envelope, ErrorInfo, Outcome, Result, now
 from pipeline.policy import CascadeConfig, Policy
@@ -67,7 +66,7 @@ class DispatchStage(Stage):
         self.dispatcher.sync(self.watcher.policy.pools)
         self.scraper = MetricsScraper(self.client)
         self.scraper.start(self.dispatcher.pools)
-        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.instance = instance_id()
         self.producer = new_producer(self.settings.broker, linger_ms=5)
         await self.producer.start()
         self.publisher = asyncio.create_task(self.publish_pool_state())

@@ -13,8 +13,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from pipeline.bus.catalog import CREDITS, FEEDBACK, OUTCOMES
 from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
 from pipeline.settings import Settings
+
+
+def consumed_topics() -> dict[str, tuple[str, ...]]:
+    """The topics each stage consumes, the learner (a faust app, not a :class:`Stage`)
+    included."""
+    topics = {name: cls.topics for name, cls in stage_classes().items()}
+    return {**topics, "learner": (OUTCOMES, FEEDBACK, CREDITS)}
 
 
 def stage_classes() -> dict[str, type[Stage]]:
@@ -44,6 +52,7 @@ class FusedStage(Stage):
         self.topics = parts[0].topics  # type: ignore[misc]
         self.requires = parts[0].requires  # type: ignore[misc]
         self.refuses = parts[0].refuses  # type: ignore[misc]
+        self.request_path = parts[0].request_path  # type: ignore[misc]
 
     def batch_limits(self) -> tuple[int, int]:
         return self.parts[0].batch_limits()

@@ -10,7 +10,10 @@
 2. credits, now partitioned by arm, fold into the ``arms`` table with exponential decay
    (``router.learning.half_life_s`` of the policy read at start, see ``pipeline.learn.evidence``);
    every change is published, with a version one higher, to the compacted ``wrp.router-state``
-   that every router instance tails, so all instances converge on the same arms.
+   that every router instance tails, so all instances converge on the same arms. An arm the
+   ``arms`` table does not hold yet starts from its last version on ``wrp.router-state``, read
+   once at start: after a restart of the embedded broker the changelog is gone, but
+   ``wrp analytics restore`` has put the arms back on that topic.
 
 Tables are changelog-backed, so a restarted learner resumes with its counts. Bad records go to
 ``wrp.dlq``. ``/healthz`` and ``/metrics`` are served by faust's web server on the stage port.
@@ -18,21 +21,33 @@ Tables are changelog-backed, so a restarted learner resumes with its counts. Bad
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import logging
 import time
 from dataclasses import asdict
+from types import SimpleNamespace
 from typing import Any
 
 import faust
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from pipeline.bus.catalog import DLQ, FEEDBACK, OUTCOMES, ROUTER_STATE, load_catalog
+from pipeline.bus.catalog import (
+    CREDITS,
+    DLQ,
+    FEEDBACK,
+    OUTCOMES,
+    ROUTER_STATE,
+    STAGE_HEALTH,
+    load_catalog,
+)
 from pipeline.bus.codec import decode, encode
+from pipeline.bus.dead_letters import dead_letter
 from pipeline.bus.health import StageMetrics
+from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.runner import describe_validation_error
-from pipeline.envelope import Contract, Credit, DeadLetter, Feedback, Outcome, RouterState
+from pipeline.bus.table import CompactedTable
+from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
 from pipeline.learn.judgements import expired, ignore_reason, wait_for_outcome
 from pipeline.policy import load_policy
@@ -46,7 +61,6 @@ def _served(stored: dict[str, Any]) -> Served:
     return Served(**{**fields, "context": tuple(fields.get("context", ()))})
 
 
-CREDITS = "wrp.learner-credits"
 STAGE = "learner"
 
 
@@ -88,7 +102,8 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         )
 
     outcomes, feedback, credits = topic(OUTCOMES), topic(FEEDBACK), topic(CREDITS)
-    router_state, dlq = topic(ROUTER_STATE), topic(DLQ)
+    router_state, dlq, health = topic(ROUTER_STATE), topic(DLQ), topic(STAGE_HEALTH)
+    instance = instance_id()
     served = app.Table("served", partitions=partitions)
     pending = app.Table("pending", partitions=partitions)
     judged = app.Table("judged", partitions=partitions)
@@ -97,27 +112,25 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     async def read(event: faust.EventT, model: type[Contract]) -> Any:
         """The event's payload, or None after dead-lettering it."""
         message = event.message
-        raw: bytes = message.value or b""
         try:
             return decode(message.value, model)
         except (ValidationError, ValueError) as exc:
             error = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
-            letter = DeadLetter(
-                stage=STAGE,
+            record = SimpleNamespace(
                 topic=message.topic,
                 partition=message.partition,
                 offset=message.offset,
-                error_type="invalid_schema",
-                error=error,
-                raw=base64.b64encode(raw).decode("ascii"),
+                timestamp=round(message.timestamp * 1000),  # faust gives seconds
+                value=message.value or b"",
             )
+            letter = dead_letter(STAGE, record, "invalid_schema", error, None)
             metrics.dead_lettered.labels(reason="invalid_schema").inc()
             log.warning(
                 "learner: invalid record at %s[%d]@%d -> wrp.dlq: %s",
                 message.topic,
                 message.partition,
                 message.offset,
-                error,
+                letter.error,
             )
             await dlq.send(value=encode(letter))
             return None
@@ -171,6 +184,12 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 continue
             await judge(item, entry)
 
+    @app.timer(HEARTBEAT_S)
+    async def beat() -> None:
+        """Say on ``wrp.stage-health`` that the learner runs."""
+        alive = heartbeat(STAGE, [STAGE], "running", instance)
+        await health.send(key=alive.key.encode(), value=encode(alive))
+
     @app.timer(60.0)
     async def drop_stale_feedback() -> None:
         """Feedback whose request never got an outcome (an unknown id) does not wait forever."""
@@ -184,8 +203,24 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 else:
                     del pending[request_id]
 
+    published: dict[str, RouterState] = {}
+    read_published = asyncio.Event()
+
+    @app.task
+    async def read_router_state() -> None:
+        """The arms as last published (or restored), for arms the table does not hold."""
+        table = CompactedTable(settings.broker, ROUTER_STATE, RouterState)
+        await table.start()
+        try:
+            await table.caught_up()
+            published.update(table.values)
+        finally:
+            await table.stop()
+            read_published.set()
+
     @app.agent(credits)
     async def fold_credits(stream: faust.StreamT) -> None:
+        await read_published.wait()
         async for event in stream.events():
             metrics.processed.inc()
             credit = await read(event, Credit)
@@ -193,7 +228,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 continue
             key = f"{credit.decision}/{credit.model}"
             current = arms.get(key)
-            previous = RouterState.model_validate(current) if current else None
+            previous = RouterState.model_validate(current) if current else published.get(key)
             state = fold(previous, credit, learning.half_life_s)
             arms[key] = state.model_dump()
             await router_state.send(key=key.encode(), value=encode(state))

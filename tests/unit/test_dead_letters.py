@@ -85,3 +85,10 @@ def test_bytes_that_are_not_utf8_are_kept_as_they_are():
     raw = b"\xff\xfe caf\xe9"
     record = SimpleNamespace(topic="t", partition=0, offset=0, timestamp=1, value=raw)
     assert base64.b64decode(dead_letter("s", record, "x", "y", None).raw) == raw
+
+
+def test_json_nested_past_pythons_recursion_limit_is_just_unreadable():
+    assert readable_request(b"[" * 5000 + b"]" * 5000) is None
+    nested = b'{"request": {"request_id": "deep-1", "body": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    request = readable_request(nested)  # read from the text, as for truncated JSON
+    assert request is not None and request.request_id == "deep-1"

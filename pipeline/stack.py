@@ -212,8 +212,8 @@ class Stack:
         """Wait until every running stage has consumed and committed everything on its topics;
         the records still unconsumed after ``timeout_s`` (0 when drained)."""
         topics = consumed_topics()
-        groups = {
-            f"wrp-{name}": tuple(dict.fromkeys(t for part in name.split("+") for t in topics[part]))
+        groups = {  # a fused stage consumes what its first part does
+            f"wrp-{name}": topics[name.split("+")[0]]
             for name, proc in self.processes.items()
             if name.split("+")[0] in topics and proc.poll() is None
         }

@@ -64,11 +64,36 @@ def test_every_overlay_renders_a_deployment_and_a_lag_scaler_per_stage(overlay):
         assert scaler["maxReplicaCount"] == max(catalog.get(t).partitions for t in spec.topics)
     gateway = deployments["wrp-gateway"]["spec"]["template"]["spec"]["containers"][0]
     assert gateway["ports"][0]["containerPort"] == GATEWAY_PORT
-    assert by_kind(docs, "Service")["wrp-gateway"]["spec"]["ports"][0]["targetPort"] == "http"
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"  # follows the pipeline
+    assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    services = by_kind(docs, "Service")
+    assert services["wrp-gateway"]["spec"]["ports"][0]["targetPort"] == "http"
+    assert services["wrp-analytics"]["spec"]["selector"]["app.kubernetes.io/component"] == (
+        "analytics"
+    )
     topics = by_kind(docs, "KafkaTopic")
     assert {t["spec"]["topicName"] for t in topics.values()} == {t.name for t in catalog.topics}
     policy = by_kind(docs, "ConfigMap")["wrp-policy"]["data"]["policy.yaml"]
     assert policy == (PROJECT_ROOT / "policies" / "default.yaml").read_text()
+
+
+def test_network_policies_deny_ingress_but_to_the_gateway_readers_and_scrapers():
+    policies = by_kind(kustomize("overlays/prod"), "NetworkPolicy")
+    deny = policies["wrp-deny-ingress"]["spec"]
+    assert deny["podSelector"]["matchLabels"]["app.kubernetes.io/part-of"] == "wrp"
+    assert deny["policyTypes"] == ["Ingress"] and not deny["ingress"]
+    front = policies["wrp-gateway-ingress"]["spec"]
+    assert front["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+    assert "from" not in front["ingress"][0]  # the front door: anyone may call it
+    readers = policies["wrp-analytics-readers"]["spec"]
+    assert readers["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "analytics"
+    sources = readers["ingress"][0]["from"]
+    assert {"app.kubernetes.io/component": "gateway"}.items() <= sources[0]["podSelector"][
+        "matchLabels"
+    ].items()
+    assert sources[1]["namespaceSelector"]["matchLabels"] == {"wrp.io/analytics-reader": "true"}
+    scrape = policies["wrp-metrics-scrape"]["spec"]["ingress"][0]["from"][0]
+    assert scrape["namespaceSelector"]["matchLabels"] == {"wrp.io/metrics-scraper": "true"}
 
 
 def test_the_overlays_differ_where_they_should():

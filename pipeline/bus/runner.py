@@ -290,8 +290,9 @@ class StageRunner:
             self.status["state"] = "stopping"
             if heartbeats is not None:
                 heartbeats.cancel()
-                with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                with contextlib.suppress(asyncio.CancelledError):
                     await heartbeats
+                with contextlib.suppress(KafkaError):  # the readiness check then goes by age
                     await self._send_heartbeat("stopping")
             if self._consumer is not None:
                 await self._consumer.stop()
@@ -552,8 +553,13 @@ class StageRunner:
         self, envelope: Envelope, timestamp_ms: int | None
     ) -> tuple[str, str, str | None] | None:
         """(error type, message, topic for the error reply) when this stage must not process
-        ``envelope`` (its record stamped ``timestamp_ms``); None when it may."""
+        ``envelope`` (its record stamped ``timestamp_ms``); None when it may. The reply topic is
+        checked first: every later refusal is answered on it."""
         request = envelope.request
+        assert self._replies is not None
+        refused = await self._replies.check(request.reply_to, _seconds(timestamp_ms))
+        if refused is not None:
+            return "invalid_reply_to", refused, RESPONSES
         if request.hops > self.settings.max_hops:
             return (
                 "hop_limit_exceeded",
@@ -561,10 +567,6 @@ class StageRunner:
                 f"({self.settings.max_hops}): it is looping",
                 None,
             )
-        assert self._replies is not None
-        refused = await self._replies.check(request.reply_to, _seconds(timestamp_ms))
-        if refused is not None:
-            return "invalid_reply_to", refused, RESPONSES
         if missing := envelope.missing(*self.stage.requires):
             return (
                 "missing_section",

@@ -63,6 +63,7 @@ def test_reply_to_a_pipeline_topic_or_an_unknown_one_is_an_error_and_loops_nothi
         "loop-routed": envelope_bytes("loop-routed", reply_to="wrp.routed"),
         "unknown-topic": envelope_bytes("unknown-topic", reply_to="no.such.topic"),
         "unmade-reply": envelope_bytes("unmade-reply", reply_to="wrp.replies.never-made"),
+        "loop-and-hops": envelope_bytes("loop-and-hops", reply_to="wrp.requests", hops=99),
     }
     answers = run(publish_raw(bootstrap, list(records.values()), list(records)))
     assert set(answers) == set(records)
@@ -70,7 +71,7 @@ def test_reply_to_a_pipeline_topic_or_an_unknown_one_is_an_error_and_loops_nothi
         assert env.result.status == "error" and env.result.error.type == "invalid_reply_to"
     assert "consumes" in answers["loop-requests"].result.error.message
     assert "does not exist" in answers["unmade-reply"].result.error.message
-    eventually(lambda: letters_for(bootstrap, set(records)), what="four dead letters")
+    eventually(lambda: letters_for(bootstrap, set(records)), what="the dead letters")
     # nothing was fed back: wrp.requests holds exactly what was published, and no topic appeared
     assert end_offsets(bootstrap, REQUESTS) == before + len(records)
     topics = run(describe_topics(bootstrap))

@@ -8,8 +8,11 @@ import signal
 import httpx
 import pytest
 
-from tests.integration.conftest import API_KEY
-from tests.integration.helpers import eventually
+from pipeline.bus.catalog import STAGE_HEALTH
+from pipeline.bus.codec import decode
+from pipeline.envelope import StageHealth
+from tests.integration.conftest import API_KEY, run
+from tests.integration.helpers import eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -18,6 +21,12 @@ HELLO = {"model": "auto", "messages": [{"role": "user", "content": "are you read
 
 def ready(stack) -> httpx.Response:
     return httpx.get(f"{stack.gateway_url}/readyz", timeout=10)
+
+
+def health_records(stack) -> list[StageHealth]:
+    return [
+        decode(r.value, StageHealth) for r in run(read_topic(stack.settings.broker, STAGE_HEALTH))
+    ]
 
 
 def chat(stack) -> httpx.Response:
@@ -31,7 +40,11 @@ def chat(stack) -> httpx.Response:
 )
 def test_a_stopped_or_killed_stage_makes_the_gateway_unready_until_it_returns(stack, stage, sig):
     eventually(lambda: ready(stack).status_code == 200, what="a ready pipeline")
+    pid = stack.processes[stage].pid
     stack.stop_process(stage, sig=sig)
+    if sig == signal.SIGTERM:  # a clean stop says so at once; a killed one goes stale
+        last = [h for h in health_records(stack) if h.instance.endswith(f"-{pid}")][-1]
+        assert last.state == "stopping"
     try:
         unready = eventually(
             lambda: (r := ready(stack)).status_code == 503 and r, what=f"{stage} missed"

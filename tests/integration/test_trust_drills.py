@@ -19,7 +19,7 @@ def test_fuzzed_records_are_each_answered_or_dead_lettered_and_counted_once(stac
     assert report["lost"] == 0, report["lost_examples"]
     assert report["readable_dead_letters_without_error_reply"] == 0
     assert report["requests_topic_growth"] == 400  # nothing fed back into the pipeline
-    assert report["stage_restarts"] == [] and report["batch_failures"] == 0
+    assert report["stage_restarts"] == []
     assert report["stored_requests"] == report["answered_requests"]
     assert report["stored_requests_rolled_up"] == report["answered_requests"]
     assert report["stored_dead_letters"] == report["dead_letters_on_the_topic"]

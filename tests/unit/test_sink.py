@@ -2,15 +2,25 @@
 count a replay twice, and every named query."""
 
 import asyncio
+import base64
 import time
 
 import pytest
 
-from pipeline.analytics import rows
+from pipeline.analytics import restore, rows
 from pipeline.analytics.queries import QUERIES, QueryError
-from pipeline.bus.catalog import POOL_STATE, RESPONSES, ROUTER_STATE
+from pipeline.analytics.restore import LATEST_ARMS, LIVE_ANSWERS
+from pipeline.bus.catalog import CACHE, DLQ, FEEDBACK, POOL_STATE, REQUESTS, RESPONSES, ROUTER_STATE
 from pipeline.bus.runner import Inbound
-from pipeline.envelope import PoolState, RouterState
+from pipeline.envelope import (
+    CacheEntry,
+    ChatRequest,
+    DeadLetter,
+    Feedback,
+    PoolState,
+    Result,
+    RouterState,
+)
 from pipeline.settings import Settings
 from pipeline.stages.analytics import AnalyticsStage
 from tests.unit.factories import make_served
@@ -145,3 +155,88 @@ def test_every_named_query_runs(sink):
         params = {"request_id": "q-1"} if "request_id" in query.params else {}
         result = sink.store.query(name, params)
         assert result["columns"], name
+
+
+def stamped(timestamp: int, *envelopes) -> list[Inbound]:
+    """Responses at offsets 0.. with one Kafka timestamp: one incarnation of the topic."""
+    return [Inbound(RESPONSES, 0, i, b"", env, timestamp) for i, env in enumerate(envelopes)]
+
+
+def test_records_at_offsets_a_restarted_broker_reuses_are_stored_not_dropped(sink):
+    before = [make_served(f"epoch-a-{i}", tenant="epochs") for i in range(2)]
+    after = [make_served(f"epoch-b-{i}", tenant="epochs") for i in range(2)]
+    asyncio.run(sink.process(stamped(1_700_000_000_000, *before)))
+    # the broker restarted: offsets begin at 0 again, the records are new
+    asyncio.run(sink.process(stamped(1_700_000_900_000, *after)))
+    assert one(sink, "counted", tenant="epochs", since="100w") == {"stored": 4, "rolled_up": 4}
+
+
+def test_no_raw_pii_is_stored_in_any_text_column(sink):
+    email, card = "jane.roe@example.com", "4111 1111 1111 1111"
+    served = make_served("pii-row", tenant="private")
+    body = ChatRequest(messages=[{"role": "user", "content": f"mail {email}, card {card}"}])
+    served = served.model_copy(update={"request": served.request.model_copy(update={"body": body})})
+    blocked = served.model_copy(
+        update={
+            "request": served.request.model_copy(update={"request_id": "pii-blocked"}),
+            "result": Result(status="blocked", stage="safety", response={"echo": email}),
+        }
+    )
+    letter = DeadLetter(
+        stage="signals",
+        topic=REQUESTS,
+        partition=0,
+        offset=1,
+        error_type="invalid_json",
+        error=f"near {email}",
+        raw=base64.b64encode(f'{{"content": "{card}"'.encode()).decode(),
+    )
+    comment = Feedback(request_id="pii-row", score=1.0, comment=f"call me: {email}")
+    asyncio.run(
+        sink.process(
+            [
+                *responses(100, served, blocked),
+                Inbound(DLQ, 0, 1, b"", letter, 1),
+                Inbound(FEEDBACK, 0, 1, b"", comment, 1),
+            ]
+        )
+    )
+    stored = sink.store.client.query(
+        "SELECT envelope FROM requests FINAL WHERE tenant = 'private' "
+        "UNION ALL SELECT concat(error, base64Decode(raw)) FROM dead_letters FINAL "
+        "UNION ALL SELECT comment FROM feedback FINAL WHERE request_id = 'pii-row'"
+    ).result_rows
+    assert len(stored) >= 4
+    text = "\n".join(row[0] for row in stored)
+    assert email not in text and card not in text
+    assert "<EMAIL_ADDRESS>" in text and "<CREDIT_CARD>" in text
+
+
+def test_the_snapshots_hold_the_latest_arm_and_the_live_answers_without_pii(sink):
+    now = time.time()
+    arms = [
+        RouterState(decision="snap", model="m", successes=s, failures=1, observations=s, version=s)
+        for s in (1, 2)
+    ]
+
+    def answer(key: str, text: str, expires_at: float) -> CacheEntry:
+        response = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+        return CacheEntry(
+            tenant="snap", decision="d", params="p", key=key, model="m", response=response,
+            stored_at=now, expires_at=expires_at,
+        )  # fmt: skip
+
+    entries = [
+        answer("live", "forty-two", now + 600),
+        answer("expired", "old news", now - 1),
+        answer("private", "write to jane.roe@example.com", now + 600),
+    ]
+    batch = [Inbound(ROUTER_STATE, 0, i, b"", a, 1) for i, a in enumerate(arms)]
+    batch += [Inbound(CACHE, 0, i, b"", e, 1) for i, e in enumerate(entries)]
+    asyncio.run(sink.process(batch))
+    latest = [rows.router_state_from_row(r) for r in restore._records(sink.store, LATEST_ARMS)]
+    assert [(s.key, s.version) for s in latest if s.decision == "snap"] == [("snap/m", 2)]
+    live = [rows.cache_entry_from_row(r) for r in restore._records(sink.store, LIVE_ANSWERS)]
+    assert [(e.key, e.response) for e in live if e.tenant == "snap"] == [
+        ("live", entries[0].response)
+    ]

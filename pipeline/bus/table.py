@@ -29,12 +29,14 @@ class CompactedTable(Generic[T]):
         topic: str,
         model: type[T],
         on_record: Callable[[T], None] | None = None,
+        wait_ms: int = 50,
     ) -> None:
         self.topic = topic
         self.model = model
         self.on_record = on_record
         self.values: dict[str, T] = {}
-        self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=50)
+        # how long a fetch waits for new records: what is tailed arrives that much later at most
+        self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=wait_ms)
         self._task: asyncio.Task[None] | None = None
         self._ends: dict[TopicPartition, int] = {}
 

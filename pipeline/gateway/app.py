@@ -206,7 +206,8 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         producer = new_producer(settings.broker, linger_ms=1)
         collector = ResponseCollector(settings.broker, RESPONSES, retain=False)
         watcher = PolicyWatcher(settings.policy)
-        health = CompactedTable(settings.broker, STAGE_HEALTH, StageHealth)
+        # heartbeats matter by the second: a long fetch wait keeps the tail cheap
+        health = CompactedTable(settings.broker, STAGE_HEALTH, StageHealth, wait_ms=1000)
         await producer.start()
         await collector.start()
         await health.start()

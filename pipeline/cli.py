@@ -206,11 +206,17 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(f"{time.strftime('%H:%M:%S')} {event}", flush=True)
             time.sleep(1)
     except KeyboardInterrupt:
-        print("\nstopping (stages drain and commit) ...", flush=True)
+        print(
+            "\nstopping: the stages finish what is on their topics (up to a minute), commit and "
+            "exit ...",
+            flush=True,
+        )
     except BrokerExited as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the drain
+            signal.signal(sig, signal.SIG_IGN)
         stack.stop()
     print("stopped")
     return code

@@ -21,7 +21,7 @@ import statistics
 import time
 
 from pipeline.bus.catalog import RESPONSES
-from pipeline.bus.runner import Inbound
+from pipeline.bus.stage import Inbound
 from pipeline.envelope import (
     Attempt,
     ChatRequest,

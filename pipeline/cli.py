@@ -293,7 +293,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_feedback(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from pipeline.bus.runner import describe_validation_error
+    from pipeline.bus.admission import describe_validation_error
     from pipeline.client import send_feedback, start_producer
     from pipeline.envelope import VERDICT_REWARD, Feedback
 

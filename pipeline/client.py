@@ -17,9 +17,18 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
-from pipeline.bus.clients import new_consumer, new_producer, started
+from pipeline.bus.clients import (
+    FETCH_BUSY_MS,
+    FetchPacer,
+    new_consumer,
+    new_producer,
+    started,
+)
 from pipeline.bus.codec import decode, encode
 from pipeline.envelope import Envelope, Feedback, RequestSection, now
+
+#: How long a reply follower's fetch may wait while no reply comes (see FetchPacer).
+IDLE_FETCH_MS = 100
 
 
 class WorkloadError(ValueError):
@@ -54,7 +63,7 @@ class ResponseCollector:
         self.responses: dict[str, Envelope] = {}
         self.received_at: dict[str, float] = {}
         self.duplicates = 0
-        self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=5)
+        self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=FETCH_BUSY_MS)
         self._task: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
 
@@ -69,8 +78,11 @@ class ResponseCollector:
         self._task = asyncio.create_task(self._follow())
 
     async def _follow(self) -> None:
+        pacer = FetchPacer(self._consumer, FETCH_BUSY_MS, IDLE_FETCH_MS)
+        poll_ms = pacer.poll_ms
         while True:
-            records = await self._consumer.getmany(timeout_ms=100)
+            records = await self._consumer.getmany(timeout_ms=poll_ms)
+            poll_ms = pacer.polled(sum(len(part) for part in records.values()))
             for record in (r for part in records.values() for r in part):
                 try:
                     env = decode(record.value, Envelope)

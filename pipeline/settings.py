@@ -67,6 +67,26 @@ class Settings(BaseModel):
     )
     batch_max: int = Field(64, description="records per consumed batch (WRP_BATCH_MAX)")
     batch_wait_ms: int = Field(20, description="max wait to fill a batch (WRP_BATCH_WAIT_MS)")
+    fetch_idle_ms: int = Field(
+        100,
+        ge=5,
+        description="how long a stage's fetch may wait while no records come: the embedded "
+        "broker holds a fetch to its end even when records arrive, so this bounds the delay of "
+        "the first request after a quiet spell, per stage; a real Kafka answers at once, so 500 "
+        "costs nothing there (WRP_FETCH_IDLE_MS)",
+    )
+    fused_intermediate: bool = Field(
+        False,
+        description="a fused stage still produces what its parts hand each other "
+        "(wrp.signals, wrp.screened, wrp.routed), for whoever tails those topics "
+        "(WRP_FUSED_INTERMEDIATE)",
+    )
+    commit_interval_ms: int = Field(
+        1000,
+        ge=1,
+        description="how often a stage commits the offsets of what it finished (and when "
+        "partitions move or it stops): a crash replays at most that much (WRP_COMMIT_INTERVAL_MS)",
+    )
     batch_linger_ms: int = Field(
         0,
         ge=0,

@@ -61,26 +61,23 @@ class Stack:
         return load_policy(self.settings.policy)
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "WRP_BROKER": self.settings.broker,
-                "WRP_STATE_DIR": str(self.settings.state_dir.resolve()),
-                "WRP_POLICY": str(self.settings.policy.resolve()),
-                "WRP_METRICS_PORT_BASE": str(self.settings.metrics_port_base),
-                "WRP_CLICKHOUSE": self.settings.clickhouse_dsn,
-                "WRP_GATEWAY_PORT": str(self.settings.gateway_port),
-                "WRP_LEARNED_SIGNALS": str(self.settings.learned_signals).lower(),
-                "WRP_BATCH_LINGER_MS": str(self.settings.batch_linger_ms),
-                "WRP_API_KEYS": self.settings.api_keys,
-                "WRP_GATEWAY_OPEN": str(self.settings.gateway_open).lower(),
-                "PYTHONUNBUFFERED": "1",
+        """The children's environment: this stack's every setting, as its WRP_* variable."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        settings = self.settings.model_copy(
+            update={
+                "state_dir": self.settings.state_dir.resolve(),
+                "policy": self.settings.policy.resolve(),
+                "clickhouse": self.settings.clickhouse_dsn,
+                "api_keys_file": self.settings.api_keys_file
+                and self.settings.api_keys_file.resolve(),
+                "model_dir": self.settings.model_dir and self.settings.model_dir.resolve(),
             }
         )
-        if self.settings.api_keys_file:  # else the children's default: under WRP_STATE_DIR
-            env["WRP_API_KEYS_FILE"] = str(self.settings.api_keys_file.resolve())
-        if self.settings.model_dir:
-            env["WRP_MODEL_DIR"] = str(self.settings.model_dir)
+        for name, value in settings.model_dump().items():
+            if value is None:  # unset: the children's default (e.g. keys under WRP_STATE_DIR)
+                continue
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            env[f"WRP_{name.upper()}"] = text
         return env
 
     def start(

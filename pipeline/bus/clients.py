@@ -43,6 +43,45 @@ def new_consumer(bootstrap: str, *topics: str, **options: Any) -> AIOKafkaConsum
     )
 
 
+#: How long the broker may hold a fetch while records flow.
+FETCH_BUSY_MS = 5
+
+
+class FetchPacer:
+    """How long the broker may hold a consumer's next fetch, set as records flow or not.
+
+    A fetch that finds records returns at once; one that finds none is held for its wait, and
+    the embedded broker holds it to the end even when records arrive meanwhile. A short wait
+    spins an idle consumer (at 5 ms: 200 fetches a second, ~80 CPU-ms/s of client and broker);
+    a long one delays the first record after a quiet spell by up to the wait. So the wait is
+    ``busy_ms`` while records flow and doubles with every empty poll up to ``idle_ms``.
+    (aiokafka reads the wait from its fetcher for every request it builds; there is no public
+    setter, hence the private attribute.)
+    """
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, busy_ms: int, idle_ms: int, poll_ms: int = 20
+    ) -> None:
+        self.consumer, self.busy_ms, self.idle_ms = consumer, busy_ms, max(busy_ms, idle_ms)
+        self.poll_ms = poll_ms
+        self.wait_ms = busy_ms
+        self._apply()
+
+    def polled(self, records: int) -> int:
+        """Note what a poll returned; how long the next poll (``getmany``) may wait: records
+        arriving end it at once, so a long one costs no latency."""
+        wait = self.busy_ms if records else min(self.idle_ms, self.wait_ms * 2)
+        if wait != self.wait_ms:
+            self.wait_ms = wait
+            self._apply()
+        return max(self.wait_ms, self.poll_ms)
+
+    def _apply(self) -> None:
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        if fetcher is not None:
+            fetcher._fetch_max_wait_ms = self.wait_ms
+
+
 async def started(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
     """Start ``client``; one that cannot connect is closed before the error goes on."""
     try:

@@ -29,7 +29,7 @@ class CompactedTable(Generic[T]):
         topic: str,
         model: type[T],
         on_record: Callable[[T], None] | None = None,
-        wait_ms: int = 50,
+        wait_ms: int = 500,
     ) -> None:
         self.topic = topic
         self.model = model
@@ -59,7 +59,7 @@ class CompactedTable(Generic[T]):
 
     async def _follow(self) -> None:
         while True:
-            records = await self._consumer.getmany(timeout_ms=200)
+            records = await self._consumer.getmany(timeout_ms=1000)
             for record in (r for part in records.values() for r in part):
                 key = record.key.decode() if record.key else None
                 if key is None:

@@ -21,11 +21,11 @@ from aiokafka.admin import NewTopic
 from pydantic import ValidationError
 
 from pipeline.bus.admin import create_new_topics
+from pipeline.bus.admission import DLQ_SIZE_FACTOR
 from pipeline.bus.catalog import DLQ, REQUESTS
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import decode
 from pipeline.bus.lag import topic_end_offsets
-from pipeline.bus.runner import DLQ_SIZE_FACTOR
 from pipeline.client import ProgressBar, ResponseCollector
 from pipeline.drills.fuzz_records import REPLY_TOPIC, FuzzRecord, fuzz_records
 from pipeline.drills.observe import (

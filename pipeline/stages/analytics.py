@@ -34,7 +34,7 @@ from pipeline.analytics.readers import (
 )
 from pipeline.analytics.store import AnalyticsStore, QueryError, batch_token
 from pipeline.bus.catalog import CACHE, DLQ, FEEDBACK, POOL_STATE, RESPONSES, ROUTER_STATE
-from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
+from pipeline.bus.stage import Inbound, Output, Stage
 from pipeline.envelope import Envelope
 from pipeline.gateway.keys import ApiKeys
 
@@ -57,6 +57,7 @@ class AnalyticsStage(Stage):
     name = "analytics"
     topics = tuple(SINKS)
     request_path = False
+    fetch_idle_ms = 1000  # nobody waits on the sink: an idle one fetches once a second
 
     store: AnalyticsStore
 
@@ -98,7 +99,7 @@ class AnalyticsStage(Stage):
             except QueryError as exc:
                 raise HTTPException(400, str(exc)) from None
 
-    async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
+    async def process(self, batch: list[Inbound]) -> list[Output]:
         """Insert every table's block; ``requests`` last, as the only one whose replay is
         filtered (by request id), so a batch that failed half way is completed on retry."""
         responses = [i for i in batch if i.topic == RESPONSES]

@@ -1,14 +1,16 @@
 """dispatch stage: wrp.routed -> the chosen pool's endpoint -> wrp.responses + wrp.outcomes.
 
-Records are dispatched concurrently (up to ``MAX_IN_FLIGHT``); consumption pauses while a pool
-has every endpoint at its in-flight cap. Every second the stage publishes its view of each
-endpoint it used to ``wrp.pool-state``.
+Each record's pool call is :class:`~pipeline.bus.stage.Pending` work: the runner keeps up to
+``MAX_IN_FLIGHT`` of them going at once and answers each as soon as its call ends; consumption
+pauses while a pool has every endpoint at its in-flight cap. Every second the stage publishes its
+view of each endpoint it used to ``wrp.pool-state``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 import httpx
@@ -17,7 +19,7 @@ from pipeline.bus.catalog import CACHE, OUTCOMES, POOL_STATE, ROUTED
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.bus.liveness import instance_id
-from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage, error_reply
+from pipeline.bus.stage import Inbound, Outbound, Pending, Stage, error_reply
 from pipeline.envelope import Attempt, Envelope, ErrorInfo, Outcome, Result, now
 from pipeline.policy import CascadeConfig, Policy
 from pipeline.policy_reload import PolicyWatcher
@@ -104,11 +106,12 @@ class DispatchStage(Stage):
             self.pools_version = self.watcher.version
         return self.watcher.policy
 
-    async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
+    async def process(self, batch: list[Inbound]) -> list[Pending]:
         started = now()
-        envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
-        served = await asyncio.gather(*(self.dispatch(env, started) for env in envelopes))
-        return [out for outs in served for out in outs]
+        return [
+            Pending(item, functools.partial(self.dispatch, item.message, started))  # type: ignore[arg-type]
+            for item in batch
+        ]
 
     async def call_model(
         self, policy: Policy, env: Envelope, model: str, shape: RequestShape

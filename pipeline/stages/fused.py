@@ -1,12 +1,14 @@
-"""Fused stages (``wrp stage signals+safety+router``): consecutive stages in one process, each
-batch handed from one to the next in memory instead of through Kafka.
+"""Fused stages (``wrp stage signals+safety+router+dispatch``): consecutive stages in one process,
+each batch handed from one to the next in memory instead of through Kafka.
 
-Every output is still produced, intermediate topics included (``wrp.signals``,
-``wrp.screened``), so analytics and anyone tailing them see the same records; only the consumer
-hops are gone. Run a fused stage *instead of* the stages it fuses: it has its own consumer group
-(``wrp-signals+safety+router``), and separate safety or router stages would process the
-intermediate topics a second time. Offsets are committed for the first stage's topic after every
-output of the whole chain is acknowledged, so the chain is replayed as one on a crash.
+The last part may have pending work (dispatch's pool calls): the runner finishes each record's on
+its own, so the fused process answers every request as soon as its pool does. What one part
+hands to the next (``wrp.signals``, ``wrp.screened``, ``wrp.routed``) is not produced unless
+``WRP_FUSED_INTERMEDIATE`` is set (for whoever tails those topics): the hops and their broker
+round trips are what fusing saves. Run a fused stage *instead of* the stages it fuses: it has its
+own consumer group (``wrp-signals+safety+router+dispatch``), and separate later stages would
+process the intermediate topics a second time. Offsets are committed for the first stage's topic
+once every output of the whole chain is acknowledged, so the chain is replayed as one on a crash.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from pipeline.bus.catalog import CREDITS, FEEDBACK, OUTCOMES
-from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
+from pipeline.bus.stage import Inbound, Outbound, Output, Pending, Stage
 from pipeline.settings import Settings
 
 
@@ -44,15 +46,18 @@ class FusedStage(Stage):
 
     def __init__(self, settings: Settings, parts: list[Stage]) -> None:
         super().__init__(settings)
-        concurrent = [p.name for p in parts if p.concurrency]
+        concurrent = [p.name for p in parts[:-1] if p.concurrency]
         if concurrent:
-            raise ValueError(f"only batch stages can be fused, not {', '.join(concurrent)}")
+            raise ValueError(
+                f"a stage with pending work ({', '.join(concurrent)}) can only be fused last"
+            )
         self.parts = parts
         self.name = "+".join(p.name for p in parts)  # type: ignore[misc]
         self.topics = parts[0].topics  # type: ignore[misc]
         self.requires = parts[0].requires  # type: ignore[misc]
         self.refuses = parts[0].refuses  # type: ignore[misc]
         self.request_path = parts[0].request_path  # type: ignore[misc]
+        self.concurrency = parts[-1].concurrency  # type: ignore[misc]
 
     def batch_limits(self) -> tuple[int, int]:
         return self.parts[0].batch_limits()
@@ -70,36 +75,48 @@ class FusedStage(Stage):
         for part in self.parts:
             part.add_routes(app)
 
-    async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
-        emitted: list[Outbound | Rejected] = []
+    def accepting(self) -> bool:
+        return all(part.accepting() for part in self.parts)
+
+    async def process(self, batch: list[Inbound]) -> list[Output | Pending]:
+        emitted: list[Output | Pending] = []
         items = batch
         for part, following in zip(self.parts, [*self.parts[1:], None], strict=True):
             outputs = await part.process(items)
-            emitted.extend(outputs)
             if following is None:
+                emitted.extend(outputs)
                 break
-            items = _hand_over(outputs, items, following.topics)
+            items, rest = _hand_over(outputs, items, following.topics)
+            emitted.extend(outputs if self.settings.fused_intermediate else rest)
             if not items:
                 break
         return emitted
 
 
 def _hand_over(
-    outputs: list[Outbound | Rejected], inputs: list[Inbound], topics: tuple[str, ...]
-) -> list[Inbound]:
-    """The outputs on the next stage's topics, as its input. A handed-over record keeps the
-    partition and offset of the record it came from (dead letters then point at a real one)."""
+    outputs: list[Output | Pending], inputs: list[Inbound], topics: tuple[str, ...]
+) -> tuple[list[Inbound], list[Output | Pending]]:
+    """(the outputs on the next stage's topics, as its input; the other outputs). A handed-over
+    record keeps the topic, partition and offset of the record the chain consumed: dead letters
+    point at a real record, and the runner counts the right one done."""
     by_request = {_request_id(item.message): item for item in inputs}
-    handed = []
+    handed, rest = [], []
     for out in outputs:
         if isinstance(out, Outbound) and out.topic in topics:
             source = by_request.get(_request_id(out.message), inputs[0])
             handed.append(
                 Inbound(
-                    out.topic, source.partition, source.offset, b"", out.message, source.timestamp
+                    source.topic,
+                    source.partition,
+                    source.offset,
+                    b"",
+                    out.message,
+                    source.timestamp,
                 )
             )
-    return handed
+        else:
+            rest.append(out)
+    return handed, rest
 
 
 def _request_id(message: object) -> str | None:

@@ -32,6 +32,7 @@ import faust
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from pipeline.bus.admission import describe_validation_error
 from pipeline.bus.catalog import (
     CREDITS,
     DLQ,
@@ -45,7 +46,6 @@ from pipeline.bus.codec import decode, encode
 from pipeline.bus.dead_letters import dead_letter
 from pipeline.bus.health import StageMetrics
 from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
-from pipeline.bus.runner import describe_validation_error
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 
 from pipeline.bus.catalog import CACHE, OUTCOMES, POOL_STATE, ROUTED, ROUTER_STATE, SCREENED
-from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage, error_reply
+from pipeline.bus.stage import Inbound, Outbound, Output, Stage, error_reply
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import (
     CacheEntry,
@@ -88,11 +88,11 @@ class RouterStage(Stage):
                 "error": self.watcher.error,
             }
 
-    async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
+    async def process(self, batch: list[Inbound]) -> list[Output]:
         started = now()
         policy = self.watcher.policy
         self.runtime.policy_version = self.watcher.version
-        outputs: list[Outbound | Rejected] = []
+        outputs: list[Output] = []
         for item in batch:
             env: Envelope = item.message  # type: ignore[assignment]
             try:

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from pipeline.bus.catalog import SCREENED, SIGNALS
-from pipeline.bus.runner import Inbound, Outbound, Rejected, Stage
+from pipeline.bus.stage import Inbound, Outbound, Output, Stage
 from pipeline.envelope import Envelope, Result, now
 from pipeline.models.encoder import Encoder, locate_encoder
 from pipeline.policy import load_policy
@@ -31,13 +31,13 @@ class SafetyStage(Stage):
             embed = Encoder(files, s.encoder_threads, s.encoder_max_tokens).encode
         self.screener = Screener(policy, files.name, s.encoder_max_tokens, embed)
 
-    async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
+    async def process(self, batch: list[Inbound]) -> list[Output]:
         started = now()
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
         t0 = time.perf_counter()
         verdicts = await asyncio.to_thread(self.screener.screen, envelopes)
         self.metrics.model_seconds.labels(part="screen").observe(time.perf_counter() - t0)
-        outputs: list[Outbound | Rejected] = []
+        outputs: list[Output] = []
         for env, verdict in zip(envelopes, verdicts, strict=True):
             body = env.request.body
             assert body is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from pipeline.bus.catalog import REQUESTS, SIGNALS
-from pipeline.bus.runner import Inbound, Outbound, Rejected, Rejection, Stage
+from pipeline.bus.stage import Inbound, Outbound, Output, Rejected, Rejection, Stage
 from pipeline.envelope import Envelope, now
 from pipeline.models.encoder import load_encoder
 from pipeline.policy import load_policy
@@ -28,7 +28,7 @@ class SignalsStage(Stage):
         )
         self.extractor = SignalExtractor(load_policy(s.policy), encoder, s.learned_signals)
 
-    async def process(self, batch: list[Inbound]) -> list[Outbound | Rejected]:
+    async def process(self, batch: list[Inbound]) -> list[Output]:
         started = now()
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
         readable = [env for env in envelopes if env.request.body is not None]
@@ -38,7 +38,7 @@ class SignalsStage(Stage):
         timings = self.extractor.timings
         for part in ("encoder", "heads", "other"):
             self.metrics.model_seconds.labels(part=part).observe(getattr(timings, part))
-        outputs: list[Outbound | Rejected] = []
+        outputs: list[Output] = []
         for item, env in zip(batch, envelopes, strict=True):
             if env.request.body is None:
                 outputs.append(Rejected(item, NO_BODY))

@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import load_catalog, payload_schemas
-from pipeline.bus.runner import error_reply
+from pipeline.bus.stage import error_reply
 from pipeline.envelope import PAYLOADS, ChatRequest, Envelope, RequestSection, Signals
 from pipeline.settings import SCHEMAS_DIR
 

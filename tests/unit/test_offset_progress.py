@@ -2,7 +2,7 @@
 
 from aiokafka import TopicPartition
 
-from pipeline.bus.runner import OffsetProgress
+from pipeline.bus.offsets import OffsetProgress
 
 TP, OTHER = TopicPartition("t", 0), TopicPartition("t", 1)
 

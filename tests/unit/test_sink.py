@@ -11,7 +11,7 @@ from pipeline.analytics import restore, rows
 from pipeline.analytics.queries import QUERIES, QueryError
 from pipeline.analytics.restore import LATEST_ARMS, LIVE_ANSWERS
 from pipeline.bus.catalog import CACHE, DLQ, FEEDBACK, POOL_STATE, REQUESTS, RESPONSES, ROUTER_STATE
-from pipeline.bus.runner import Inbound
+from pipeline.bus.stage import Inbound
 from pipeline.envelope import (
     CacheEntry,
     ChatRequest,

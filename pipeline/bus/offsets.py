@@ -1,0 +1,66 @@
+"""Offsets and commits (step 5 of the runner): per partition, which records are still being
+worked on, and what may be committed: everything below the oldest unfinished record.
+
+Commits are not a round trip per batch: they go out every ``WRP_COMMIT_INTERVAL_MS`` while there
+is progress, when partitions are revoked (for those partitions, so their next owner starts past
+them) and when the stage stops. A crash replays at most what finished since the last commit;
+every consumer is idempotent by request id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from aiokafka import TopicPartition
+
+
+class OffsetProgress:
+    """Per partition: offsets in flight and the highest started."""
+
+    def __init__(self) -> None:
+        self.pending: dict[TopicPartition, set[int]] = {}
+        self.highest: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def start(self, tp: TopicPartition, offset: int) -> None:
+        self.pending.setdefault(tp, set()).add(offset)
+        self.highest[tp] = max(self.highest.get(tp, -1), offset)
+
+    def finish(self, tp: TopicPartition, offset: int) -> None:
+        self.pending.get(tp, set()).discard(offset)
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        """Drop what is known of partitions this member no longer owns."""
+        for tp in tps:
+            self.pending.pop(tp, None)
+            self.highest.pop(tp, None)
+            self.committed.pop(tp, None)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(offsets) for offsets in self.pending.values())
+
+    def committable(self, owned: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Offsets to commit now: those of owned partitions that moved since the last commit."""
+        offsets = {}
+        for tp, highest in self.highest.items():
+            pending = self.pending.get(tp)
+            offset = min(pending) if pending else highest + 1
+            if tp in owned and offset != self.committed.get(tp):
+                offsets[tp] = offset
+        return offsets
+
+
+class CommitSchedule:
+    """When the next periodic commit is due."""
+
+    def __init__(self, interval_ms: int) -> None:
+        self.interval_s = interval_ms / 1000
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.interval_s
+
+    def done(self) -> None:
+        self.last = time.monotonic()

@@ -1,0 +1,154 @@
+"""The stage API: which topics a stage reads, which envelope sections it needs or refuses, and
+how it turns a batch of records into outputs (:meth:`Stage.process`).
+
+Outputs are records to produce (:class:`Outbound`), records the stage rejects (:class:`Rejected`,
+dead-lettered by the runner) and work it finishes later for one record (:class:`Pending`: a pool
+call). The runner (:mod:`pipeline.bus.runner`) produces the first at once, and awaits each
+pending on its own, counting its record done only once what it returns is produced.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from pipeline.bus.catalog import RESPONSES
+from pipeline.envelope import Contract, Envelope, ErrorInfo, Result
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.bus.health import StageMetrics
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One consumed record and its validated payload."""
+
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+    message: Contract
+    timestamp: int | None = None  # the record's Kafka timestamp, ms
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One record to produce."""
+
+    topic: str
+    key: str | None
+    message: BaseModel
+
+
+class Rejection(Exception):
+    """Raised by a stage for one record it cannot process; the record goes to ``wrp.dlq``."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record the stage rejected, returned from :meth:`Stage.process` in its place."""
+
+    inbound: Inbound
+    error: Rejection
+
+
+Output = Outbound | Rejected
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Work a stage finishes later for one record. ``outputs`` may be called again when it
+    raised (the runner retries it with backoff); the record counts as done, and its offset may
+    be committed, only once what it returned is produced."""
+
+    inbound: Inbound
+    outputs: Callable[[], Awaitable[list[Output]]]
+
+
+class Stage(ABC):
+    """A stage: which topics it reads, which envelope sections it needs, how it processes."""
+
+    name: ClassVar[str]
+    topics: ClassVar[tuple[str, ...]]
+    #: envelope sections that must be present, and sections that must not be (the ones this
+    #: stage or a later one adds: an answered envelope never re-enters the request path)
+    requires: ClassVar[tuple[str, ...]] = ()
+    refuses: ClassVar[tuple[str, ...]] = ()
+    #: True for the stages that carry requests toward their answer: they check hops, reply
+    #: topics and sections, and answer what they reject. False for a sink of finished envelopes
+    #: (analytics): it only records, and never answers (an answer would come back to it).
+    request_path: ClassVar[bool] = True
+    #: how long an idle fetch may wait (0: ``WRP_FETCH_IDLE_MS``); a stage nobody waits on
+    #: (the analytics sink) may wait longer and cost less while idle
+    fetch_idle_ms: ClassVar[int] = 0
+    #: records whose :class:`Pending` work may be in flight at once (0: the stage has none)
+    concurrency: ClassVar[int] = 0
+    #: Set by the :class:`~pipeline.bus.runner.StageRunner` that runs the stage.
+    metrics: StageMetrics
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load models, open clients; called once before consuming."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`start` opened; called once after the last commit."""
+
+    def add_routes(self, app: FastAPI) -> None:  # noqa: B027 - optional hook
+        """Extra HTTP routes on the stage's health port (e.g. analytics queries)."""
+
+    def batch_limits(self) -> tuple[int, int]:
+        """(records per batch, linger in ms): with a linger > 0 the runner keeps consuming
+        until the batch is full or the linger since its first record passed; 0 takes what one
+        fetch returns (lowest latency)."""
+        return self.settings.batch_max, self.settings.batch_linger_ms
+
+    def accepting(self) -> bool:
+        """False pauses consumption until it turns True again (a pool with every endpoint
+        full)."""
+        return True
+
+    @abstractmethod
+    async def process(self, batch: list[Inbound]) -> list[Output | Pending]:
+        """Outputs for a batch of valid records, in input order; raise to retry the batch."""
+
+
+def error_reply(
+    envelope: Envelope, stage: str, error_type: str, message: str, topic: str | None = None
+) -> Outbound:
+    """The envelope, closed with an error result, addressed to ``topic`` (default: its
+    ``reply_to``, which the runner checked when the envelope came in)."""
+    closed = envelope.model_copy(
+        update={
+            "result": Result(
+                status="error",
+                error=ErrorInfo(type=error_type, message=message, stage=stage),
+                stage=stage,
+            )
+        }
+    )
+    return Outbound(topic or envelope.request.reply_to, envelope.key, closed)
+
+
+def recorded(outputs: list[Outbound]) -> list[Outbound]:
+    """``outputs``, and a copy on ``wrp.responses`` of every answer sent to another reply topic:
+    that topic is the record of every answer, which the analytics sink stores."""
+    copies = [
+        Outbound(RESPONSES, out.key, out.message)
+        for out in outputs
+        if out.topic != RESPONSES
+        and isinstance(out.message, Envelope)
+        and out.message.result is not None
+    ]
+    return [*outputs, *copies] if copies else outputs

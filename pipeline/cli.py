@@ -240,8 +240,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
             if "body" in data
             else RequestSection(body=ChatRequest.model_validate(data), session_id=args.session)
         )
-    answers = asyncio.run(replay(settings.broker, [request], 0, args.timeout, label="publish"))
-    env = answers.get(request.request_id)
+    if args.stream:
+        from pipeline.client import stream_one
+
+        def show(text: str) -> None:
+            print(text, end="", flush=True)
+
+        env = asyncio.run(stream_one(settings.broker, request, args.timeout, show))
+        print()
+    else:
+        answers = asyncio.run(replay(settings.broker, [request], 0, args.timeout, label="publish"))
+        env = answers.get(request.request_id)
     if env is None:
         print(f"no response for {request.request_id} within {args.timeout}s", file=sys.stderr)
         return 1
@@ -640,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session")
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--json", action="store_true", help="print the whole envelope")
+    p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p = command(
         "replay",
         cmd_replay,

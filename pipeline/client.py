@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES
+from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES, STREAM
 from pipeline.bus.clients import (
     FETCH_BUSY_MS,
     FetchPacer,
@@ -24,8 +24,8 @@ from pipeline.bus.clients import (
     new_producer,
     started,
 )
-from pipeline.bus.codec import decode, encode
-from pipeline.envelope import Envelope, Feedback, RequestSection, now
+from pipeline.bus.codec import REQUEST_ID_HEADER, decode, encode
+from pipeline.envelope import Envelope, Feedback, RequestSection, StreamChunks, now
 
 #: How long a reply follower's fetch may wait while no reply comes (see FetchPacer).
 IDLE_FETCH_MS = 100
@@ -50,22 +50,21 @@ def load_workload(path: Path) -> list[RequestSection]:
     return requests
 
 
-class ResponseCollector:
-    """Follows a reply topic from its current end and keeps the first response per request id.
+def request_id_of(record: ConsumerRecord) -> str | None:
+    """The request a reply or stream record belongs to, from its header (None without one)."""
+    for name, value in record.headers or ():
+        if name == REQUEST_ID_HEADER:
+            return value.decode("utf-8", "replace")
+    return None
 
-    With ``retain=False`` (the gateway) it keeps nothing: only callers of :meth:`response`
-    registered before the reply arrives get it, so memory stays bounded by requests in flight."""
 
-    def __init__(self, bootstrap: str, topic: str = RESPONSES, retain: bool = True) -> None:
+class TopicFollower:
+    """Follows a topic from its current end and hands each record to :meth:`received`."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self.retain = retain
-        self._waiters: dict[str, asyncio.Future[Envelope]] = {}
-        self.responses: dict[str, Envelope] = {}
-        self.received_at: dict[str, float] = {}
-        self.duplicates = 0
         self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=FETCH_BUSY_MS)
         self._task: asyncio.Task[None] | None = None
-        self._arrived = asyncio.Event()
 
     async def start(self) -> None:
         await started(self._consumer)
@@ -84,22 +83,54 @@ class ResponseCollector:
             records = await self._consumer.getmany(timeout_ms=poll_ms)
             poll_ms = pacer.polled(sum(len(part) for part in records.values()))
             for record in (r for part in records.values() for r in part):
-                try:
-                    env = decode(record.value, Envelope)
-                except (ValidationError, ValueError):
-                    continue
-                rid = env.request.request_id
-                waiter = self._waiters.pop(rid, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(env)
-                if not self.retain:
-                    continue
-                if rid in self.responses:
-                    self.duplicates += 1
-                    continue
-                self.responses[rid] = env
-                self.received_at[rid] = now()
-                self._arrived.set()
+                self.received(record)
+
+    def received(self, record: ConsumerRecord) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+
+class ResponseCollector(TopicFollower):
+    """Follows a reply topic from its current end and keeps the first response per request id.
+
+    With ``retain=False`` (the gateway) it keeps nothing: only callers of :meth:`response`
+    registered before the reply arrives get it, so memory stays bounded by requests in flight,
+    and replies for other requests are skipped by their header, undecoded."""
+
+    def __init__(self, bootstrap: str, topic: str = RESPONSES, retain: bool = True) -> None:
+        super().__init__(bootstrap, topic)
+        self.retain = retain
+        self._waiters: dict[str, asyncio.Future[Envelope]] = {}
+        self.responses: dict[str, Envelope] = {}
+        self.received_at: dict[str, float] = {}
+        self.duplicates = 0
+        self._arrived = asyncio.Event()
+
+    def received(self, record: ConsumerRecord) -> None:
+        if not self.retain and (rid := request_id_of(record)) and rid not in self._waiters:
+            return
+        try:
+            env = decode(record.value, Envelope)
+        except (ValidationError, ValueError):
+            return
+        rid = env.request.request_id
+        waiter = self._waiters.pop(rid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(env)
+        if not self.retain:
+            return
+        if rid in self.responses:
+            self.duplicates += 1
+            return
+        self.responses[rid] = env
+        self.received_at[rid] = now()
+        self._arrived.set()
 
     async def wait_for(
         self,
@@ -136,14 +167,44 @@ class ResponseCollector:
         except TimeoutError:
             return None
         finally:
-            self._waiters.pop(request_id, None)
+            self.forget(request_id)
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
+    def forget(self, request_id: str) -> None:
+        """Stop waiting for ``request_id``'s reply."""
+        self._waiters.pop(request_id, None)
+
+
+class StreamFollower(TopicFollower):
+    """Follows ``wrp.stream`` for the requests someone waits on: each gets the
+    :class:`StreamChunks` of its answer, in order, on its own queue."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap, STREAM)
+        self._queues: dict[str, asyncio.Queue[StreamChunks]] = {}
+        self._next: dict[str, int] = {}
+
+    def expect(self, request_id: str) -> asyncio.Queue[StreamChunks]:
+        """The queue ``request_id``'s stream will arrive on; call before publishing."""
+        self._next[request_id] = 0
+        return self._queues.setdefault(request_id, asyncio.Queue())
+
+    def forget(self, request_id: str) -> None:
+        self._queues.pop(request_id, None)
+        self._next.pop(request_id, None)
+
+    def received(self, record: ConsumerRecord) -> None:
+        rid = request_id_of(record)
+        queue = self._queues.get(rid) if rid is not None else None
+        if queue is None:
+            return
+        try:
+            part = decode(record.value, StreamChunks)
+        except (ValidationError, ValueError):
+            return
+        if part.seq < self._next[part.request_id]:
+            return  # a repeat (at-least-once): already handed on
+        self._next[part.request_id] = part.seq + 1
+        queue.put_nowait(part)
 
 
 async def start_producer(bootstrap: str) -> AIOKafkaProducer:
@@ -231,6 +292,40 @@ async def replay(
         return answers
     finally:
         await producer.stop()
+        await collector.stop()
+
+
+async def stream_one(
+    bootstrap: str, request: RequestSection, timeout_s: float, show: Callable[[str], None]
+) -> Envelope | None:
+    """Publish one streaming request, hand each piece of text to ``show`` as the pool generates
+    it, and return the whole answer (None after ``timeout_s``)."""
+    body = request.body
+    assert body is not None
+    request = request.model_copy(update={"body": body.model_copy(update={"stream": True})})
+    collector, streams = ResponseCollector(bootstrap, retain=False), StreamFollower(bootstrap)
+    await collector.start()
+    await streams.start()
+    producer = await start_producer(bootstrap)
+    try:
+        answer = collector.expect(request.request_id)
+        parts = streams.expect(request.request_id)
+        await send_request(producer, request)
+        deadline = time.monotonic() + timeout_s
+        while not answer.done() and time.monotonic() < deadline:
+            getter = asyncio.ensure_future(parts.get())
+            await asyncio.wait({answer, getter}, timeout=deadline - time.monotonic(),
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if not getter.done():
+                getter.cancel()
+                continue
+            for chunk in getter.result().chunks:
+                for choice in chunk.get("choices") or []:
+                    show((choice.get("delta") or {}).get("content") or "")
+        return await collector.response(answer, request.request_id, deadline - time.monotonic())
+    finally:
+        await producer.stop()
+        await streams.stop()
         await collector.stop()
 
 

@@ -520,6 +520,22 @@ class DeadLetter(Contract):
     failed_at: float = Field(default_factory=now)
 
 
+class StreamChunks(Contract):
+    """Part of an answer as the pool generates it, for a request that streams; on
+    ``wrp.stream``, key ``request_id``. ``seq`` counts from 0; the last record of a stream has
+    ``done`` (and ``error`` when the call failed after the stream began). The whole answer still
+    arrives on ``reply_to`` as usual."""
+
+    request_id: str
+    seq: int = Field(ge=0)
+    chunks: list[dict[str, Any]] = Field([], description="chat.completion.chunk events, in order")
+    done: bool = False
+    error: ErrorInfo | None = None
+    decision: str = ""
+    model: str = ""
+    pool: str = ""
+
+
 class StageHealth(Contract):
     """A stage process saying it is alive, every ``interval_s``, on ``wrp.stage-health`` (key
     ``process/instance``); the gateway is ready while every stage of the request path has a fresh
@@ -548,4 +564,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     "CacheEntry": CacheEntry,
     "DeadLetter": DeadLetter,
     "StageHealth": StageHealth,
+    "StreamChunks": StreamChunks,
 }

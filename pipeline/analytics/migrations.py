@@ -339,6 +339,14 @@ TTL toDateTime(expires_at)
 {DEDUP}"""
 
 
+#: Migration 5's rollup: a time to first token is only known for streamed answers (a plain pool
+#: call has none, stored as 0), so only those enter the TTFT quantiles.
+ROLLUP_SELECT_V5 = ROLLUP_SELECT.replace(
+    "(r.ttft_ms, r.status = 'ok' AND NOT r.cache_hit)",
+    "(r.ttft_ms, r.status = 'ok' AND NOT r.cache_hit AND r.ttft_ms > 0)",
+)
+
+
 @dataclass(frozen=True)
 class Rebuild:
     """Re-create ``table`` with ``ddl`` (a new ordering key or engine, which ALTER cannot change)
@@ -447,6 +455,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE router_states ADD COLUMN IF NOT EXISTS design Array(Float64)",
             "ALTER TABLE router_states ADD COLUMN IF NOT EXISTS response Array(Float64)",
             CACHE_ENTRIES,
+        ),
+    ),
+    Migration(
+        5,
+        "TTFT quantiles of streamed answers only (plain pool calls have no first token)",
+        (
+            "DROP VIEW IF EXISTS requests_minutely_mv",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS requests_minutely_mv TO requests_minutely AS\n"
+            f"{ROLLUP_SELECT_V5}",
         ),
     ),
 )

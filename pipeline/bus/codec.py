@@ -10,6 +10,10 @@ from pipeline.envelope import Contract
 
 T = TypeVar("T", bound=Contract)
 
+#: The Kafka header naming the request a reply or stream record belongs to: a follower waiting
+#: for some requests skips the others' records without decoding them.
+REQUEST_ID_HEADER = "request_id"
+
 
 def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=False).encode()

@@ -48,13 +48,14 @@ from pipeline.bus.clients import (
     new_consumer,
     new_producer,
 )
-from pipeline.bus.codec import encode
+from pipeline.bus.codec import REQUEST_ID_HEADER, encode
 from pipeline.bus.gaps import OffsetGaps
 from pipeline.bus.health import StageMetrics, health_app, serve_http
 from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.offsets import CommitSchedule, OffsetProgress
 from pipeline.bus.replies import ReplyTopics
 from pipeline.bus.stage import Outbound, Output, Pending, Rejected, Stage, recorded
+from pipeline.envelope import Envelope
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -374,7 +375,12 @@ class StageRunner:
         pending = []
         for out in outputs:
             key = out.key.encode() if out.key is not None else None
-            pending.append(await self._producer.send(out.topic, encode(out.message), key=key))
+            headers = None
+            if isinstance(out.message, Envelope):  # followers skip others' replies undecoded
+                headers = [(REQUEST_ID_HEADER, out.message.request.request_id.encode())]
+            pending.append(
+                await self._producer.send(out.topic, encode(out.message), key=key, headers=headers)
+            )
         if pending:
             await asyncio.gather(*pending)
 

@@ -5,15 +5,16 @@ topic, ``deadline`` the gateway's timeout) and answered from ``wrp.responses`` b
 ``/healthz`` says the gateway process is alive; ``/readyz`` says whether the pipeline behind it
 is: every stage of the request path has a live process (``wrp.stage-health``). While it is not,
 chat requests get a 503 at once instead of waiting for their timeout.
-The pipeline returns whole answers, so ``stream: true`` is served as server-sent events once the
-answer is in (the first chunk arrives with the whole answer, not token by token). Headers
+``stream: true`` is served as server-sent events with the tokens as the pool generates them
+(dispatch relays them on ``wrp.stream``); an answer that comes whole (a cached answer, a refusal)
+is sent as the chunks a streaming server would have sent. Headers
 ``x-wrp-request-id``, ``x-wrp-decision``, ``x-wrp-model``, ``x-wrp-pool``, ``x-wrp-cache-hit``
 and ``x-wrp-blocked`` say what happened.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,7 +41,7 @@ from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.bus.liveness import missing_stages
 from pipeline.bus.table import CompactedTable
-from pipeline.client import ResponseCollector
+from pipeline.client import ResponseCollector, StreamFollower
 from pipeline.envelope import (
     IDENTIFIER,
     ChatRequest,
@@ -48,9 +49,11 @@ from pipeline.envelope import (
     Feedback,
     RequestSection,
     StageHealth,
+    StreamChunks,
     Verdict,
     now,
 )
+from pipeline.gateway import sse
 from pipeline.gateway.keys import ApiKeys
 from pipeline.gateway.owners import RequestOwners
 from pipeline.openai_errors import openai_error
@@ -168,24 +171,41 @@ def _headers(env: Envelope) -> dict[str, str]:
     return headers
 
 
-async def _events(response: dict[str, Any]) -> AsyncIterator[bytes]:
-    """A whole chat.completion as the chunks a streaming server would have sent."""
-    head = {
-        "id": response.get("id", ""),
-        "object": "chat.completion.chunk",
-        "created": response.get("created", int(time.time())),
-        "model": response.get("model", ""),
+async def _first_of(
+    answer: asyncio.Future[Envelope], stream: asyncio.Queue[StreamChunks], timeout_s: float
+) -> StreamChunks | Envelope | None:
+    """The first part of a streamed answer, or the whole answer when it comes first (a cached
+    answer, a refusal, an error before any token); None after ``timeout_s``."""
+    part = asyncio.ensure_future(stream.get())
+    done, _ = await asyncio.wait(
+        {answer, part}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    if part in done:
+        return part.result()
+    part.cancel()
+    return answer.result() if answer in done else None
+
+
+async def _forgetting(
+    events: AsyncIterator[bytes], streams: StreamFollower, request_id: str
+) -> AsyncIterator[bytes]:
+    """``events``, then the stream's queue is dropped (also when the client goes away)."""
+    try:
+        async for item in events:
+            yield item
+    finally:
+        streams.forget(request_id)
+
+
+def _stream_headers(request_id: str, first: StreamChunks) -> dict[str, str]:
+    return {
+        "x-wrp-request-id": request_id,
+        "x-wrp-decision": first.decision,
+        "x-wrp-model": first.model,
+        "x-wrp-pool": first.pool,
+        "x-wrp-cache-hit": "false",
+        "x-wrp-blocked": "false",
     }
-    choice = (response.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-
-    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
-        body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return f"data: {json.dumps(body | extra)}\n\n".encode()
-
-    yield chunk({k: v for k, v in message.items() if v is not None}, None)
-    yield chunk({}, choice.get("finish_reason") or "stop", usage=response.get("usage"))
-    yield b"data: [DONE]\n\n"
 
 
 def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
@@ -205,14 +225,18 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = new_producer(settings.broker, linger_ms=1)
         collector = ResponseCollector(settings.broker, RESPONSES, retain=False)
+        streams = StreamFollower(settings.broker)
         watcher = PolicyWatcher(settings.policy)
         # heartbeats matter by the second: a long fetch wait keeps the tail cheap
         health = CompactedTable(settings.broker, STAGE_HEALTH, StageHealth, wait_ms=1000)
         await producer.start()
         await collector.start()
+        await streams.start()
         await health.start()
         watcher.start()
-        clients.update(producer=producer, collector=collector, watcher=watcher, health=health)
+        clients.update(
+            producer=producer, collector=collector, streams=streams, watcher=watcher, health=health
+        )
         if keys.open:
             log.warning(
                 "gateway: OPEN (WRP_GATEWAY_OPEN=true and no API keys): every caller is tenant "
@@ -225,6 +249,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         finally:
             await watcher.stop()
             await health.stop()
+            await streams.stop()
             await collector.stop()
             await producer.stop()
 
@@ -283,13 +308,33 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             deadline=now() + settings.gateway_timeout_s,
         )
         envelope = Envelope(request=section)
+        rid = section.request_id
         collector: ResponseCollector = clients["collector"]
-        future = collector.expect(section.request_id)
-        owners.remember(section.request_id, tenant)
+        streams: StreamFollower = clients["streams"]
+        future = collector.expect(rid)
+        stream = streams.expect(rid) if body.stream else None
+        owners.remember(rid, tenant)
         await clients["producer"].send_and_wait(
             REQUESTS, encode(envelope), key=envelope.key.encode()
         )
-        answer = await collector.response(future, section.request_id, settings.gateway_timeout_s)
+        if stream is None:
+            answer = await collector.response(future, rid, settings.gateway_timeout_s)
+        else:
+            first = await _first_of(future, stream, settings.gateway_timeout_s)
+            collector.forget(rid)
+            if isinstance(first, StreamChunks):
+                seconds.observe(time.perf_counter() - started)  # to the first tokens
+                served.labels("streamed").inc()
+                options = (body.model_extra or {}).get("stream_options") or {}
+                until = time.monotonic() + settings.gateway_timeout_s
+                events = sse.relayed(first, stream, until, bool(options.get("include_usage")))
+                return StreamingResponse(
+                    _forgetting(events, streams, rid),
+                    media_type="text/event-stream",
+                    headers=_stream_headers(rid, first),
+                )
+            streams.forget(rid)
+            answer = first
         seconds.observe(time.perf_counter() - started)
         if answer is None or answer.result is None:
             served.labels("timeout").inc()
@@ -308,7 +353,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             return openai_error(ERROR_STATUS.get(kind, 500), message, kind, headers=headers)
         if body.stream:
             return StreamingResponse(
-                _events(result.response), media_type="text/event-stream", headers=headers
+                sse.whole(result.response), media_type="text/event-stream", headers=headers
             )
         return JSONResponse(result.response, headers=headers)
 

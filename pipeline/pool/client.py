@@ -1,10 +1,13 @@
-"""Calling an OpenAI-compatible endpoint with a streamed chat completion.
+"""Calling an OpenAI-compatible endpoint's chat completions, on one aiohttp session.
 
-The call streams (``stream: true`` with usage in the last chunk) so the time to first token is
-measured where it happens, and reassembles the chunks into the ``chat.completion`` a non-streaming
-call would have returned. Every failure raises :class:`PoolHTTPError` saying whether another
-attempt may succeed: unreachable, timeout, 5xx, 429, garbage and a stream cut short are
-retryable; any other 4xx is not (the same request would fail again).
+A request that does not stream is one plain POST and one JSON answer: the cheapest call there is
+(it has no time to first token). One that streams (``relay`` given) asks for
+``stream: true`` with usage in the last chunk, hands each batch of ``chat.completion.chunk``
+events to ``relay`` as it arrives, measures the time to first token where it happens, and also
+reassembles the chunks into the ``chat.completion`` a plain call would have returned. Every failure
+raises :class:`PoolHTTPError` saying whether another attempt may succeed: unreachable, timeout,
+5xx, 429, garbage and a stream cut short are retryable; any other 4xx is not (the same request
+would fail again).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
+
+#: What a streamed call hands on as chunks arrive: the chunk events read since the last call.
+Relay = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class PoolHTTPError(Exception):
@@ -28,8 +35,9 @@ class PoolHTTPError(Exception):
 @dataclass(frozen=True)
 class ChatReply:
     response: dict[str, Any]
-    ttft_ms: float
+    ttft_ms: float | None  # only a streamed call sees its first token
     latency_ms: float
+    relayed: bool = False  # some of the answer already went out through the relay
 
 
 class _Assembler:
@@ -104,58 +112,112 @@ def _status_error(url: str, status: int, text: str) -> PoolHTTPError:
     )
 
 
-async def stream_chat(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], timeout_s: float
+def _failure(url: str, exc: BaseException, timeout_s: float, relayed: bool) -> PoolHTTPError:
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return PoolHTTPError("pool_timeout", f"{url} did not finish within {timeout_s:.1f}s", True)
+    if relayed or isinstance(exc, aiohttp.ClientPayloadError):
+        return PoolHTTPError("pool_incomplete", f"{url} broke off the answer: {exc!r}", True)
+    return PoolHTTPError("pool_unreachable", f"{url} unreachable: {exc!r}", True)
+
+
+async def chat(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    timeout_s: float,
+    relay: Relay | None = None,
 ) -> ChatReply:
-    """POST ``body`` streamed to ``url``/v1/chat/completions within ``timeout_s``."""
-    payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    """POST ``body`` to ``url``/v1/chat/completions within ``timeout_s``; streamed when
+    ``relay`` is given."""
     started = time.perf_counter()
+    state: dict[str, Any] = {"relayed": False}
+    try:
+        async with asyncio.timeout(timeout_s):
+            if relay is None:
+                return await _plain(session, url, body, started)
+            return await _streamed(session, url, body, started, relay, state)
+    except PoolHTTPError:
+        raise
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _failure(url, exc, timeout_s, state["relayed"]) from None
+
+
+async def _plain(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], started: float
+) -> ChatReply:
+    payload = {**body, "stream": False}
+    async with session.post(f"{url}/v1/chat/completions", json=payload) as reply:
+        text = await reply.text()
+        if reply.status >= 400:
+            raise _status_error(url, reply.status, text)
+    try:
+        response = json.loads(text)
+    except ValueError:
+        raise PoolHTTPError(
+            "pool_bad_response", f"{url} answered invalid JSON: {text[:200]!r}", True
+        ) from None
+    if not isinstance(response, dict) or not isinstance(response.get("choices"), list):
+        raise PoolHTTPError("pool_bad_response", f"{url} answered {text[:200]!r}", True)
+    return ChatReply(response, None, (time.perf_counter() - started) * 1000)
+
+
+async def _streamed(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    started: float,
+    relay: Relay,
+    state: dict[str, Any],
+) -> ChatReply:
+    payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
     first: float | None = None
     assembler = _Assembler()
     done = False
-    try:
-        async with (
-            asyncio.timeout(timeout_s),
-            client.stream(
-                "POST", f"{url}/v1/chat/completions", json=payload, timeout=timeout_s
-            ) as reply,
-        ):
-            if reply.status_code >= 400:
-                raise _status_error(url, reply.status_code, (await reply.aread()).decode())
-            if not reply.headers.get("content-type", "").startswith("text/event-stream"):
-                raise PoolHTTPError(
-                    "pool_bad_response", f"{url} did not answer with an event stream", True
-                )
-            async for line in reply.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    raise PoolHTTPError(
-                        "pool_bad_response", f"{url} streamed invalid JSON: {data[:200]!r}", True
-                    ) from None
-                if not isinstance(chunk, dict):
-                    raise PoolHTTPError("pool_bad_response", f"{url} streamed {data[:200]!r}", True)
+    async with session.post(f"{url}/v1/chat/completions", json=payload) as reply:
+        if reply.status >= 400:
+            raise _status_error(url, reply.status, await reply.text())
+        if not reply.headers.get("content-type", "").startswith("text/event-stream"):
+            raise PoolHTTPError(
+                "pool_bad_response", f"{url} did not answer with an event stream", True
+            )
+        pending = b""
+        while not done:
+            data = await reply.content.readany()  # what has arrived: one relay per read
+            if not data:
+                break
+            *lines, pending = (pending + data).split(b"\n")
+            chunks, done = _chunks(url, lines)
+            for chunk in chunks:
                 if assembler.add(chunk) and first is None:
                     first = time.perf_counter()
-    except (TimeoutError, httpx.TimeoutException):
-        raise PoolHTTPError(
-            "pool_timeout", f"{url} did not finish within {timeout_s:.1f}s", True
-        ) from None
-    except httpx.TransportError as exc:
-        if assembler.head:
-            raise PoolHTTPError(
-                "pool_incomplete", f"{url} broke off the stream: {exc!r}", True
-            ) from None
-        raise PoolHTTPError("pool_unreachable", f"{url} unreachable: {exc!r}", True) from None
+            if chunks:
+                await relay(chunks)
+                state["relayed"] = True
     if not done and assembler.finish_reason is None:
         raise PoolHTTPError("pool_incomplete", f"{url} ended the stream before finishing", True)
     ended = time.perf_counter()
     return ChatReply(
-        assembler.response(), ((first or ended) - started) * 1000, (ended - started) * 1000
+        assembler.response(),
+        ((first or ended) - started) * 1000,
+        (ended - started) * 1000,
+        relayed=state["relayed"],
     )
+
+
+def _chunks(url: str, lines: list[bytes]) -> tuple[list[dict[str, Any]], bool]:
+    """The chunk events among server-sent ``lines``, and whether ``[DONE]`` came."""
+    chunks = []
+    for line in lines:
+        if not line.startswith(b"data:"):
+            continue
+        event = line[5:].strip()
+        if event == b"[DONE]":
+            return chunks, True
+        try:
+            chunk = json.loads(event)
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            raise PoolHTTPError("pool_bad_response", f"{url} streamed {event[:200]!r}", True)
+        chunks.append(chunk)
+    return chunks, False

@@ -1,9 +1,11 @@
 """Calling a pool: placement, the deadline, retries with backoff, disaggregated prefill/decode,
 and each request's share of GPU cost and energy.
 
-One attempt = place (wait for a free slot, skip open circuits) -> stream the chat completion.
-A retryable failure is retried on another endpoint after ``backoff_ms * 2**(attempt-1)``
-(jittered, +-50%) while attempts and the deadline allow; a non-retryable one ends the call.
+One attempt = place (wait for a free slot, skip open circuits) -> call for the chat completion
+(streamed to ``relay`` when the client streams, else one plain call). A retryable failure is
+retried on another endpoint after ``backoff_ms * 2**(attempt-1)`` (jittered, +-50%) while
+attempts and the deadline allow; a non-retryable one ends the call, and so does any failure once
+part of the answer was relayed (the client has seen it: another endpoint would start over).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from pipeline.envelope import Attempt
 from pipeline.policy import Pool
-from pipeline.pool.client import ChatReply, PoolHTTPError, stream_chat
+from pipeline.pool.client import ChatReply, PoolHTTPError, Relay, chat
 from pipeline.pool.endpoints import PoolEndpoints
 from pipeline.pool.gpu import GPUS
 from pipeline.pool.selection import NoEndpoint, Placement, RequestShape
@@ -38,6 +40,7 @@ class PoolCall:
     gpu_cost_usd: float = 0.0
     energy_j: float = 0.0
     log: tuple[Attempt, ...] = ()
+    relayed: bool = False  # part of the answer reached the client through the relay
 
 
 def footprint(pool: Pool, latency_s: float, batch: float) -> tuple[float, float]:
@@ -51,8 +54,8 @@ def footprint(pool: Pool, latency_s: float, batch: float) -> tuple[float, float]
 class Dispatcher:
     """Calls pools for one dispatch process; owns every pool's :class:`PoolEndpoints`."""
 
-    def __init__(self, client: httpx.AsyncClient, rng: random.Random | None = None) -> None:
-        self.client = client
+    def __init__(self, session: aiohttp.ClientSession, rng: random.Random | None = None) -> None:
+        self.session = session
         self.pools: dict[str, PoolEndpoints] = {}
         self.rng = rng or random.Random()
 
@@ -70,33 +73,42 @@ class Dispatcher:
         return any(p.full for p in self.pools.values())
 
     async def _attempt(
-        self, endpoints: PoolEndpoints, placement: Placement, body: dict[str, Any], timeout_s: float
+        self,
+        endpoints: PoolEndpoints,
+        placement: Placement,
+        body: dict[str, Any],
+        timeout_s: float,
+        relay: Relay | None,
     ) -> ChatReply:
         if placement.prefill is None:
-            return await stream_chat(self.client, placement.endpoint, body, timeout_s)
+            return await chat(self.session, placement.endpoint, body, timeout_s, relay)
         started = time.perf_counter()
         prefill_body = {**body, "max_tokens": 1, "kv_transfer_params": {"do_remote_decode": True}}
         try:
-            prefilled = await stream_chat(self.client, placement.prefill, prefill_body, timeout_s)
+            prefilled = await chat(self.session, placement.prefill, prefill_body, timeout_s)
         except PoolHTTPError:
             await endpoints.release(placement.prefill, ok=False)
             raise
-        await endpoints.release(placement.prefill, ok=True, ttft_ms=prefilled.ttft_ms)
+        await endpoints.release(placement.prefill, ok=True, latency_ms=prefilled.latency_ms)
         params = prefilled.response.get("kv_transfer_params") or {"do_remote_prefill": True}
         remaining = timeout_s - (time.perf_counter() - started)
-        decoded = await stream_chat(
-            self.client, placement.endpoint, {**body, "kv_transfer_params": params}, remaining
-        )
+        decode_body = {**body, "kv_transfer_params": params}
+        decoded = await chat(self.session, placement.endpoint, decode_body, remaining, relay)
+        ttft = None if decoded.ttft_ms is None else prefilled.latency_ms + decoded.ttft_ms
         return ChatReply(
-            decoded.response,
-            prefilled.latency_ms + decoded.ttft_ms,
-            (time.perf_counter() - started) * 1000,
+            decoded.response, ttft, (time.perf_counter() - started) * 1000, decoded.relayed
         )
 
     async def call(
-        self, pool: Pool, body: dict[str, Any], shape: RequestShape, deadline: float | None
+        self,
+        pool: Pool,
+        body: dict[str, Any],
+        shape: RequestShape,
+        deadline: float | None,
+        relay: Relay | None = None,
     ) -> PoolCall:
-        """Serve ``body`` from ``pool`` before ``deadline`` (epoch seconds), retrying."""
+        """Serve ``body`` from ``pool`` before ``deadline`` (epoch seconds), retrying; streamed
+        to ``relay`` when given."""
         endpoints = self.pools[pool.name]
         started = time.perf_counter()
         tried: list[str] = []
@@ -115,6 +127,14 @@ class Dispatcher:
                     ttft_ms=None if ttft is None else round(ttft, 3),
                 )
             )
+
+        relayed = False
+
+        async def relaying(chunks: list[dict[str, Any]]) -> None:
+            nonlocal relayed
+            relayed = True
+            assert relay is not None
+            await relay(chunks)
 
         error = PoolHTTPError("pool_unavailable", f"pool {pool.name} was not called", True)
         for attempt in range(1, pool.retries + 2):
@@ -135,12 +155,12 @@ class Dispatcher:
             attempt_started = time.perf_counter()
             attempt_at = time.time()
             try:
-                reply = await self._attempt(endpoints, placement, body, budget)
+                reply = await self._attempt(endpoints, placement, body, budget, relay and relaying)
             except PoolHTTPError as exc:
                 error = exc
                 record(placement.endpoint, attempt_at, exc.error_type, None)
                 await endpoints.release(placement.endpoint, ok=False)
-                if not exc.retryable or attempt > pool.retries:
+                if not exc.retryable or attempt > pool.retries or relayed:
                     break
                 backoff_s = pool.backoff_ms / 1000 * 2 ** (attempt - 1) * self.rng.uniform(0.5, 1.5)
                 await asyncio.sleep(backoff_s)
@@ -157,10 +177,11 @@ class Dispatcher:
                 attempt,
                 (time.perf_counter() - started) * 1000,
                 reply.response,
-                ttft_ms=round(reply.ttft_ms, 3),
+                ttft_ms=None if reply.ttft_ms is None else round(reply.ttft_ms, 3),
                 gpu_cost_usd=cost,
                 energy_j=energy,
                 log=tuple(log),
+                relayed=relayed,
             )
         return PoolCall(
             tried[-1] if tried else "",
@@ -170,4 +191,5 @@ class Dispatcher:
             error_type=error.error_type,
             error=str(error),
             log=tuple(log),
+            relayed=relayed,
         )

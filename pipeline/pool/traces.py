@@ -95,7 +95,8 @@ def trace_request_section(
     request: TraceRequest, tenant: str = "default", model: str = "auto", run: str | None = None
 ) -> RequestSection:
     """The chat request for a traced one. ``run`` prefixes the request and session ids so that
-    replaying a trace again is not taken for a retry of the earlier replay."""
+    replaying a trace again is not taken for a retry of the earlier replay. It streams, as
+    serving traffic does: a streamed call is the one whose time to first token is measured."""
     prefix = f"{run}-" if run else ""
     key = request.session_key
     return RequestSection(
@@ -106,6 +107,7 @@ def trace_request_section(
             model=model,
             messages=[ChatMessage(role="user", content=synthesise_prompt(request))],
             max_tokens=request.output_tokens,
+            stream=True,
             ignore_eos=True,  # vLLM: generate exactly the traced output length
         ),
     )

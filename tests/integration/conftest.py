@@ -77,6 +77,7 @@ FAULT_POOLS = {
     "retry": (["500", "ok"], {}),
     "breaker": (["500"], {"retries": 0, "circuit": {"failures": 2, "open_s": 600}}),
     "narrow": (["slow"], {"max_in_flight": 1}),
+    "held": (["hold"], {"retries": 0}),
     "slow": (["slow", "slow"], {}),
     "flaky": (
         ["switch-flaky-a", "switch-flaky-b"],

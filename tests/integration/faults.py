@@ -15,9 +15,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pipeline.bus.health import serve_http
 
-MODES = ("ok", "slow", "500", "429", "garbage", "half", "hang", "400")
+MODES = ("ok", "slow", "500", "429", "garbage", "half", "hang", "400", "hold")
 #: ``switch-<name>`` -> the mode it answers with now (the server runs in the test process).
 SWITCHES: dict[str, str] = {}
+#: ``hold`` streams its first token, sets HOLDING, and finishes only once RELEASE is set.
+HOLDING, RELEASE = threading.Event(), threading.Event()
 
 
 def _chunk(content: str | None, finish: str | None = None) -> bytes:
@@ -26,12 +28,37 @@ def _chunk(content: str | None, finish: str | None = None) -> bytes:
     return f"data: {json.dumps({'id': 'x', 'model': 'm', 'choices': [choice]})}\n\n".encode()
 
 
+def _plain(mode: str) -> Response:
+    """A whole answer; broken JSON for ``garbage``; for ``half``, the connection closes half way
+    through the body its Content-Length announced."""
+    if mode == "garbage":
+        return Response(b"{this is not json", media_type="application/json")
+    message = {"role": "assistant", "content": "plain answer"}
+    answer = json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+    ).encode()
+    if mode != "half":
+        return Response(answer, media_type="application/json")
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield answer[: len(answer) // 2]
+
+    headers = {"content-length": str(len(answer))}
+    return StreamingResponse(cut(), media_type="application/json", headers=headers)
+
+
 def fault_app() -> FastAPI:
     app = FastAPI()
 
     @app.post("/{mode}/v1/chat/completions", response_model=None)
     async def chat(mode: str, request: Request) -> Response:
-        await request.body()
+        streamed = json.loads(await request.body()).get("stream", False)
         if mode.startswith("switch-"):
             mode = SWITCHES.get(mode, "ok")
         if mode in ("500", "429", "400"):
@@ -42,10 +69,20 @@ def fault_app() -> FastAPI:
             await asyncio.sleep(3600)
         if mode == "slow":
             await asyncio.sleep(0.3)
+        if not streamed:
+            return _plain(mode)
 
         async def stream() -> AsyncIterator[bytes]:
             if mode == "garbage":
                 yield b"data: {this is not json\n\n"
+                return
+            if mode == "hold":
+                yield _chunk("first")
+                HOLDING.set()
+                await asyncio.to_thread(RELEASE.wait, 60)
+                yield _chunk(" second")
+                yield _chunk(None, "stop")
+                yield b"data: [DONE]\n\n"
                 return
             yield _chunk("partial answer")
             if mode == "half":

@@ -11,10 +11,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from pipeline.bus.catalog import FEEDBACK
+from pipeline.bus.catalog import FEEDBACK, STREAM
 from pipeline.bus.codec import decode
 from pipeline.envelope import Feedback
 from tests.integration.conftest import API_KEY, run
+from tests.integration.faults import HOLDING, RELEASE
 from tests.integration.helpers import analytics_row, eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,39 @@ def test_streaming_yields_the_answer_as_chunks(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == len(text.split())
+    assert len([c for c in chunks if c.choices]) > 2  # token by token, not one whole chunk
+
+
+def test_a_streamed_token_reaches_the_client_while_the_pool_is_still_generating(client):
+    HOLDING.clear()
+    RELEASE.clear()
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model="wrp-fault-held", messages=HELLO, stream=True
+        )
+        assert raw.headers["x-wrp-model"] == "wrp-fault-held"
+        chunks = iter(raw.parse())
+        first = next(c for c in chunks if c.choices and c.choices[0].delta.content)
+        # the pool has sent one token and is holding the rest: the answer has not ended
+        assert first.choices[0].delta.content == "first"
+        assert HOLDING.is_set() and not RELEASE.is_set()
+        RELEASE.set()
+        rest = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finally:
+        RELEASE.set()
+    assert rest == " second"
+
+
+def test_a_request_that_does_not_stream_gets_no_stream(stack, client):
+    before = len(run(read_topic(stack.settings.broker, STREAM)))
+    raw = client.chat.completions.with_raw_response.create(model="wrp-small-8b", messages=HELLO)
+    assert raw.parse().choices[0].message.content
+    (stored,) = eventually(
+        lambda: [r for r in [analytics_row(stack, raw.headers["x-wrp-request-id"])] if r],
+        what="the stored row",
+    )
+    assert stored["status"] == "ok"
+    assert len(run(read_topic(stack.settings.broker, STREAM))) == before
 
 
 def test_the_async_client_serves_concurrent_requests(stack):

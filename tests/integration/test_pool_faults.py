@@ -86,18 +86,22 @@ def test_the_circuit_opens_and_the_partition_keeps_moving(stack):
 
 
 def test_dispatch_publishes_pool_state_per_endpoint(stack):
-    serve(stack, *[request(f"name a colour, number {i}", model="wrp-small-8b") for i in range(4)])
+    streamed = [request(f"name a colour, number {i}", model="wrp-small-8b") for i in range(4)]
+    for section in streamed:  # a streamed call measures the time to its first token
+        section.body.stream = True
+    serve(stack, *streamed)
 
     def small_pool() -> list[PoolState]:
         rows = [
             decode(r.value, PoolState) for r in run(read_topic(stack.settings.broker, POOL_STATE))
         ]
-        return [r for r in rows if r.pool == "small" and r.requests > 0]
+        timed = [r for r in rows if r.pool == "small" and r.ttft_ms_ewma is not None]
+        return [r for r in timed if r.requests > 0]
 
-    rows = eventually(small_pool, what="small pool state")
+    rows = eventually(small_pool, what="small pool state with a time to first token")
     latest = rows[-1]
     assert latest.instance and latest.capacity == 64
-    assert latest.ttft_ms_ewma is not None and latest.latency_ms_ewma >= latest.ttft_ms_ewma
+    assert latest.latency_ms_ewma >= latest.ttft_ms_ewma > 0
     assert latest.updated_at <= now()
 
 

@@ -1,23 +1,27 @@
-"""The simulated endpoint over ASGI (no sockets), the streaming client, scraping and dispatch."""
+"""The simulated endpoint served on loopback in the test's own loop, the pool client (plain and
+streamed calls), scraping and dispatch."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from pipeline.bus.health import serve_http
 from pipeline.policy import Endpoint, Pool, SelectionConfig
-from pipeline.pool.client import PoolHTTPError, _Assembler, stream_chat
+from pipeline.pool.client import PoolHTTPError, _Assembler, chat
 from pipeline.pool.dispatcher import Dispatcher
 from pipeline.pool.scrape import MetricsScraper, parse_vllm_metrics
 from pipeline.pool.selection import RequestShape
 from pipeline.pool.simulator import simulator_app
 
 MODEL = "sim-model"
-URL = "http://sim-a"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(400))
 
 
@@ -26,23 +30,52 @@ def app(name: str = "sim", max_model_len: int = 4096) -> FastAPI:
     return simulator_app("A100", "llama-3.1-8b", [MODEL], max_model_len, math.inf, name=name)
 
 
-def client_for(apps: dict[str, FastAPI]) -> httpx.AsyncClient:
-    """A client routing each base URL to its app in-process."""
-    return httpx.AsyncClient(mounts={url: httpx.ASGITransport(app=a) for url, a in apps.items()})
+@contextlib.asynccontextmanager
+async def served(*apps: FastAPI) -> AsyncIterator[list[str]]:
+    """Each app on a free loopback port for the duration; their base URLs."""
+    servers = [await serve_http(a, 0) for a in apps]
+    try:
+        yield [
+            f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+            for _, server in servers
+        ]
+    finally:
+        for task, server in servers:
+            server.should_exit = True
+            await task
+
+
+@contextlib.asynccontextmanager
+async def clients() -> AsyncIterator[tuple[aiohttp.ClientSession, httpx.AsyncClient]]:
+    async with aiohttp.ClientSession() as session, httpx.AsyncClient() as client:
+        yield session, client
 
 
 def body(content: str = "hello there", **extra: Any) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
 
 
+async def ignore(chunks: list[dict[str, Any]]) -> None:
+    """A relay that drops what it is given (to make a call stream)."""
+
+
 async def metrics(client: httpx.AsyncClient, url: str) -> dict[str, float]:
     return parse_vllm_metrics((await client.get(f"{url}/metrics")).text)
 
 
-async def test_streamed_call_assembles_a_completion_with_usage() -> None:
-    async with client_for({URL: app()}) as client:
-        reply = await stream_chat(client, URL, body(max_tokens=40), timeout_s=10)
+async def test_streamed_call_relays_chunks_and_assembles_a_completion_with_usage() -> None:
+    relayed: list[dict[str, Any]] = []
+
+    async def relay(chunks: list[dict[str, Any]]) -> None:
+        relayed.extend(chunks)
+
+    async with served(app()) as (url,), clients() as (session, _):
+        reply = await chat(session, url, body(max_tokens=40), timeout_s=10, relay=relay)
     response = reply.response
+    streamed = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in relayed if c["choices"]
+    )
+    assert reply.relayed and streamed == response["choices"][0]["message"]["content"]
     choice = response["choices"][0]
     assert response["object"] == "chat.completion"
     assert len(choice["message"]["content"].split()) == response["usage"]["completion_tokens"]
@@ -51,11 +84,11 @@ async def test_streamed_call_assembles_a_completion_with_usage() -> None:
     assert 0 <= reply.ttft_ms <= reply.latency_ms
 
 
-async def test_non_streamed_call_answers_in_one_body() -> None:
-    async with client_for({URL: app()}) as client:
-        reply = await client.post(f"{URL}/v1/chat/completions", json=body(max_tokens=5))
-    response = reply.json()
-    assert reply.status_code == 200
+async def test_plain_call_answers_in_one_body_without_a_first_token_time() -> None:
+    async with served(app()) as (url,), clients() as (session, _):
+        reply = await chat(session, url, body(max_tokens=5), timeout_s=10)
+    response = reply.response
+    assert reply.ttft_ms is None and not reply.relayed
     assert response["object"] == "chat.completion"
     assert response["usage"]["completion_tokens"] == 5
     assert response["choices"][0]["finish_reason"] == "length"
@@ -63,18 +96,18 @@ async def test_non_streamed_call_answers_in_one_body() -> None:
 
 
 async def test_unknown_model_is_a_404_in_openai_error_shape() -> None:
-    async with client_for({URL: app()}) as client:
-        reply = await client.post(f"{URL}/v1/chat/completions", json={**body(), "model": "nope"})
+    async with served(app()) as (url,), clients() as (_, client):
+        reply = await client.post(f"{url}/v1/chat/completions", json={**body(), "model": "nope"})
     assert reply.status_code == 404
     assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
     assert "nope" in reply.json()["error"]["message"]
 
 
 async def test_prompt_over_max_model_len_is_a_non_retryable_400() -> None:
-    async with client_for({URL: app(max_model_len=100)}) as client:
-        reply = await client.post(f"{URL}/v1/chat/completions", json=body(LONG_PROMPT))
+    async with served(app(max_model_len=100)) as (url,), clients() as (session, client):
+        reply = await client.post(f"{url}/v1/chat/completions", json=body(LONG_PROMPT))
         with pytest.raises(PoolHTTPError) as raised:
-            await stream_chat(client, URL, body(LONG_PROMPT), timeout_s=10)
+            await chat(session, url, body(LONG_PROMPT), timeout_s=10)
     assert reply.status_code == 400
     assert "maximum context length" in reply.json()["error"]["message"]
     assert "maximum context length" in str(raised.value)
@@ -82,11 +115,11 @@ async def test_prompt_over_max_model_len_is_a_non_retryable_400() -> None:
 
 
 async def test_metrics_use_vllm_names_and_count_prefix_hits() -> None:
-    async with client_for({URL: app()}) as client:
-        before = await metrics(client, URL)
+    async with served(app()) as (url,), clients() as (session, client):
+        before = await metrics(client, url)
         for _ in range(2):
-            await stream_chat(client, URL, body(LONG_PROMPT, max_tokens=4), timeout_s=10)
-        text = (await client.get(f"{URL}/metrics")).text
+            await chat(session, url, body(LONG_PROMPT, max_tokens=4), timeout_s=10)
+        text = (await client.get(f"{url}/metrics")).text
     after = parse_vllm_metrics(text)
     for name in (
         "vllm:num_requests_running",
@@ -106,21 +139,24 @@ async def test_metrics_use_vllm_names_and_count_prefix_hits() -> None:
 
 
 async def test_disaggregated_dispatch_prefills_one_token_then_decodes() -> None:
-    prefill_url, decode_url = "http://sim-prefill", "http://sim-decode"
-    pool = Pool(
-        name="pd",
-        endpoints=[
-            Endpoint(url=prefill_url, role="prefill"),
-            Endpoint(url=decode_url, role="decode"),
-        ],
-        selection=SelectionConfig(policy="disaggregated"),
-    )
-    apps = {prefill_url: app("prefill"), decode_url: app("decode")}
-    async with client_for(apps) as client:
-        dispatcher = Dispatcher(client)
+    async with (
+        served(app("prefill"), app("decode")) as (prefill_url, decode_url),
+        clients() as (session, client),
+    ):
+        pool = Pool(
+            name="pd",
+            endpoints=[
+                Endpoint(url=prefill_url, role="prefill"),
+                Endpoint(url=decode_url, role="decode"),
+            ],
+            selection=SelectionConfig(policy="disaggregated"),
+        )
+        dispatcher = Dispatcher(session)
         dispatcher.sync([pool])
         shape = RequestShape("r1", 400, 30)
-        call = await dispatcher.call(pool, body(LONG_PROMPT, max_tokens=30), shape, deadline=None)
+        call = await dispatcher.call(
+            pool, body(LONG_PROMPT, max_tokens=30), shape, deadline=None, relay=ignore
+        )
         prefilled, decoded = await metrics(client, prefill_url), await metrics(client, decode_url)
     assert call.error is None and call.response is not None
     assert call.endpoint == decode_url
@@ -135,21 +171,23 @@ async def test_disaggregated_dispatch_prefills_one_token_then_decodes() -> None:
 
 
 async def test_kv_aware_dispatch_follows_scraped_metrics() -> None:
-    cold, warm = "http://sim-cold", "http://sim-warm"
-    pool = Pool(
-        name="kv",
-        endpoints=[Endpoint(url=cold), Endpoint(url=warm)],
-        selection=SelectionConfig(policy="kv_aware"),
-    )
-    async with client_for({cold: app("cold"), warm: app("warm")}) as client:
-        dispatcher = Dispatcher(client)
+    async with (
+        served(app("cold"), app("warm")) as (cold, warm),
+        clients() as (session, client),
+    ):
+        pool = Pool(
+            name="kv",
+            endpoints=[Endpoint(url=cold), Endpoint(url=warm)],
+            selection=SelectionConfig(policy="kv_aware"),
+        )
+        dispatcher = Dispatcher(session)
         dispatcher.sync([pool])
         books = dispatcher.pools["kv"].books
         scraper = MetricsScraper(client)
         for book in books.values():
             await scraper.scrape(book)
         for _ in range(2):  # the warm endpoint now shows prefix-cache hits since the last scrape
-            await stream_chat(client, warm, body(LONG_PROMPT, max_tokens=2), timeout_s=10)
+            await chat(session, warm, body(LONG_PROMPT, max_tokens=2), timeout_s=10)
         for book in books.values():
             await scraper.scrape(book)
         states = {url: book.state() for url, book in books.items()}

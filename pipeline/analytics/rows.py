@@ -20,7 +20,7 @@ from pipeline.envelope import (
     PoolState,
     RouterState,
 )
-from pipeline.safety.scrub import scrub_bytes, scrub_envelope, scrub_text, scrub_value
+from pipeline.safety.scrub import scrub_bytes, scrub_text, scrub_value, scrubbed_envelope
 
 
 def ts(seconds: float) -> datetime:
@@ -128,9 +128,7 @@ def request_row(env: Envelope) -> list[Any]:
         (out.baseline_model or "") if out else "",
         out.baseline_cost_usd if out else 0.0,
         json.dumps([s.model_dump() for s in env.trail]),
-        scrub_envelope(env.model_copy(update={"trail": []})).model_dump_json(
-            exclude={"signals": {"embedding"}}
-        ),
+        json.dumps(scrubbed_envelope(env, {"trail": True, "signals": {"embedding"}})),
     ]
 
 

@@ -13,9 +13,14 @@ from typing import Any
 from pipeline.envelope import Envelope
 from pipeline.safety.pii import find_pii, redact
 
+#: No PII value the detectors find is shorter (an IPv4 address such as 1.2.3.4 is the least).
+SHORTEST = 7
+
 
 def scrub_text(text: str) -> str:
     """``text`` with every PII value replaced by its typed placeholder."""
+    if len(text) < SHORTEST:
+        return text
     spans = find_pii(text)
     return redact(text, spans) if spans else text
 
@@ -39,22 +44,14 @@ def scrub_bytes(raw: bytes) -> bytes:
     return raw if scrubbed == text else scrubbed.encode("utf-8", "surrogateescape")
 
 
-def scrub_envelope(envelope: Envelope) -> Envelope:
-    """The envelope with its text scrubbed: the request body (every message, tool call and extra
-    field) and the result (answer and error message). Ids, signals and scores carry no text."""
-    update: dict[str, Any] = {}
-    body = envelope.request.body
-    if body is not None:
-        clean = type(body).model_validate(scrub_value(body.model_dump(exclude_unset=True)))
-        update["request"] = envelope.request.model_copy(update={"body": clean})
-    result = envelope.result
-    if result is not None:
-        changes: dict[str, Any] = {}
-        if result.response is not None:
-            changes["response"] = scrub_value(result.response)
-        if result.error is not None:
-            changes["error"] = result.error.model_copy(
-                update={"message": scrub_text(result.error.message)}
-            )
-        update["result"] = result.model_copy(update=changes)
-    return envelope.model_copy(update=update)
+def scrubbed_envelope(envelope: Envelope, exclude: dict[str, Any]) -> dict[str, Any]:
+    """The envelope as JSON data (less ``exclude``) with its text scrubbed: the request body
+    (every message, tool call and extra field) and the result (answer and error message). Ids,
+    signals and scores carry no text."""
+    data = envelope.model_dump(mode="json", exclude=exclude)
+    request = data["request"]
+    if request.get("body") is not None:
+        request["body"] = scrub_value(request["body"])
+    if data.get("result") is not None:
+        data["result"] = scrub_value(data["result"])
+    return data

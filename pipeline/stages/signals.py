@@ -32,9 +32,11 @@ class SignalsStage(Stage):
         started = now()
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
         readable = [env for env in envelopes if env.request.body is not None]
-        signals = iter(
-            await asyncio.to_thread(self.extractor.extract, [e.request for e in readable])
-        )
+        requests = [e.request for e in readable]
+        if self.settings.learned_signals:  # the encoder runs apart, the loop serves meanwhile
+            signals = iter(await asyncio.to_thread(self.extractor.extract, requests))
+        else:  # structural signals take microseconds: a thread hop would cost more
+            signals = iter(self.extractor.extract(requests))
         timings = self.extractor.timings
         for part in ("encoder", "heads", "other"):
             self.metrics.model_seconds.labels(part=part).observe(getattr(timings, part))

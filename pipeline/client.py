@@ -81,9 +81,15 @@ class TopicFollower:
         poll_ms = pacer.poll_ms
         while True:
             records = await self._consumer.getmany(timeout_ms=poll_ms)
-            poll_ms = pacer.polled(sum(len(part) for part in records.values()))
+            # records nobody waits for do not make the follower hurry
+            wanted = sum(len(part) for part in records.values()) if self.waiting() else 0
+            poll_ms = pacer.polled(wanted)
             for record in (r for part in records.values() for r in part):
                 self.received(record)
+
+    def waiting(self) -> bool:
+        """Someone waits for records of this topic (a short fetch wait pays off)."""
+        return True
 
     def received(self, record: ConsumerRecord) -> None:
         raise NotImplementedError
@@ -111,6 +117,9 @@ class ResponseCollector(TopicFollower):
         self.received_at: dict[str, float] = {}
         self.duplicates = 0
         self._arrived = asyncio.Event()
+
+    def waiting(self) -> bool:
+        return self.retain or bool(self._waiters)
 
     def received(self, record: ConsumerRecord) -> None:
         if not self.retain and (rid := request_id_of(record)) and rid not in self._waiters:
@@ -191,6 +200,9 @@ class StreamFollower(TopicFollower):
     def forget(self, request_id: str) -> None:
         self._queues.pop(request_id, None)
         self._next.pop(request_id, None)
+
+    def waiting(self) -> bool:
+        return bool(self._queues)
 
     def received(self, record: ConsumerRecord) -> None:
         rid = request_id_of(record)

@@ -41,13 +41,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from pipeline.bus.admission import DLQ_SIZE_FACTOR, Admission
 from pipeline.bus.catalog import STAGE_HEALTH, load_catalog
-from pipeline.bus.clients import (
-    FETCH_BUSY_MS,
-    FetchPacer,
-    broker_topics,
-    new_consumer,
-    new_producer,
-)
+from pipeline.bus.clients import FetchPacer, broker_topics, new_consumer, new_producer
 from pipeline.bus.codec import REQUEST_ID_HEADER, encode
 from pipeline.bus.gaps import OffsetGaps
 from pipeline.bus.health import StageMetrics, health_app, serve_http
@@ -136,7 +130,8 @@ class StageRunner:
                 self.settings.broker,
                 group_id=f"wrp-{self.stage.name}",
                 auto_offset_reset="earliest",
-                fetch_max_wait_ms=FETCH_BUSY_MS,
+                fetch_max_wait_ms=self.stage.fetch_busy_ms,
+                fetch_min_bytes=self.stage.fetch_min_bytes,
                 session_timeout_ms=10000,
                 heartbeat_interval_ms=1000,
                 rebalance_timeout_ms=10000,
@@ -146,7 +141,7 @@ class StageRunner:
             await self._consumer.start()
             self._pacer = FetchPacer(
                 self._consumer,
-                FETCH_BUSY_MS,
+                self.stage.fetch_busy_ms,
                 self.stage.fetch_idle_ms or self.settings.fetch_idle_ms,
                 self.settings.batch_wait_ms,
             )

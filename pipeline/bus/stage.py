@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from pipeline.bus.catalog import RESPONSES
+from pipeline.bus.clients import FETCH_BUSY_MS
 from pipeline.envelope import Contract, Envelope, ErrorInfo, Result
 from pipeline.settings import Settings
 
@@ -88,9 +89,12 @@ class Stage(ABC):
     #: topics and sections, and answer what they reject. False for a sink of finished envelopes
     #: (analytics): it only records, and never answers (an answer would come back to it).
     request_path: ClassVar[bool] = True
-    #: how long an idle fetch may wait (0: ``WRP_FETCH_IDLE_MS``); a stage nobody waits on
-    #: (the analytics sink) may wait longer and cost less while idle
+    #: how long a fetch may wait while records flow, and while none come (0:
+    #: ``WRP_FETCH_IDLE_MS``), and how many bytes the broker may wait for: a stage nobody waits
+    #: on (the analytics sink) fetches seldom and much at a time
+    fetch_busy_ms: ClassVar[int] = FETCH_BUSY_MS
     fetch_idle_ms: ClassVar[int] = 0
+    fetch_min_bytes: ClassVar[int] = 1
     #: records whose :class:`Pending` work may be in flight at once (0: the stage has none)
     concurrency: ClassVar[int] = 0
     #: Set by the :class:`~pipeline.bus.runner.StageRunner` that runs the stage.

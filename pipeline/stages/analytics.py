@@ -57,7 +57,9 @@ class AnalyticsStage(Stage):
     name = "analytics"
     topics = tuple(SINKS)
     request_path = False
-    fetch_idle_ms = 1000  # nobody waits on the sink: an idle one fetches once a second
+    # nobody waits on the sink: it fetches about once a second, up to a megabyte at a time
+    fetch_busy_ms = fetch_idle_ms = 1000
+    fetch_min_bytes = 1_000_000
 
     store: AnalyticsStore
 

@@ -1,67 +1,191 @@
-"""``wrp bench envelope`` (``make bench``): how far one machine goes, and what the pipeline costs
-next to the bare parts it is built from.
+"""``wrp bench envelope`` (``make bench``): what a request costs WRP, how far one machine goes,
+and the same for the peer a user would pick instead, in one run.
 
-On the embedded stack with simulated pools that answer at once, for learned signals on, off, and
-on with signals+safety+router fused into one process (measured at the separate stages' rates,
-so the latency it saves is read at the same load):
+The embedded stack runs with simulated pools that answer at once, in three configurations: the
+embedded default (signals, safety, router and dispatch fused in one process) with learned
+signals off and on, and the stages as separate processes (the deployment manifests' layout),
+learned signals off. For each, from the processes' own CPU time (``/proc/<pid>/stat``):
 
-1. maximum sustainable throughput: ``--saturate`` distinct requests published at once give the
-   burst drain rate (full batches: an upper bound); then steady rates from 90% of it down, 12 s
-   each, until one keeps p99 overhead under 500 ms: that rate is the maximum sustainable;
-2. each batch stage's own throughput over that run: records per second of batch time (its
-   ``wrp_stage_processed`` over ``wrp_stage_batch_seconds_sum``); not dispatch, whose records
-   overlap (it waits on pools), nor the learner (faust);
-3. pipeline overhead (publish -> answer, minus the pool's own time) p50/p99 at 25%, 50% and 75%
-   of that maximum, open loop, ``--duration`` seconds each;
-4. the signals stage alone with 1, 2 and 3 instances in its group (records/s to wrp.signals).
+1. idle: CPU-ms per second of every process with no traffic at all;
+2. burst: ``--saturate`` distinct requests published at once: the rate they drain at, and
+   CPU-ms per request at the best batching there is;
+3. maximum sustainable rate: steady rates from 90% of the burst's drain rate down, 10 s each,
+   until one keeps p99 overhead under 500 ms (overhead: publish -> answer, minus the pool's time);
+4. steady 30 req/s and 50% of the maximum, ``--duration`` s each: CPU-ms per request of every
+   process and overhead percentiles.
 
-In the same run, the bare costs it competes with: one aiokafka produce -> consume hop on the same
-broker (latency of one message at a time; acks=all, like the stages), and a bare onnxruntime
-loop of the encoder over the same prompts (texts/s at the stages' batch size, one thread).
-Overheads are then stated as ratios of these.
+WRP's own total is the broker, every stage and the gateway; the simulated pools and the load
+generator (this process) are shown apart. For the default configuration it also streams through
+the gateway (httpx, 10 req/s): the time to first token the client sees, against the pool's own
+(from the stored outcome). In the same run: a bare aiokafka produce -> consume hop, a bare
+onnxruntime encoder loop, and LiteLLM's Router calling the same simulated pool over HTTP from a
+virtualenv of its own (``.wrp/peers/litellm``): its CPU per request and the latency it adds to
+bare aiohttp calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 from aiokafka.admin import NewTopic
-from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.analytics.access import query_analytics
 from pipeline.bench import distinct_messages, measure, percentiles
+from pipeline.bench_cpu import CpuSpan, per_request_ms, per_second_ms, stack_pids
 from pipeline.bus.admin import create_new_topics
 from pipeline.bus.broker import start_broker
-from pipeline.bus.catalog import REQUESTS, SIGNALS
 from pipeline.bus.clients import new_consumer, new_producer
-from pipeline.bus.codec import encode
 from pipeline.client import replay
-from pipeline.envelope import ChatRequest, Envelope, RequestSection
+from pipeline.envelope import ChatRequest, RequestSection
 from pipeline.models.encoder import load_encoder
 from pipeline.settings import Settings
-from pipeline.stack import STAGES, Stack
+from pipeline.stack import SEPARATE_STAGES, STAGES, Stack
 
-FUSED = "signals+safety+router"
-#: Topic hops from publish to answer: requests, signals, screened, routed, responses.
-HOPS = 5
 #: A rate is sustained when, offered steadily for SEARCH_S seconds, p99 overhead stays under this
 #: (a queue that grows pushes p99 up with every second). Tried from the burst's drain rate down.
 SUSTAINED_P99_MS = 500
 SEARCH = (0.9, 0.75, 0.6, 0.5, 0.4, 0.3, 0.2)
-SEARCH_S = 12
-LOADS = (0.25, 0.5, 0.75)
+SEARCH_S = 10
+STEADY_RATE = 30.0
+#: The peer runs in a virtualenv of its own, with this release (pinned: its API moves).
+LITELLM = "litellm==1.110.2"
+PEER_SCRIPT = Path(__file__).parent / "peers" / "litellm_router.py"
 
 
 def prompts(count: int, tag: str) -> list[RequestSection]:
-    """Distinct prompts (the semantic cache must not answer them)."""
     return [
         RequestSection(body=ChatRequest(messages=distinct_messages(tag, i))) for i in range(count)
     ]
+
+
+def offered(stack: Stack, rate: float, count: int, tag: str) -> tuple[dict, dict, float]:
+    """``count`` requests offered at ``rate`` (0: at once): (overhead percentiles with the cache
+    hits, CPU-ms per request of every process, achieved rate)."""
+    received: dict[str, float] = {}
+    span = CpuSpan(stack_pids(stack)).start()
+    started = time.time()
+    answers = asyncio.run(
+        replay(stack.settings.broker, prompts(count, tag), rate, 300, tag, received_at=received)
+    )
+    spent = span.stop()
+    achieved = len(answers) / max(max(received.values(), default=started) - started, 1e-9)
+    overhead = measure(answers, received)["publish_to_response_minus_pool_ms"]
+    hits = sum(1 for env in answers.values() if env.decision and env.decision.cache_hit)
+    return {**overhead, "cache_hits": hits}, per_request_ms(spent, len(answers)), achieved
+
+
+def run_config(settings: Settings, label: str, stages: tuple[str, ...], saturate: int,
+               duration: float, streaming: bool) -> dict:  # fmt: skip
+    settings = settings.model_copy(update={"state_dir": settings.state_dir / f"bench-{label}"})
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
+    stack = Stack(
+        settings, broker_port=int(settings.broker.rsplit(":", 1)[1]), simulate_latency=False
+    )
+    report: dict = {"stages": list(stages), "learned_signals": settings.learned_signals}
+    try:
+        stack.start(stages=stages)
+        offered(stack, 0, 40, f"{label} warm")
+        time.sleep(3)  # the warm-up's stragglers land
+        span = CpuSpan(stack_pids(stack)).start()
+        time.sleep(10)
+        report["idle_cpu_ms_per_s"] = per_second_ms(span.stop(), 10)
+        print(f"[{label}] idle: {report['idle_cpu_ms_per_s']}", flush=True)
+        _, burst_cpu, burst = offered(stack, 0, saturate, f"{label} burst")
+        report["burst"] = {"req_per_s": round(burst, 1), "cpu_ms_per_request": burst_cpu}
+        print(f"[{label}] burst drained at {burst:.1f} req/s; CPU-ms/request {burst_cpu}")
+        sustained, at_max = burst * SEARCH[-1], {}
+        for share in SEARCH:
+            rate = burst * share
+            overhead, cpu, _ = offered(stack, rate, int(rate * SEARCH_S), f"{label} {share}")
+            if overhead["p99"] < SUSTAINED_P99_MS:
+                sustained, at_max = rate, {"overhead_ms": overhead, "cpu_ms_per_request": cpu}
+                break
+        report["max_sustainable"] = {"req_per_s": round(sustained, 1), **at_max}
+        print(f"[{label}] max sustainable {sustained:.1f} req/s {at_max}", flush=True)
+        for name, rate in (("steady_30", STEADY_RATE), ("half_of_max", sustained / 2)):
+            overhead, cpu, _ = offered(stack, rate, int(rate * duration), f"{label} {name}")
+            report[name] = {"req_per_s": round(rate, 1), "overhead_ms": overhead,
+                            "cpu_ms_per_request": cpu}  # fmt: skip
+            print(f"[{label}] {name}: {report[name]}", flush=True)
+        if streaming:
+            report["streaming_through_gateway"] = streamed_ttft(stack)
+            print(f"[{label}] streaming: {report['streaming_through_gateway']}", flush=True)
+        report["pool_urls"] = [e.url for e in stack.policy.pool("small").endpoints]
+        if label == "default":
+            report["peer"] = litellm_peer(settings, report["pool_urls"], duration)
+            print(f"[peer] {report['peer']}", flush=True)
+    finally:
+        stack.stop()
+    return report
+
+
+def streamed_ttft(stack: Stack, count: int = 100, rate: float = 10.0) -> dict:
+    """Streamed requests through the gateway: the time to first token the client sees, and the
+    pool's own (from the stored outcomes)."""
+    headers = {"authorization": f"Bearer {stack.api_key}"} if stack.api_key else {}
+    seen: dict[str, float] = {}
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        body = {"model": "auto", "messages": distinct_messages("stream", i), "stream": True}
+        started = time.perf_counter()
+        async with client.stream("POST", "/v1/chat/completions", json=body) as reply:
+            async for line in reply.aiter_lines():
+                if line.startswith("data:") and '"content"' in line:
+                    seen.setdefault(reply.headers["x-wrp-request-id"], started)
+                    seen[reply.headers["x-wrp-request-id"]] = time.perf_counter() - started
+                    break
+            async for _ in reply.aiter_lines():
+                pass
+
+    async def run() -> None:
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, headers=headers, timeout=60
+        ) as client:
+            tasks = []
+            for i in range(count):
+                tasks.append(asyncio.create_task(one(client, i)))
+                await asyncio.sleep(1 / rate)
+            await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    time.sleep(3 * stack.settings.sink_flush_ms / 1000)  # the outcomes land
+    client_ms, pool_ms = [], []
+    for request_id, seconds in seen.items():
+        rows = query_analytics(stack.settings, "request", {"request_id": request_id})["rows"]
+        if rows:
+            pool = rows[0][13]  # ttft_ms of the request query
+            client_ms.append(seconds * 1000)
+            pool_ms.append(seconds * 1000 - (pool or 0.0))
+    return {
+        "requests": count,
+        "client_ttft_ms": percentiles(client_ms),
+        "added_ttft_ms": percentiles(pool_ms),
+    }
+
+
+def litellm_peer(settings: Settings, urls: list[str], duration: float) -> dict:
+    """LiteLLM's Router against the same simulated endpoints, from its own virtualenv."""
+    venv = settings.state_dir.parent / "peers" / "litellm"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"installing {LITELLM} into {venv} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", LITELLM], check=True)
+    count = int(STEADY_RATE * duration)
+    args = [str(python), str(PEER_SCRIPT), "--model", "wrp-small-8b", "--count", str(count)]
+    args += ["--rate", str(STEADY_RATE), *[a for url in urls for a in ("--url", url)]]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=True)
+    return json.loads(done.stdout)
 
 
 async def bare_hop(bootstrap: str, count: int = 300) -> dict[str, float]:
@@ -101,222 +225,29 @@ def bare_encoder(settings: Settings, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-def stage_counters(stack: Stack, stages: list[str]) -> dict[str, tuple[float, float]]:
-    """(records processed, seconds spent in batches) of each stage so far."""
-    counters = {}
-    for stage in stages:
-        text = httpx.get(f"http://127.0.0.1:{stack.settings.stage_port(stage)}/metrics").text
-        samples = {
-            sample.name: sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-        }
-        counters[stage] = (
-            samples.get("wrp_stage_processed_total", 0.0),
-            samples.get("wrp_stage_batch_seconds_sum", 0.0),
-        )
-    return counters
-
-
-def open_loop(bootstrap: str, rate: float, duration: float, tag: str) -> dict:
-    """Overhead percentiles of ``duration`` seconds of requests offered at ``rate``."""
-    received: dict[str, float] = {}
-    count = max(20, int(rate * duration))
-    answers = asyncio.run(
-        replay(bootstrap, prompts(count, tag), rate, 300, tag, received_at=received)
-    )
-    result = measure(answers, received)["publish_to_response_minus_pool_ms"]
-    hits = sum(1 for env in answers.values() if env.decision and env.decision.cache_hit)
-    return {"rate": round(rate, 1), **result, "cache_hits": hits}
-
-
-def run_config(
-    settings: Settings,
-    label: str,
-    stages: tuple[str, ...],
-    saturate: int,
-    duration: float,
-    rates: list[float] | None = None,
-) -> dict:
-    """Saturation, then overhead at 25/50/75% of this configuration's maximum (or at
-    ``rates``, to compare configurations at the same offered load)."""
-    settings = settings.model_copy(update={"state_dir": settings.state_dir / f"bench-{label}"})
-    shutil.rmtree(settings.state_dir, ignore_errors=True)
-    stack = Stack(
-        settings, broker_port=int(settings.broker.rsplit(":", 1)[1]), simulate_latency=False
-    )
-    # the learner runs faust (no batch metrics); dispatch handles records concurrently, so its
-    # busy time overlaps and says nothing of its own rate
-    measured = [s for s in stages if s not in ("learner", "dispatch")]
-    try:
-        stack.start(stages=stages, gateway=False)
-        asyncio.run(replay(settings.broker, prompts(40, f"{label} warm"), 0, 120, "warm-up"))
-        before = stage_counters(stack, measured)
-        received: dict[str, float] = {}
-        started = time.time()
-        answers = asyncio.run(
-            replay(
-                settings.broker,
-                prompts(saturate, f"{label} sat"),
-                0,
-                600,
-                "saturate",
-                received_at=received,
-            )
-        )
-        burst = len(answers) / (max(received.values()) - started)
-        after = stage_counters(stack, measured)
-        per_stage = {
-            stage: round(
-                (after[stage][0] - before[stage][0])
-                / max(after[stage][1] - before[stage][1], 1e-9),
-                1,
-            )
-            for stage in measured
-        }
-        print(f"[{label}] burst drained at {burst:.1f} req/s; per stage {per_stage}", flush=True)
-        sustained = None
-        for share in SEARCH:
-            tried = open_loop(settings.broker, burst * share, SEARCH_S, f"{label} search {share}")
-            if tried["p99"] < SUSTAINED_P99_MS:
-                sustained = burst * share
-                break
-        sustained = sustained or burst * SEARCH[-1]
-        print(f"[{label}] max sustainable {sustained:.1f} req/s", flush=True)
-        loads = {}
-        targets = rates or [sustained * share for share in LOADS]
-        for share, rate in zip(LOADS, targets, strict=True):
-            loads[f"{int(share * 100)}%"] = open_loop(
-                settings.broker, rate, duration, f"{label} {share}"
-            )
-            print(f"[{label}] {share:.0%}: {loads[f'{int(share * 100)}%']}", flush=True)
-        return {
-            "burst_req_per_s": round(burst, 1),
-            "max_req_per_s": round(sustained, 1),
-            "stage_records_per_s": per_stage,
-            "overhead_ms": loads,
-        }
-    finally:
-        stack.stop()
-
-
 def run_envelope_bench(settings: Settings, saturate: int, duration: float) -> dict:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(
-        f"setup: {machine}; embedded Tansu, one process per stage, simulated pools answering at "
-        f"once; saturation {saturate} distinct requests, then {duration:g} s open loop at "
-        "25/50/75% of the maximum",
+        f"setup: {machine}; embedded Tansu, simulated pools answering at once; {saturate} "
+        f"requests at once, then steady rates ({duration:g} s at 30 req/s and at half the "
+        "maximum); CPU from /proc/<pid>/stat",
         flush=True,
     )
-    texts = [r.body.messages[0].content for r in prompts(512, "bare")]  # type: ignore[union-attr]
-    encoder_rate = bare_encoder(settings, texts)
-    print(f"bare onnxruntime encoder loop: {encoder_rate:.0f} texts/s", flush=True)
-    on = settings.model_copy(update={"learned_signals": True})
-    off = settings.model_copy(update={"learned_signals": False})
     report: dict = {"setup": {"machine": machine, "saturate": saturate, "duration_s": duration}}
-    report["learned_on"] = run_config(on, "on", STAGES, saturate, duration)
+    texts = [r.body.messages[0].content for r in prompts(512, "bare")]  # type: ignore[union-attr]
+    report["bare"] = {"onnx_encoder_texts_per_s": round(bare_encoder(settings, texts))}
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     port = int(settings.broker.rsplit(":", 1)[1])
     broker = start_broker(port, settings.state_dir / "bench-hop-broker.log")
     try:
-        hop = asyncio.run(bare_hop(settings.broker))
+        report["bare"]["aiokafka_hop_ms"] = asyncio.run(bare_hop(settings.broker))
     finally:
         broker.terminate()
         broker.wait(10)
-    print(f"bare aiokafka produce -> consume hop: {hop}", flush=True)
-    report["learned_off"] = run_config(off, "off", STAGES, saturate, duration)
-    fused = (FUSED, "dispatch", "learner", "analytics")
-    same_load = [v["rate"] for v in report["learned_on"]["overhead_ms"].values()]
-    report["fused"] = run_config(on, "fused", fused, saturate, duration, same_load)
-    report["signals_instances_records_per_s"] = signals_scaling(on, saturate // 2)
-    report["bare"] = {"aiokafka_hop_ms": hop, "onnx_encoder_texts_per_s": round(encoder_rate)}
-    report["ratios"] = ratios(report)
+    print(f"bare parts: {report['bare']}", flush=True)
+    off = settings.model_copy(update={"learned_signals": False})
+    on = settings.model_copy(update={"learned_signals": True})
+    report["default"] = run_config(off, "default", STAGES, saturate, duration, streaming=True)
+    report["learned_on"] = run_config(on, "learned_on", STAGES, saturate, duration, False)
+    report["separate"] = run_config(off, "separate", SEPARATE_STAGES, saturate, duration, False)
     return report
-
-
-async def _signals_rate(bootstrap: str, count: int, tag: str) -> float:
-    """Publish ``count`` requests at once; records per second arriving on ``wrp.signals``."""
-    consumer = new_consumer(bootstrap, SIGNALS, auto_offset_reset="latest")
-    await consumer.start()
-    await consumer.getmany(timeout_ms=500)  # positions at the end before publishing
-    producer = new_producer(bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        started = time.perf_counter()
-        sends = [
-            await producer.send(REQUESTS, encode(Envelope(request=r)), key=r.key.encode())
-            for r in prompts(count, tag)
-        ]
-        await asyncio.gather(*sends)
-        seen = 0
-        while seen < count:
-            batch = await consumer.getmany(timeout_ms=1000)
-            seen += sum(len(part) for part in batch.values())
-        return count / (time.perf_counter() - started)
-    finally:
-        await producer.stop()
-        await consumer.stop()
-
-
-def signals_scaling(settings: Settings, count: int) -> dict[int, float]:
-    """The signals stage alone (no other stage running) with 1, 2 and 3 instances in its group:
-    records per second from wrp.requests to wrp.signals."""
-    settings = settings.model_copy(update={"state_dir": settings.state_dir / "bench-scaling"})
-    shutil.rmtree(settings.state_dir, ignore_errors=True)
-    stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))
-    rates: dict[int, float] = {}
-    try:
-        stack.start(stages=("signals",), simulators=False, gateway=False)
-        ports = [settings.stage_port("signals")]
-        for instances in (1, 2, 3):
-            if instances > 1:
-                port = settings.metrics_port_base + 10 + instances
-                stack.spawn(f"signals-{instances}", ["stage", "signals", "--port", str(port)])
-                ports.append(port)
-            _wait_rebalanced(ports)
-            asyncio.run(_signals_rate(settings.broker, 40, f"warm {instances}"))
-            rate = asyncio.run(_signals_rate(settings.broker, count, f"s{instances}"))
-            rates[instances] = round(rate, 1)
-            print(f"signals x{instances}: {rates[instances]} records/s", flush=True)
-    finally:
-        stack.stop()
-    return rates
-
-
-def _wait_rebalanced(ports: list[int], timeout_s: float = 180) -> None:
-    """Until every instance is running and the 4 partitions are spread over all of them."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        owned = []
-        for port in ports:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
-                owned.append(health.get("partitions", 0))
-            except (httpx.HTTPError, ValueError):
-                owned.append(0)
-        if all(owned) and sum(owned) == 4:
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"signals instances on {ports} did not share the partitions")
-
-
-def ratios(report: dict) -> dict:
-    hop = report["bare"]["aiokafka_hop_ms"]["p50"]
-    out = {}
-    for label in ("learned_on", "learned_off", "fused"):
-        at_half = report[label]["overhead_ms"]["50%"]
-        out[label] = {
-            "overhead_p50_over_one_hop": round(at_half["p50"] / hop, 1),
-            "overhead_p50_over_all_hops": round(at_half["p50"] / (HOPS * hop), 2),
-        }
-        if label != "learned_off":  # no encoder runs there
-            encoder = report["bare"]["onnx_encoder_texts_per_s"]
-            stages = report[label]["stage_records_per_s"]
-            first = stages.get("signals", stages.get(FUSED, 0.0))
-            peak = report[label]["max_req_per_s"]
-            out[label]["max_rate_over_bare_encoder"] = round(peak / encoder, 3)
-            out[label]["encoder_stage_rate_over_bare_encoder"] = round(first / encoder, 3)
-    on, fused = report["learned_on"]["overhead_ms"]["50%"], report["fused"]["overhead_ms"]["50%"]
-    out["fused_saves_p50_ms_at_50%"] = round(on["p50"] - fused["p50"], 1)
-    out["fused_saves_p99_ms_at_50%"] = round(on["p99"] - fused["p99"], 1)
-    return out

@@ -108,7 +108,10 @@ def run_demo(settings: Settings, workload: Path, rate: float) -> int:
     shutil.rmtree(settings.state_dir, ignore_errors=True)
     stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))
     requests = load_workload(workload)
-    step("starting the embedded stack (broker, topics, simulated pools, six stages)")
+    step(
+        "starting the embedded stack (broker, topics, simulated pools, the request path fused in "
+        "one process, the learner, the analytics sink, the gateway)"
+    )
     started = time.monotonic()
     try:
         stack.start()

@@ -33,7 +33,12 @@ from pipeline.settings import STAGE_PORT_OFFSETS, Settings
 from pipeline.stages.fused import consumed_topics
 
 log = logging.getLogger(__name__)
-STAGES = tuple(STAGE_PORT_OFFSETS)
+#: Every stage as a process of its own: the deployment manifests' layout.
+SEPARATE_STAGES = tuple(STAGE_PORT_OFFSETS)
+#: The embedded default: the request path fused in one process (no hops between its parts),
+#: the learner and the analytics sink apart.
+FRONT = "signals+safety+router+dispatch"
+STAGES = (FRONT, "learner", "analytics")
 
 
 class StackError(RuntimeError):
@@ -51,6 +56,8 @@ class Stack:
     simulate_latency: bool = True
     #: a key this stack created for tenant ``default`` because none was configured (shown once)
     api_key: str | None = None
+    #: the stages started last (a restart starts the same)
+    stages: tuple[str, ...] = STAGES
 
     @property
     def log_dir(self) -> Path:
@@ -81,9 +88,11 @@ class Stack:
         return env
 
     def start(
-        self, stages: tuple[str, ...] = STAGES, simulators: bool = True, gateway: bool = True
+        self, stages: tuple[str, ...] | None = None, simulators: bool = True, gateway: bool = True
     ) -> None:
-        """Start everything and return once every part answers its health check."""
+        """Start everything and return once every part answers its health check; ``stages``
+        defaults to those of the last start, else :data:`STAGES`."""
+        stages = self.stages = stages or self.stages
         self.log_dir.mkdir(parents=True, exist_ok=True)
         policy = self.policy  # fail early on a broken policy
         self.check_ports(stages, simulators, gateway)
@@ -167,8 +176,9 @@ class Stack:
         return urls
 
     def wait_healthy(
-        self, stages: tuple[str, ...] = STAGES, simulators: bool = True, timeout_s: float = 120
+        self, stages: tuple[str, ...] | None = None, simulators: bool = True, timeout_s: float = 120
     ) -> None:
+        stages = stages or self.stages
         pending = self.health_urls(stages, simulators)
         deadline = time.monotonic() + timeout_s
         while pending:
@@ -239,7 +249,7 @@ class Stack:
                 self.drain(drain_s)
             except Exception as exc:  # a broker gone wrong must not keep the stack up
                 log.warning("could not drain the stages before stopping: %r", exc)
-        for name in [n for n in (*STAGES, "sim") if n in self.processes]:
+        for name in [n for n in self.processes if n != "sim"]:  # in the order they started
             self.stop_process(name)
         for name in list(self.processes):
             self.stop_process(name)
@@ -273,7 +283,7 @@ class Stack:
             urls = ", ".join(e.url for e in pool.endpoints)
             kind = "simulated" if pool.simulator else "external"
             lines.append(f"pool        {pool.name:<8} {urls} ({kind})")
-        for stage in STAGES:
+        for stage in self.stages:
             if stage in self.processes:
                 port = self.settings.stage_port(stage)
                 lines.append(f"stage       {stage:<10} http://127.0.0.1:{port}/healthz  /metrics")

@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.gateway.keys import digest
 from pipeline.settings import DEFAULT_POLICY, STAGE_PORT_OFFSETS, Settings
-from pipeline.stack import Stack
+from pipeline.stack import SEPARATE_STAGES, Stack
 from tests.integration.faults import start_fault_server
 
 #: The gateway's API keys for tenants ``acme`` and ``beta`` in the test stack.
@@ -151,7 +151,9 @@ def stack(tmp_path_factory) -> Stack:
     )
     stack = Stack(settings, broker_port=int(settings.broker.rsplit(":", 1)[1]))
     try:
-        stack.start()
+        # every stage a process of its own, as the deployment manifests run them (the fused
+        # embedded default has a stack of its own in test_fused.py)
+        stack.start(stages=SEPARATE_STAGES)
     except Exception:
         stack.stop()
         raise

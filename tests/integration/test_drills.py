@@ -18,7 +18,7 @@ from pipeline.bus.codec import decode
 from pipeline.client import replay, start_producer
 from pipeline.envelope import Envelope, PoolState
 from pipeline.pool.scrape import parse_vllm_metrics
-from pipeline.stack import STAGES
+from pipeline.stack import SEPARATE_STAGES
 from tests.integration.conftest import run
 from tests.integration.faults import SWITCHES
 from tests.integration.helpers import eventually, read_topic, request
@@ -48,7 +48,7 @@ def stage_metric(stack, stage: str, name: str) -> float:
     return parse_vllm_metrics(text).get(name, 0.0)  # summed over labels
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", SEPARATE_STAGES)
 def test_kill_9_mid_batch_then_restart_loses_nothing_and_counts_once(stack, stage):
     tenant = f"kill-{stage}"
     requests = [request(f"drill {stage} {i}: explain recursion", tenant=tenant) for i in range(40)]

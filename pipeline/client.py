@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES, STREAM
@@ -59,33 +59,48 @@ def request_id_of(record: ConsumerRecord) -> str | None:
 
 
 class TopicFollower:
-    """Follows a topic from its current end and hands each record to :meth:`received`."""
+    """Follows a topic from its current end and hands each record to :meth:`received`.
+
+    Followers :meth:`carry` others on their consumer: one fetch then serves several topics (on
+    the embedded broker each idle consumer costs some 10 CPU-ms a second)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
         self.topic = topic
-        self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=FETCH_BUSY_MS)
+        self._riders: list[TopicFollower] = []
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await started(self._consumer)
-        partitions = self._consumer.partitions_for_topic(self.topic) or {0}
-        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assigned)
-        await self._consumer.seek_to_end(*assigned)
-        for tp in assigned:  # resolve the end offsets now, before anything is published
-            await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._follow())
+    def carry(self, other: TopicFollower) -> None:
+        """Follow ``other``'s topic on this follower's consumer (call before :meth:`start`; do
+        not start ``other``)."""
+        self._riders.append(other)
 
-    async def _follow(self) -> None:
-        pacer = FetchPacer(self._consumer, FETCH_BUSY_MS, IDLE_FETCH_MS)
+    async def start(self) -> None:
+        consumer = self._consumer = new_consumer(self.bootstrap, fetch_max_wait_ms=FETCH_BUSY_MS)
+        await started(consumer)
+        self._followers = {f.topic: f for f in (self, *self._riders)}
+        assigned = [
+            TopicPartition(topic, p)
+            for topic in self._followers
+            for p in sorted(consumer.partitions_for_topic(topic) or {0})
+        ]
+        consumer.assign(assigned)
+        await consumer.seek_to_end(*assigned)
+        for tp in assigned:  # resolve the end offsets now, before anything is published
+            await consumer.position(tp)
+        self._task = asyncio.create_task(self._follow(consumer))
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        pacer = FetchPacer(consumer, FETCH_BUSY_MS, IDLE_FETCH_MS)
         poll_ms = pacer.poll_ms
         while True:
-            records = await self._consumer.getmany(timeout_ms=poll_ms)
+            records = await consumer.getmany(timeout_ms=poll_ms)
             # records nobody waits for do not make the follower hurry
-            wanted = sum(len(part) for part in records.values()) if self.waiting() else 0
-            poll_ms = pacer.polled(wanted)
+            waiting = any(f.waiting() for f in self._followers.values())
+            poll_ms = pacer.polled(sum(len(p) for p in records.values()) if waiting else 0)
             for record in (r for part in records.values() for r in part):
-                self.received(record)
+                self._followers[record.topic].received(record)
 
     def waiting(self) -> bool:
         """Someone waits for records of this topic (a short fetch wait pays off)."""
@@ -99,7 +114,8 @@ class TopicFollower:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
 
 
 class ResponseCollector(TopicFollower):
@@ -316,8 +332,8 @@ async def stream_one(
     assert body is not None
     request = request.model_copy(update={"body": body.model_copy(update={"stream": True})})
     collector, streams = ResponseCollector(bootstrap, retain=False), StreamFollower(bootstrap)
+    collector.carry(streams)
     await collector.start()
-    await streams.start()
     producer = await start_producer(bootstrap)
     try:
         answer = collector.expect(request.request_id)
@@ -337,7 +353,6 @@ async def stream_one(
         return await collector.response(answer, request.request_id, deadline - time.monotonic())
     finally:
         await producer.stop()
-        await streams.stop()
         await collector.stop()
 
 

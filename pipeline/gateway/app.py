@@ -226,12 +226,12 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         producer = new_producer(settings.broker, linger_ms=1)
         collector = ResponseCollector(settings.broker, RESPONSES, retain=False)
         streams = StreamFollower(settings.broker)
+        collector.carry(streams)  # one consumer, one fetch, for replies and streams
         watcher = PolicyWatcher(settings.policy)
         # heartbeats matter by the second: a long fetch wait keeps the tail cheap
         health = CompactedTable(settings.broker, STAGE_HEALTH, StageHealth, wait_ms=1000)
         await producer.start()
         await collector.start()
-        await streams.start()
         await health.start()
         watcher.start()
         clients.update(
@@ -249,7 +249,6 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         finally:
             await watcher.stop()
             await health.stop()
-            await streams.stop()
             await collector.stop()
             await producer.stop()
 

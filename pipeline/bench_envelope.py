@@ -69,8 +69,10 @@ def prompts(count: int, tag: str) -> list[RequestSection]:
 
 
 def offered(stack: Stack, rate: float, count: int, tag: str) -> tuple[dict, dict, float]:
-    """``count`` requests offered at ``rate`` (0: at once): (overhead percentiles with the cache
-    hits, CPU-ms per request of every process, achieved rate)."""
+    """``count`` requests offered at ``rate`` (0: at once), once the stack has worked off what
+    came before (the learner and the sink lag behind a burst): (overhead percentiles with the
+    cache hits, CPU-ms per request of every process, achieved rate)."""
+    stack.drain(120)
     received: dict[str, float] = {}
     span = CpuSpan(stack_pids(stack)).start()
     started = time.time()
@@ -95,7 +97,8 @@ def run_config(settings: Settings, label: str, stages: tuple[str, ...], saturate
     try:
         stack.start(stages=stages)
         offered(stack, 0, 40, f"{label} warm")
-        time.sleep(3)  # the warm-up's stragglers land
+        stack.drain(120)
+        time.sleep(3)  # the last heartbeats and flushes of the warm-up
         span = CpuSpan(stack_pids(stack)).start()
         time.sleep(10)
         report["idle_cpu_ms_per_s"] = per_second_ms(span.stop(), 10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,11 @@ from pipeline.envelope import Envelope, Feedback, RequestSection, StreamChunks, 
 
 #: How long a reply follower's fetch may wait while no reply comes (see FetchPacer).
 IDLE_FETCH_MS = 100
+#: Once a streamed request's whole answer is in, how long its last stream parts may lag (they
+#: travel on another topic).
+STREAM_TAIL_S = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class WorkloadError(ValueError):
@@ -100,7 +106,10 @@ class TopicFollower:
             waiting = any(f.waiting() for f in self._followers.values())
             poll_ms = pacer.polled(sum(len(p) for p in records.values()) if waiting else 0)
             for record in (r for part in records.values() for r in part):
-                self._followers[record.topic].received(record)
+                try:
+                    self._followers[record.topic].received(record)
+                except Exception:  # one odd record must not stop the following
+                    log.exception("follower: record %s@%d skipped", record.topic, record.offset)
 
     def waiting(self) -> bool:
         """Someone waits for records of this topic (a short fetch wait pays off)."""
@@ -229,10 +238,25 @@ class StreamFollower(TopicFollower):
             part = decode(record.value, StreamChunks)
         except (ValidationError, ValueError):
             return
-        if part.seq < self._next[part.request_id]:
-            return  # a repeat (at-least-once): already handed on
-        self._next[part.request_id] = part.seq + 1
+        if part.request_id != rid or part.seq < self._next[rid]:
+            return  # mislabelled, or a repeat (at-least-once): already handed on
+        self._next[rid] = part.seq + 1
         queue.put_nowait(part)
+
+
+async def first_of(
+    answer: asyncio.Future[Envelope], stream: asyncio.Queue[StreamChunks], timeout_s: float
+) -> StreamChunks | Envelope | None:
+    """The next part of a streamed answer, or the whole answer when it comes first (a cached
+    answer, a refusal, an error before any token); None after ``timeout_s``."""
+    part = asyncio.ensure_future(stream.get())
+    done, _ = await asyncio.wait(
+        {answer, part}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    if part in done:
+        return part.result()
+    part.cancel()
+    return answer.result() if answer in done else None
 
 
 async def start_producer(bootstrap: str) -> AIOKafkaProducer:
@@ -340,14 +364,24 @@ async def stream_one(
         parts = streams.expect(request.request_id)
         await send_request(producer, request)
         deadline = time.monotonic() + timeout_s
-        while not answer.done() and time.monotonic() < deadline:
-            getter = asyncio.ensure_future(parts.get())
-            await asyncio.wait({answer, getter}, timeout=deadline - time.monotonic(),
-                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-            if not getter.done():
-                getter.cancel()
-                continue
-            for chunk in getter.result().chunks:
+        streamed = finished = False
+        while not finished and (remaining := deadline - time.monotonic()) > 0:
+            if not parts.empty():
+                part = parts.get_nowait()
+            elif answer.done():
+                if not streamed:
+                    break  # answered whole: cached, refused, or failed before any token
+                try:  # the rest of a begun stream is already on its way
+                    part = await asyncio.wait_for(parts.get(), min(remaining, STREAM_TAIL_S))
+                except TimeoutError:
+                    break
+            else:
+                first = await first_of(answer, parts, remaining)
+                if not isinstance(first, StreamChunks):
+                    continue
+                part = first
+            streamed, finished = True, part.done
+            for chunk in part.chunks:
                 for choice in chunk.get("choices") or []:
                     show((choice.get("delta") or {}).get("content") or "")
         return await collector.response(answer, request.request_id, deadline - time.monotonic())

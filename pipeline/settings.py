@@ -69,7 +69,11 @@ class Settings(BaseModel):
         9180, description="first stage health port (WRP_METRICS_PORT_BASE)"
     )
     batch_max: int = Field(64, description="records per consumed batch (WRP_BATCH_MAX)")
-    batch_wait_ms: int = Field(20, description="max wait to fill a batch (WRP_BATCH_WAIT_MS)")
+    batch_wait_ms: int = Field(
+        20,
+        description="a busy fetch's wait to fill a batch, and how often a paused stage looks "
+        "again (WRP_BATCH_WAIT_MS)",
+    )
     fetch_idle_ms: int = Field(
         100,
         ge=5,

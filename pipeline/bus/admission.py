@@ -4,7 +4,8 @@ reply when its request id can be read.
 
 A record is refused when it is too large, not JSON, not the topic's schema, or, for a stage on
 the request path, when its ``reply_to`` is outside the allow-list (:mod:`pipeline.bus.replies`;
-the error reply then goes to ``wrp.responses``), it passed more stages than ``WRP_MAX_HOPS``,
+the error reply then goes to ``wrp.responses``), it has no body, it passed more stages than
+``WRP_MAX_HOPS``,
 it lacks a section the stage needs, or it already carries one the stage (or a later one) adds.
 The reply topic is checked first, so every later refusal is answered on an allowed topic.
 """
@@ -108,6 +109,12 @@ class Admission:
         refused = await self.replies.check(request.reply_to, _seconds(timestamp_ms))
         if refused is not None:
             return "invalid_reply_to", refused, RESPONSES
+        if request.body is None:
+            return (
+                "invalid_schema",
+                "request.body is required: an OpenAI chat-completions body",
+                None,
+            )
         if request.hops > self.settings.max_hops:
             return (
                 "hop_limit_exceeded",

@@ -37,10 +37,6 @@ class OffsetProgress:
             self.highest.pop(tp, None)
             self.committed.pop(tp, None)
 
-    @property
-    def in_flight(self) -> int:
-        return sum(len(offsets) for offsets in self.pending.values())
-
     def committable(self, owned: set[TopicPartition]) -> dict[TopicPartition, int]:
         """Offsets to commit now: those of owned partitions that moved since the last commit."""
         offsets = {}

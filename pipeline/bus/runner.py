@@ -17,15 +17,18 @@ The checkpoint steps, labelled where they happen in :class:`StageRunner`:
    them);
 4. produce: every immediate output, in input order and keyed (per-key order holds), awaiting
    every acknowledgement; the batch's records without pending work are then done. Each pending
-   runs on its own (retried with backoff when it raises); its outputs are produced and
-   acknowledged, then its record is done. While ``concurrency`` records are pending or the stage
-   is not ``accepting``, the partitions are paused: backpressure stays in Kafka, not in memory;
+   runs on its own: when it raises it is retried with backoff, and after
+   :data:`PENDING_ATTEMPTS` failures its record is dead-lettered with an error reply instead;
+   its outputs are produced (retried until acknowledged, never recomputed), then its record is
+   done. While ``concurrency`` records are pending or the stage is not ``accepting``, the
+   partitions are paused: backpressure stays in Kafka, not in memory;
 5. commit: each partition's offset up to its oldest record not yet done, every
    ``WRP_COMMIT_INTERVAL_MS``, when partitions are revoked, and when the stage stops.
 
 A crash anywhere before 5 replays those records: outputs may repeat and every consumer is
-idempotent by ``request_id``. SIGTERM stops fetching, lets the batch and every pending finish,
-commits, then exits.
+idempotent by ``request_id``. SIGTERM stops fetching, lets the batch and the pending work finish
+(what is still retrying is left undone, so it is replayed after a restart), commits what is
+done, then exits.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import contextlib
 import logging
 import signal
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -48,7 +52,15 @@ from pipeline.bus.health import StageMetrics, health_app, serve_http
 from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.offsets import CommitSchedule, OffsetProgress
 from pipeline.bus.replies import ReplyTopics
-from pipeline.bus.stage import Outbound, Output, Pending, Rejected, Stage, recorded
+from pipeline.bus.stage import (
+    Outbound,
+    Output,
+    Pending,
+    Rejected,
+    Rejection,
+    Stage,
+    recorded,
+)
 from pipeline.envelope import Envelope
 from pipeline.settings import Settings
 
@@ -57,6 +69,8 @@ log = logging.getLogger(__name__)
 #: A lingering batch stops growing at this many bytes of records, whatever its record count:
 #: a batch held while its sink is down stays this small.
 BATCH_BYTES = 64 * 1024 * 1024
+#: Pending work that raised this many times is given up on: its record is dead-lettered.
+PENDING_ATTEMPTS = 5
 
 
 class MissingTopics(RuntimeError):
@@ -117,6 +131,7 @@ class StageRunner:
         self.stage.add_routes(app)
         http_task, http_server = await serve_http(app, self.port, self.settings.http_host)
         heartbeats: asyncio.Task[None] | None = None
+        started = False
         try:
             self._producer = new_producer(
                 self.settings.broker,
@@ -126,6 +141,7 @@ class StageRunner:
             await self._producer.start()
             await self._check_topics()
             await self.stage.start()
+            started = True
             self._consumer = new_consumer(
                 self.settings.broker,
                 group_id=f"wrp-{self.stage.name}",
@@ -151,6 +167,9 @@ class StageRunner:
             await self._loop()
         finally:
             self.status["state"] = "stopping"
+            for task in self._pending:  # only after a failure: a clean stop waited for them
+                task.cancel()
+            await asyncio.gather(*self._pending, return_exceptions=True)
             if heartbeats is not None:
                 heartbeats.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -161,7 +180,8 @@ class StageRunner:
                 await self._consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
-            await self.stage.stop()
+            if started:
+                await self.stage.stop()
             http_server.should_exit = True
             await http_task
 
@@ -218,13 +238,18 @@ class StageRunner:
             self.metrics.pauses.inc()
         consumer.pause(*consumer.assignment())
         self._set_paused(True)
-        return 1  # polls on (paused partitions return nothing) so the member stays in its group
+        return 0  # polls on (paused partitions return nothing) so the member stays in its group
 
     async def _collect(self, room: int) -> list:
         """One batch: what one fetch returns, or, with a linger, up to the size limit."""
         consumer = self._consumer
         assert consumer is not None
         limit, linger_ms = self.stage.batch_limits()
+        if room <= 0:  # paused: look again soon, a pending may have freed room meanwhile
+            fetched = await consumer.getmany(timeout_ms=self.settings.batch_wait_ms)
+            for tp, part in fetched.items():  # newly assigned, not paused yet: fetch again later
+                consumer.seek(tp, part[0].offset)
+            return []
         max_records = min(limit, room)
         batch: list = []
         size = 0
@@ -291,7 +316,7 @@ class StageRunner:
         for work in pending:
             task = asyncio.create_task(self._finish(work))
             self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            task.add_done_callback(self._pending_done)
         self.metrics.in_flight.set(len(self._pending))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -317,30 +342,47 @@ class StageRunner:
         await self._produce(recorded(outputs))
         return pending
 
+    def _pending_done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        self.metrics.in_flight.set(len(self._pending))
+
     async def _finish(self, work: Pending) -> None:
-        """Step 4 for one record's pending work: its outputs, produced; then it is done."""
+        """Step 4 for one record's pending work: its outputs (computed once; given up on after
+        :data:`PENDING_ATTEMPTS` failures), produced until acknowledged; then it is done."""
         item = work.inbound
         started = time.perf_counter()
-        backoff = 0.1
-        while True:
+        computed, outputs = await self._retried(
+            lambda: self._pending_outputs(work),
+            f"record {item.topic}[{item.partition}]@{item.offset}",
+            PENDING_ATTEMPTS,
+        )
+        if not computed:  # given up: the record goes to the dead letters, with a reply
+            error = Rejection("processing_failed", "the stage failed on this request repeatedly")
+            outputs = self._admission.reject(Rejected(item, error))
+        sent, _ = await self._retried(lambda: self._produce(outputs), "producing", attempts=0)
+        if sent:
+            self._done(item.topic, item.partition, item.offset)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _pending_outputs(self, work: Pending) -> list[Outbound]:
+        return recorded([o for out in await work.outputs() for o in self._outbound(out)])
+
+    async def _retried(self, call, what: str, attempts: int) -> tuple[bool, Any]:
+        """(True, ``call()``'s result), retried with backoff while it raises, ``attempts`` times
+        at most (0: until the stage stops); (False, None) when given up."""
+        backoff, tried = 0.1, 0
+        while not self._stopping.is_set() or tried == 0:
             try:
-                outputs = [o for out in await work.outputs() for o in self._outbound(out)]
-                await self._produce(recorded(outputs))
-                break
+                return True, await call()
             except Exception:
+                tried += 1
                 self.metrics.failed.inc()
-                log.exception(
-                    "stage %s: record %s[%d]@%d failed, retrying in %.1fs",
-                    self.stage.name,
-                    item.topic,
-                    item.partition,
-                    item.offset,
-                    backoff,
-                )
+                log.exception("stage %s: %s failed (attempt %d)", self.stage.name, what, tried)
+                if attempts and tried >= attempts:
+                    break
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        self._done(item.topic, item.partition, item.offset)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return False, None
 
     def _outbound(self, out: Output) -> list[Outbound]:
         return self._admission.reject(out) if isinstance(out, Rejected) else [out]

@@ -14,7 +14,6 @@ and ``x-wrp-blocked`` say what happened.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,7 +40,7 @@ from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.bus.liveness import missing_stages
 from pipeline.bus.table import CompactedTable
-from pipeline.client import ResponseCollector, StreamFollower
+from pipeline.client import ResponseCollector, StreamFollower, first_of
 from pipeline.envelope import (
     IDENTIFIER,
     ChatRequest,
@@ -171,21 +170,6 @@ def _headers(env: Envelope) -> dict[str, str]:
     return headers
 
 
-async def _first_of(
-    answer: asyncio.Future[Envelope], stream: asyncio.Queue[StreamChunks], timeout_s: float
-) -> StreamChunks | Envelope | None:
-    """The first part of a streamed answer, or the whole answer when it comes first (a cached
-    answer, a refusal, an error before any token); None after ``timeout_s``."""
-    part = asyncio.ensure_future(stream.get())
-    done, _ = await asyncio.wait(
-        {answer, part}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-    )
-    if part in done:
-        return part.result()
-    part.cancel()
-    return answer.result() if answer in done else None
-
-
 async def _forgetting(
     events: AsyncIterator[bytes], streams: StreamFollower, request_id: str
 ) -> AsyncIterator[bytes]:
@@ -313,15 +297,21 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         future = collector.expect(rid)
         stream = streams.expect(rid) if body.stream else None
         owners.remember(rid, tenant)
-        await clients["producer"].send_and_wait(
-            REQUESTS, encode(envelope), key=envelope.key.encode()
-        )
+        try:
+            await clients["producer"].send_and_wait(
+                REQUESTS, encode(envelope), key=envelope.key.encode()
+            )
+        except BaseException:
+            collector.forget(rid)
+            streams.forget(rid)
+            raise
         if stream is None:
             answer = await collector.response(future, rid, settings.gateway_timeout_s)
         else:
-            first = await _first_of(future, stream, settings.gateway_timeout_s)
+            first = await first_of(future, stream, settings.gateway_timeout_s)
             collector.forget(rid)
             if isinstance(first, StreamChunks):
+                owners.answered(rid, "ok")  # a model is answering it
                 seconds.observe(time.perf_counter() - started)  # to the first tokens
                 served.labels("streamed").inc()
                 options = (body.model_extra or {}).get("stream_options") or {}
@@ -345,6 +335,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             )
         headers = _headers(answer)
         result = answer.result
+        owners.answered(rid, result.status)
         served.labels(result.status).inc()
         if result.error is not None or result.response is None:
             kind = result.error.type if result.error else "internal_error"
@@ -371,7 +362,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         status_code=202,
         response_model=None,
         responses={
-            400: ERROR_RESPONSES[400],
+            400: {"description": "a schema error, or the request was not answered by a model"},
             404: {"description": "no such request for this API key"},
             503: {"description": "the request's owner cannot be checked now"},
         },
@@ -389,7 +380,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             raise RequestValidationError(exc.errors()) from None
         key = None if keys.open or credentials is None else credentials.credentials
         try:
-            owned = await owners.owns(judged.request_id, tenant, key)
+            status = await owners.status(judged.request_id, tenant, key)
         except AnalyticsUnavailable as exc:
             log.warning("gateway: feedback for %s not checked: %s", judged.request_id, exc)
             served.labels("feedback_unchecked").inc()
@@ -398,12 +389,20 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
                 "the request's owner cannot be checked right now (analytics unavailable); retry",
                 "service_unavailable",
             )
-        if not owned:
+        if status is None:
             served.labels("feedback_not_found").inc()
             return openai_error(
                 404,
                 f"No request {judged.request_id!r} for this API key",
                 code="not_found",
+                param="request_id",
+            )
+        if status not in ("ok", "pending"):
+            served.labels("feedback_refused").inc()
+            return openai_error(
+                400,
+                f"request {judged.request_id!r} ended {status}: no model answered it, so there "
+                "is no answer to judge",
                 param="request_id",
             )
         await clients["producer"].send_and_wait(

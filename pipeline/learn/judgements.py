@@ -13,9 +13,7 @@ from typing import Literal
 
 from pipeline.envelope import Feedback
 
-IgnoreReason = Literal["tenant_mismatch", "repeat", "cached_answer", "unknown_request"]
-#: Seconds feedback waits for its request's outcome before it is dropped as unknown.
-PENDING_TTL_S = 3600.0
+IgnoreReason = Literal["tenant_mismatch", "repeat", "cached_answer"]
 
 
 def ignore_reason(
@@ -41,9 +39,3 @@ def wait_for_outcome(waiting: list[dict], feedback: Feedback, now: float) -> lis
         w for w in waiting if Feedback.model_validate_json(w["feedback"]).source != feedback.source
     ]
     return [*kept, {"feedback": feedback.model_dump_json(), "at": now}]
-
-
-def expired(waiting: list[dict], now: float) -> tuple[list[dict], int]:
-    """(the judgements still waiting, how many waited longer than :data:`PENDING_TTL_S`)."""
-    kept = [w for w in waiting if now - w["at"] < PENDING_TTL_S]
-    return kept, len(waiting) - len(kept)

@@ -37,7 +37,6 @@ class ChatReply:
     response: dict[str, Any]
     ttft_ms: float | None  # only a streamed call sees its first token
     latency_ms: float
-    relayed: bool = False  # some of the answer already went out through the relay
 
 
 class _Assembler:
@@ -104,6 +103,8 @@ def _status_error(url: str, status: int, text: str) -> PoolHTTPError:
         detail = json.loads(text).get("error", {}).get("message") or text
     except (ValueError, AttributeError):
         detail = text
+    if not isinstance(detail, str):
+        detail = text
     kind = (
         "pool_overloaded" if status == 429 else "pool_error" if status >= 500 else "pool_rejected"
     )
@@ -140,6 +141,8 @@ async def chat(
         raise
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise _failure(url, exc, timeout_s, state["relayed"]) from None
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # an answer of odd shape
+        raise PoolHTTPError("pool_bad_response", f"{url} answered {exc!r}", True) from None
 
 
 async def _plain(
@@ -147,7 +150,7 @@ async def _plain(
 ) -> ChatReply:
     payload = {**body, "stream": False}
     async with session.post(f"{url}/v1/chat/completions", json=payload) as reply:
-        text = await reply.text()
+        text = (await reply.read()).decode("utf-8", "replace")
         if reply.status >= 400:
             raise _status_error(url, reply.status, text)
     try:
@@ -156,7 +159,10 @@ async def _plain(
         raise PoolHTTPError(
             "pool_bad_response", f"{url} answered invalid JSON: {text[:200]!r}", True
         ) from None
-    if not isinstance(response, dict) or not isinstance(response.get("choices"), list):
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices
+    ):
         raise PoolHTTPError("pool_bad_response", f"{url} answered {text[:200]!r}", True)
     return ChatReply(response, None, (time.perf_counter() - started) * 1000)
 
@@ -175,7 +181,8 @@ async def _streamed(
     done = False
     async with session.post(f"{url}/v1/chat/completions", json=payload) as reply:
         if reply.status >= 400:
-            raise _status_error(url, reply.status, await reply.text())
+            text = (await reply.read()).decode("utf-8", "replace")
+            raise _status_error(url, reply.status, text)
         if not reply.headers.get("content-type", "").startswith("text/event-stream"):
             raise PoolHTTPError(
                 "pool_bad_response", f"{url} did not answer with an event stream", True
@@ -197,10 +204,7 @@ async def _streamed(
         raise PoolHTTPError("pool_incomplete", f"{url} ended the stream before finishing", True)
     ended = time.perf_counter()
     return ChatReply(
-        assembler.response(),
-        ((first or ended) - started) * 1000,
-        (ended - started) * 1000,
-        relayed=state["relayed"],
+        assembler.response(), ((first or ended) - started) * 1000, (ended - started) * 1000
     )
 
 

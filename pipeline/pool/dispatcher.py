@@ -95,9 +95,7 @@ class Dispatcher:
         decode_body = {**body, "kv_transfer_params": params}
         decoded = await chat(self.session, placement.endpoint, decode_body, remaining, relay)
         ttft = None if decoded.ttft_ms is None else prefilled.latency_ms + decoded.ttft_ms
-        return ChatReply(
-            decoded.response, ttft, (time.perf_counter() - started) * 1000, decoded.relayed
-        )
+        return ChatReply(decoded.response, ttft, (time.perf_counter() - started) * 1000)
 
     async def call(
         self,
@@ -165,6 +163,9 @@ class Dispatcher:
                 backoff_s = pool.backoff_ms / 1000 * 2 ** (attempt - 1) * self.rng.uniform(0.5, 1.5)
                 await asyncio.sleep(backoff_s)
                 continue
+            except BaseException:  # our own failure (or cancellation) must not keep the slot
+                await endpoints.release(placement.endpoint, ok=False)
+                raise
             book = endpoints.books[placement.endpoint]
             batch = book.in_flight if book.scrape is None else max(book.scrape.running, 1.0)
             await endpoints.release(

@@ -40,6 +40,12 @@ MAX_IN_FLIGHT = 256
 POOL_STATE_INTERVAL_S = 1.0
 
 
+def _count(usage: object, key: str, default: int) -> int:
+    """A token count of a pool's ``usage``, or ``default`` when the pool gave none usable."""
+    value = usage.get(key) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and value >= 0 else default
+
+
 def request_shape(env: Envelope) -> RequestShape:
     body, signals = env.request.body, env.signals
     assert body is not None and signals is not None
@@ -209,9 +215,9 @@ class DispatchStage(Stage):
                 call = await self.call_model(policy, env, model, shape, stream_of(model))
             attempts += call.attempts
             attempt_log.extend(call.log)
-            usage = (call.response or {}).get("usage") or {}
-            prompt_tokens = int(usage.get("prompt_tokens", signals.prompt_tokens))
-            completion_tokens = int(usage.get("completion_tokens", 0))
+            usage = (call.response or {}).get("usage")
+            prompt_tokens = _count(usage, "prompt_tokens", signals.prompt_tokens)
+            completion_tokens = _count(usage, "completion_tokens", 0)
             if call.response is not None:
                 cost += policy.model(model).price.cost(prompt_tokens, completion_tokens)
             gpu_cost += call.gpu_cost_usd

@@ -13,6 +13,8 @@ once every output of the whole chain is acknowledged, so the chain is replayed a
 
 from __future__ import annotations
 
+from collections import deque
+
 from fastapi import FastAPI
 
 from pipeline.bus.catalog import CREDITS, FEEDBACK, OUTCOMES
@@ -99,11 +101,15 @@ def _hand_over(
     """(the outputs on the next stage's topics, as its input; the other outputs). A handed-over
     record keeps the topic, partition and offset of the record the chain consumed: dead letters
     point at a real record, and the runner counts the right one done."""
-    by_request = {_request_id(item.message): item for item in inputs}
+    by_request: dict[str | None, deque[Inbound]] = {}
+    for item in inputs:  # a request id twice in a batch (a redelivery): each keeps its record
+        by_request.setdefault(_request_id(item.message), deque()).append(item)
     handed, rest = [], []
     for out in outputs:
         if isinstance(out, Outbound) and out.topic in topics:
-            source = by_request.get(_request_id(out.message), inputs[0])
+            sources = by_request.get(_request_id(out.message))
+            # an output no input accounts for holds the batch's first record back instead
+            source = sources.popleft() if sources else inputs[0]
             handed.append(
                 Inbound(
                     source.topic,

@@ -4,7 +4,8 @@
    table: an outcome remembers which arm served its request and for which tenant; feedback for
    a request is credited to that arm once per (request, source), and only when it comes from
    the request's own tenant (``pipeline.learn.judgements``; ``judged`` remembers the sources
-   credited). Feedback that arrives first waits in ``pending`` for an hour at most. Implicit
+   credited). Feedback that arrives first waits in ``pending`` (the gateway accepts feedback
+   only for requests a model answered, so none waits for an outcome that never comes). Implicit
    evidence (failed calls, failed cascade rungs, SLO misses) is credited at once; cached answers
    credit no model. Credits go to ``wrp.learner-credits`` keyed by arm.
 2. credits, now partitioned by arm, fold into the ``arms`` table with exponential decay
@@ -49,7 +50,7 @@ from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
-from pipeline.learn.judgements import expired, ignore_reason, wait_for_outcome
+from pipeline.learn.judgements import ignore_reason, wait_for_outcome
 from pipeline.policy import load_policy
 from pipeline.settings import Settings
 
@@ -190,19 +191,6 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         alive = heartbeat(STAGE, [STAGE], "running", instance)
         await health.send(key=alive.key.encode(), value=encode(alive))
 
-    @app.timer(60.0)
-    async def drop_stale_feedback() -> None:
-        """Feedback whose request never got an outcome (an unknown id) does not wait forever."""
-        now = time.time()
-        for request_id, waiting in list(pending.items()):
-            kept, dropped = expired(waiting, now)
-            if dropped:
-                ignored.labels(reason="unknown_request").inc(dropped)
-                if kept:
-                    pending[request_id] = kept
-                else:
-                    del pending[request_id]
-
     published: dict[str, RouterState] = {}
     read_published = asyncio.Event()
 
@@ -210,10 +198,12 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     async def read_router_state() -> None:
         """The arms as last published (or restored), for arms the table does not hold."""
         table = CompactedTable(settings.broker, ROUTER_STATE, RouterState)
-        await table.start()
         try:
+            await table.start()
             await table.caught_up()
             published.update(table.values)
+        except Exception:  # fold on from scratch rather than never
+            log.exception("learner: could not read wrp.router-state; arms start afresh")
         finally:
             await table.stop()
             read_published.set()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from pipeline.bus.catalog import REQUESTS, SIGNALS
-from pipeline.bus.stage import Inbound, Outbound, Output, Rejected, Rejection, Stage
+from pipeline.bus.stage import Inbound, Outbound, Output, Stage
 from pipeline.envelope import Envelope, now
 from pipeline.models.encoder import load_encoder
 from pipeline.policy import load_policy
 from pipeline.workload.extractor import SignalExtractor
-
-NO_BODY = Rejection("invalid_schema", "request.body is required: an OpenAI chat-completions body")
 
 
 class SignalsStage(Stage):
@@ -31,8 +29,7 @@ class SignalsStage(Stage):
     async def process(self, batch: list[Inbound]) -> list[Output]:
         started = now()
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
-        readable = [env for env in envelopes if env.request.body is not None]
-        requests = [e.request for e in readable]
+        requests = [e.request for e in envelopes]  # admission let in only those with a body
         if self.settings.learned_signals:  # the encoder runs apart, the loop serves meanwhile
             signals = iter(await asyncio.to_thread(self.extractor.extract, requests))
         else:  # structural signals take microseconds: a thread hop would cost more
@@ -40,11 +37,7 @@ class SignalsStage(Stage):
         timings = self.extractor.timings
         for part in ("encoder", "heads", "other"):
             self.metrics.model_seconds.labels(part=part).observe(getattr(timings, part))
-        outputs: list[Output] = []
-        for item, env in zip(batch, envelopes, strict=True):
-            if env.request.body is None:
-                outputs.append(Rejected(item, NO_BODY))
-                continue
-            advanced = env.advance(self.name, started, signals=next(signals))
-            outputs.append(Outbound(SIGNALS, env.key, advanced))
-        return outputs
+        return [
+            Outbound(SIGNALS, env.key, env.advance(self.name, started, signals=next(signals)))
+            for env in envelopes
+        ]

@@ -1,7 +1,7 @@
 """Which feedback the learner credits: the request's own tenant, once per (request, source)."""
 
 from pipeline.envelope import Feedback
-from pipeline.learn.judgements import PENDING_TTL_S, expired, ignore_reason, wait_for_outcome
+from pipeline.learn.judgements import ignore_reason, wait_for_outcome
 
 
 def vote(score: float, source: str = "tenant:alpha", tenant: str | None = "alpha") -> Feedback:
@@ -28,10 +28,3 @@ def test_a_later_judgement_replaces_a_waiting_one_of_the_same_source():
     waiting = wait_for_outcome(waiting, vote(0.25), now=2.0)
     scores = sorted(Feedback.model_validate_json(w["feedback"]).score for w in waiting)
     assert scores == [0.0, 0.25]
-
-
-def test_feedback_waits_for_its_outcome_an_hour_at_most():
-    waiting = wait_for_outcome([], vote(1.0), now=0.0)
-    waiting = wait_for_outcome(waiting, vote(1.0, "evaluator", None), now=PENDING_TTL_S - 1)
-    kept, dropped = expired(waiting, now=PENDING_TTL_S)
-    assert dropped == 1 and len(kept) == 1

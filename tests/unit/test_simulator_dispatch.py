@@ -12,6 +12,7 @@ import aiohttp
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import Response
 
 from pipeline.bus.health import serve_http
 from pipeline.policy import Endpoint, Pool, SelectionConfig
@@ -75,7 +76,7 @@ async def test_streamed_call_relays_chunks_and_assembles_a_completion_with_usage
     streamed = "".join(
         c["choices"][0]["delta"].get("content") or "" for c in relayed if c["choices"]
     )
-    assert reply.relayed and streamed == response["choices"][0]["message"]["content"]
+    assert relayed and streamed == response["choices"][0]["message"]["content"]
     choice = response["choices"][0]
     assert response["object"] == "chat.completion"
     assert len(choice["message"]["content"].split()) == response["usage"]["completion_tokens"]
@@ -88,11 +89,51 @@ async def test_plain_call_answers_in_one_body_without_a_first_token_time() -> No
     async with served(app()) as (url,), clients() as (session, _):
         reply = await chat(session, url, body(max_tokens=5), timeout_s=10)
     response = reply.response
-    assert reply.ttft_ms is None and not reply.relayed
+    assert reply.ttft_ms is None
     assert response["object"] == "chat.completion"
     assert response["usage"]["completion_tokens"] == 5
     assert response["choices"][0]["finish_reason"] == "length"
     assert len(response["choices"][0]["message"]["content"].split()) == 5
+
+
+def odd_pool() -> FastAPI:
+    """An endpoint whose answers are all of an odd shape, by the model asked for."""
+    odd = FastAPI()
+    answers = {
+        "number-message": (500, b'{"error": {"message": 123}}', "application/json"),
+        "list": (200, b"[1, 2]", "application/json"),
+        "not-utf8": (200, b"\xff\xfe{", "application/json"),
+        "choices-of-numbers": (200, b'{"choices": [1]}', "application/json"),
+        "stream-of-lists": (200, b"data: [1]\n\n", "text/event-stream"),
+        "stream-of-odd-choices": (200, b'data: {"choices": [7]}\n\n', "text/event-stream"),
+    }
+
+    @odd.post("/v1/chat/completions")
+    async def answer(payload: dict[str, Any]) -> Response:
+        status, content, kind = answers[payload["model"]]
+        return Response(content, status, media_type=kind)
+
+    return odd
+
+
+@pytest.mark.parametrize(
+    ("model", "stream", "kind"),
+    [
+        ("number-message", False, "pool_error"),
+        ("list", False, "pool_bad_response"),
+        ("not-utf8", False, "pool_bad_response"),
+        ("choices-of-numbers", False, "pool_bad_response"),
+        ("stream-of-lists", True, "pool_bad_response"),
+        ("stream-of-odd-choices", True, "pool_bad_response"),
+    ],
+)
+async def test_an_answer_of_odd_shape_is_a_retryable_pool_error(
+    model: str, stream: bool, kind: str
+) -> None:
+    async with served(odd_pool()) as (url,), clients() as (session, _):
+        with pytest.raises(PoolHTTPError) as raised:
+            await chat(session, url, {**body(), "model": model}, 10, ignore if stream else None)
+    assert raised.value.error_type == kind and raised.value.retryable
 
 
 async def test_unknown_model_is_a_404_in_openai_error_shape() -> None:

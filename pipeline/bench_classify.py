@@ -77,7 +77,7 @@ def run_classify_bench(settings: Settings, n: int, threads: int) -> dict:
     )
     policy = load_policy(settings.policy)
     extractor = SignalExtractor(policy, encoder)
-    screener = Screener(policy, encoder.name, encoder.max_tokens, encoder.encode)
+    screener = Screener(policy, encoder)
     tokens = [len(ids) for ids in encoder.token_ids(texts)]
     print(f"bench classify: {len(texts)} prompts, warming up", file=sys.stderr)
     bare_loop(encoder, texts[:WARMUP])

@@ -760,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-round", type=int, default=40, help="restart: requests per round")
     p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
     p.add_argument("action", choices=["train"])
-    p.add_argument("name", choices=["domain", "complexity", "jailbreak", "moderation", "all"])
+    p.add_argument("name", choices=["domain", "complexity", "safety", "moderation", "all"])
     p = command("eval", cmd_eval, "held-out metrics of the signal or safety models, or routing")
     p.add_argument("target", choices=["signals", "safety", "routing"])
     p.add_argument("--json", action="store_true")

@@ -203,6 +203,29 @@ class PiiFinding(BaseModel):
 SafetyAction = Literal["allow", "flag", "redact", "route_safe", "block"]
 
 
+class SafetyHit(BaseModel):
+    """Where a learned detector scored highest in a request (the evidence for its score)."""
+
+    model_config = ConfigDict(extra="forbid")
+    detector: str = Field(description="jailbreak, injection or harmful")
+    score: float
+    threshold: float
+    fired: bool
+    message_index: int
+    role: str
+    window: int = Field(description="the window's place among the message's windows read")
+
+
+class SafetyScan(BaseModel):
+    """How much of the request the learned detectors read."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: int = 0
+    windows: int = 0
+    skipped_windows: int = Field(0, description="windows the per-request budget left out")
+    cached_windows: int = Field(0, description="windows whose scores were remembered")
+
+
 class Safety(BaseModel):
     """The safety verdict: the most severe action any detector called for, and the evidence."""
 
@@ -210,15 +233,22 @@ class Safety(BaseModel):
     action: SafetyAction
     redacted: bool = False
     jailbreak_score: float
+    injection_score: float = 0.0
     harmful_score: float = 0.0
+    hits: list[SafetyHit] = Field([], description="per learned detector, where it scored highest")
+    scan: SafetyScan = SafetyScan()
     contrastive_score: float | None = None
-    session_risk: float = 0.0
+    session_risk: float = Field(
+        0.0, description="distinct suspicious turns of the session over the number that acts"
+    )
     moderation: dict[str, float] = Field({}, description="probability per moderation category")
     categories: list[str] = Field([], description="moderation categories over threshold")
     pii: list[PiiFinding] = []
     reasons: list[str] = []
     triggers: list[str] = Field(
-        [], description="what fired: jailbreak, harmful, moderation:<category>, pii:<ENTITY>"
+        [],
+        description="what fired: jailbreak, injection, harmful, moderation:<category>, "
+        "pii:<ENTITY>",
     )
     models: dict[str, str] = Field({}, description="detector -> model version")
 

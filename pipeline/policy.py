@@ -47,6 +47,8 @@ RULE_SIGNALS: dict[str, type] = {
     "audio_present": bool,
     "session": str,
     "jailbreak_score": float,
+    "injection_score": float,
+    "harmful_score": float,
     "session_risk": float,
     "pii_found": bool,
     "moderation_flagged": bool,
@@ -279,24 +281,61 @@ class ContrastiveConfig(Strict):
 
 
 class JailbreakConfig(Strict):
+    """Attempts to get around the model's rules (role-play with no rules, "developer mode",
+    a user overriding the system prompt), read in user turns."""
+
     threshold: float | None = Field(
         None, ge=0, le=1, description="head probability; default: the head's own threshold"
     )
     action: SafetyAction = "block"
     contrastive: ContrastiveConfig | None = None
-    session_alpha: float = Field(
-        0.5, gt=0, le=1, description="EMA weight of the newest turn in the session risk"
+    session_turns: int = Field(
+        3,
+        ge=2,
+        description="distinct suspicious user turns in one session that act although no single "
+        "turn does (a turn is suspicious at the head's watch level; a repeated turn counts once)",
     )
-    session_threshold: float = Field(0.5, ge=0, le=1, description="session risk that acts")
 
 
-class HarmfulConfig(Strict):
-    """Plainly harmful requests (the jailbreak head's ``harmful`` class)."""
+class InjectionConfig(Strict):
+    """Instructions inside content that should only be data (tool results, retrieved passages,
+    pasted documents, system prompts built from outside text), read in every message."""
 
     threshold: float | None = Field(
         None, ge=0, le=1, description="head probability; default: the head's own threshold"
     )
     action: SafetyAction = "block"
+
+
+class HarmfulConfig(Strict):
+    """Plainly harmful requests (the safety head's ``harmful`` class), read in user turns."""
+
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="head probability; default: the head's own threshold"
+    )
+    action: SafetyAction = "block"
+
+
+class ScanConfig(Strict):
+    """How much of a request the learned detectors read. User turns are read in windows of
+    the encoder's token budget; tool results and system prompts, where an injected instruction
+    is a sentence among data, in short half-overlapping windows that it fills."""
+
+    max_windows: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="windows of user turns per request (the newest turn first); windows past "
+        "it are skipped and counted",
+    )
+    data_windows: int = Field(
+        16,
+        ge=0,
+        le=256,
+        description="short windows of tool results and system prompts per request (tool "
+        "results first, newest first); 0 reads none",
+    )
+    data_window_tokens: int = Field(48, ge=8, le=512, description="tokens per short window")
 
 
 def _known_keys(what: str, known: tuple[str, ...]):
@@ -323,9 +362,15 @@ class PiiConfig(Strict):
     )
 
 
+ModerationThresholds = Annotated[
+    dict[str, Annotated[float, Field(ge=0, le=1)]],
+    _known_keys("moderation categories", MODERATION_CATEGORIES),
+]
+
+
 class ModerationConfig(Strict):
-    threshold: float | None = Field(
-        None, ge=0, le=1, description="probability that flags a category; default: the head's"
+    thresholds: ModerationThresholds = Field(
+        {}, description="per-category probability that flags it; unset: the head's own"
     )
     action: SafetyAction = "flag"
     actions: ModerationActions = Field({}, description="per-category action overrides")
@@ -338,6 +383,7 @@ class TenantSafety(Strict):
     """Per-tenant overrides of the safety policy (unset fields keep the policy's value)."""
 
     jailbreak_action: SafetyAction | None = None
+    injection_action: SafetyAction | None = None
     harmful_action: SafetyAction | None = None
     pii: PiiActions = {}
     moderation_action: SafetyAction | None = None
@@ -345,7 +391,9 @@ class TenantSafety(Strict):
 
 class SafetyConfig(Strict):
     jailbreak: JailbreakConfig = JailbreakConfig()
+    injection: InjectionConfig = InjectionConfig()
     harmful: HarmfulConfig = HarmfulConfig()
+    scan: ScanConfig = ScanConfig()
     pii: PiiConfig
     moderation: ModerationConfig = ModerationConfig()
     safe_model: str | None = Field(None, description="the model route_safe sends requests to")
@@ -360,6 +408,9 @@ class SafetyConfig(Strict):
         jailbreak = self.jailbreak.model_copy(
             update={"action": override.jailbreak_action or self.jailbreak.action}
         )
+        injection = self.injection.model_copy(
+            update={"action": override.injection_action or self.injection.action}
+        )
         harmful = self.harmful.model_copy(
             update={"action": override.harmful_action or self.harmful.action}
         )
@@ -370,6 +421,7 @@ class SafetyConfig(Strict):
         return self.model_copy(
             update={
                 "jailbreak": jailbreak,
+                "injection": injection,
                 "harmful": harmful,
                 "pii": pii,
                 "moderation": moderation,
@@ -380,13 +432,23 @@ class SafetyConfig(Strict):
         """Every action this policy can take, tenants included."""
         found: list[SafetyAction] = [
             self.jailbreak.action,
+            self.injection.action,
             self.harmful.action,
             self.moderation.action,
             *self.moderation.actions.values(),
             *self.pii.entities.values(),
         ]
         for t in self.tenants.values():
-            found += [a for a in (t.jailbreak_action, t.harmful_action, t.moderation_action) if a]
+            found += [
+                a
+                for a in (
+                    t.jailbreak_action,
+                    t.injection_action,
+                    t.harmful_action,
+                    t.moderation_action,
+                )
+                if a
+            ]
             found += list(t.pii.values())
         return found
 
@@ -545,6 +607,7 @@ class DecisionSafety(Strict):
     """Per-decision safety actions; they may only tighten the verdict (never loosen it)."""
 
     jailbreak_action: SafetyAction | None = None
+    injection_action: SafetyAction | None = None
     harmful_action: SafetyAction | None = None
     moderation_action: SafetyAction | None = None
     pii: PiiActions = {}

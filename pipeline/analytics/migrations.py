@@ -466,6 +466,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"{ROLLUP_SELECT_V5}",
         ),
     ),
+    Migration(
+        6,
+        "safety: the injection detector's score and what fired (jailbreak, injection, harmful, "
+        "moderation:<category>, pii:<ENTITY>)",
+        (
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS injection_score Float32 DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS safety_triggers "
+            "Array(LowCardinality(String)) DEFAULT []",
+        ),
+    ),
 )
 
 LEDGER = """

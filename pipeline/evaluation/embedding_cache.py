@@ -59,6 +59,28 @@ class EmbeddingCache:
             self.save()
         return np.stack([self._vectors[k] for k in keys]).astype(np.float32)
 
+    def embed_ids(self, ids: list[list[int]], label: str = "windows") -> np.ndarray:
+        """float32 embeddings of windows of token ids (as :meth:`Encoder.windows` cuts them),
+        cached like texts under a key of the ids."""
+        texts = [" ".join(map(str, window)) for window in ids]
+        keys = [_key("ids:" + t) for t in texts]
+        missing = [j for j, k in enumerate(keys) if k not in self._vectors]
+        for start in range(0, len(missing), CHUNK):
+            chunk = missing[start : start + CHUNK]
+            vectors = self.encoder.encode_ids([ids[j] for j in chunk])
+            self._vectors.update(
+                (keys[j], v.astype(np.float16)) for j, v in zip(chunk, vectors, strict=True)
+            )
+            print(
+                f"\r  encoding {label}: {start + len(chunk)}/{len(missing)}",
+                end="",
+                file=sys.stderr,
+            )
+        if missing:
+            print(file=sys.stderr)
+            self.save()
+        return np.stack([self._vectors[k] for k in keys]).astype(np.float32)
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = np.array(list(self._vectors), dtype="S16")

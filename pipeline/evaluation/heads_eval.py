@@ -66,8 +66,8 @@ def evaluate_complexity(head: Head, task: Task, x: np.ndarray) -> dict:
 
 
 MODERATION_SOURCE = "openai_moderation"
-#: The jailbreak head's risk classes; each has its own threshold.
-RISK_CLASSES = ("jailbreak", "harmful")
+#: The safety head's risk classes; each is a detector with its own threshold.
+RISK_CLASSES = ("jailbreak", "injection", "harmful")
 
 
 def risk_flags(head: Head, x: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
@@ -76,18 +76,20 @@ def risk_flags(head: Head, x: np.ndarray, thresholds: dict[str, float]) -> np.nd
     return np.stack([probs[:, head.labels.index(c)] >= thresholds[c] for c in RISK_CLASSES], axis=1)
 
 
-def evaluate_jailbreak(
+def evaluate_safety_head(
     head: Head,
     task: Task,
     x: np.ndarray,
     thresholds: dict[str, float],
     also: np.ndarray | None = None,
 ) -> dict:
-    """Recall per attack source and false-positive rate per benign source, eval rows only.
+    """The head alone on each eval row's head+tail embedding (the model card's figure; the
+    shipped decision is ``wrp eval safety``'s): recall per attack source and false-positive
+    rate per benign source.
 
-    A row counts as flagged when either risk class fires (what the safety stage acts on);
-    ``as_own_class`` says how many attack rows fired on their own class. ``also`` (a flag per
-    row of the task) is OR-ed in: another detector run alongside the head.
+    A row counts as flagged when any risk class fires; ``as_own_class`` says how many attack
+    rows fired on their own class. ``also`` (a flag per row of the task) is OR-ed in: another
+    detector run alongside the head.
     """
     rows = task.rows("eval")
     per_class = risk_flags(head, x[rows], thresholds)

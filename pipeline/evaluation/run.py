@@ -6,18 +6,17 @@ import os
 
 from pipeline.evaluation import datasets
 from pipeline.evaluation.embedding_cache import EmbeddingCache
-from pipeline.evaluation.heads_eval import evaluate_jailbreak
 from pipeline.evaluation.pii_eval import evaluate_pii
+from pipeline.evaluation.safety_eval import evaluate_decision
 from pipeline.evaluation.tasks import TASKS
 from pipeline.models.encoder import load_encoder
 from pipeline.models.heads import load_trained
-from pipeline.models.training import evaluate, leave_one_source_out, train
+from pipeline.models.training import evaluate, train
 from pipeline.policy import load_policy
-from pipeline.safety.screener import Contrastive, head_thresholds
 from pipeline.settings import Settings
 
 SIGNAL_HEADS = ("domain", "complexity")
-SAFETY_HEADS = ("jailbreak", "moderation")
+SAFETY_HEADS = ("safety", "moderation")
 
 
 def _cache(settings: Settings) -> EmbeddingCache:
@@ -53,35 +52,12 @@ def eval_signals(settings: Settings) -> dict:
     return evaluate_heads(settings, SIGNAL_HEADS)
 
 
-def eval_contrastive(settings: Settings, cache: EmbeddingCache) -> dict | None:
-    """The jailbreak head OR the policy's contrastive check, as the safety stage runs them."""
-    config = load_policy(settings.policy).safety.jailbreak
-    if config.contrastive is None:
-        return None
-    task = TASKS["jailbreak"](datasets.data_dir())
-    head = load_trained("jailbreak", cache.encoder.name, cache.encoder.max_tokens)
-    x = cache.embed(task.texts, "jailbreak")
-    contrastive = Contrastive(config.contrastive, cache.encoder.encode)
-    thresholds = head_thresholds(head, load_policy(settings.policy).safety)
-    also = contrastive.score(x) >= contrastive.margin
-    report = evaluate_jailbreak(head, task, x, thresholds, also)
-    return {"model": f"{head.version} + contrastive margin {contrastive.margin}", **report}
-
-
-def eval_unseen_attacks(settings: Settings) -> dict:
-    """Jailbreak recall per attack source for heads trained without that source."""
-    cache = _cache(settings)
-    task = TASKS["jailbreak"](datasets.data_dir())
-    head = load_trained("jailbreak", cache.encoder.name, cache.encoder.max_tokens)
-    return leave_one_source_out(head, task, cache.embed(task.texts, "jailbreak"))
-
-
 def eval_safety(settings: Settings) -> dict:
+    """The heads alone (as their model cards report them), then the shipped decision end to end
+    (the screener with the configured policy) with leave-one-family-out recall, then PII."""
+    cache = _cache(settings)
     report = evaluate_heads(settings, SAFETY_HEADS)
-    report["jailbreak"]["unseen_source_recall"] = eval_unseen_attacks(settings)
-    combined = eval_contrastive(settings, _cache(settings))
-    if combined is not None:
-        report["jailbreak+contrastive"] = combined
+    report["decision"] = evaluate_decision(load_policy(settings.policy), cache)
     report["pii"] = evaluate_pii(datasets.data_dir() / "pii" / "presidio_synth_dataset_v2.json")
     return report
 
@@ -98,6 +74,34 @@ def _metric_table(what: str, metrics: dict[str, dict]) -> list[str]:
         "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
         for r in [header, *rows]
     ]
+
+
+def _decision_lines(section: dict) -> list[str]:
+    """The shipped decision: per source, blocked and noticed; unseen families; retries; AUROC."""
+    lines = []
+    for kind in ("attacks", "benign"):
+        for source, m in section[kind].items():
+            lines.append(
+                f"  {kind:<8} {source:<28} rows {m['rows']:>5}  blocked {m['blocked']:.3f}  "
+                f"any action {m['noticed']:.3f}"
+            )
+    for source, m in section["unseen_family"].items():
+        lines.append(
+            f"  family unseen in training: {source:<28} ({m['family']})  blocked "
+            f"{m['blocked']:.3f}  any action {m['noticed']:.3f}"
+        )
+    for source, m in section["benign_retry"].items():
+        lines.append(
+            f"  benign sent twice in a session: {source:<24} second send newly blocked "
+            f"{m['second_send_newly_blocked']}/{m['rows']}"
+        )
+    if "indirect_injection_auroc" in section:
+        m = section["indirect_injection_auroc"]
+        lines.append(
+            f"  indirect injection in tool results: AUROC {m['auroc']:.3f} "
+            f"({m['planted']} planted vs {m['clean']} clean)"
+        )
+    return lines
 
 
 def render(report: dict) -> str:
@@ -124,8 +128,8 @@ def render(report: dict) -> str:
                         f"  {title:<20} {source:<16} {m['rate']:.3f}  "
                         f"({m['flagged']}/{m['rows']}){own}"
                     )
-        for source, m in section.get("unseen_source_recall", {}).items():
-            lines.append(f"  recall, source unseen in training {source:<16} {m['rate']:.3f}")
+        if "unseen_family" in section:
+            lines += _decision_lines(section)
         for source, m in section.get("benign_flag_rate", {}).items():
             lines.append(f"  flagged on benign   {source:<16} {m['rate']:.3f}  ({m['rows']} rows)")
         if "categories" in section:

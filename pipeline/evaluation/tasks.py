@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.evaluation import augment
 from pipeline.evaluation import datasets as ds
 from pipeline.workload.labels import COMPLEXITY, DOMAINS, MODERATION_CATEGORIES
 
@@ -104,23 +105,62 @@ def complexity_task(root: Path) -> Task:
     )
 
 
-def jailbreak_task(root: Path) -> Task:
-    """Jailbreaks and harmful requests (two classes, kept apart) against benign prompts.
+#: The safety head's classes; each risk class is its own detector with its own threshold.
+SAFETY_LABELS = ["benign", "jailbreak", "injection", "harmful"]
+HARMFUL_SOURCES = ("advbench", "harmbench", "donotanswer")
+#: Benign requests wrapped in fiction framings or given junk suffixes (as negatives).
+WRAPPED_BENIGN = ("arena_hard", "mt_bench", "wildguard_benign")
+#: Benign documents instructions are planted in.
+DOCUMENTS = ("arena_hard", "mmlu_pro", "mitre_frr", "wildguard_benign")
 
-    MMLU-Pro's train rows are capped so it does not drown the other benign sources.
-    """
-    labels = ["benign", "jailbreak", "harmful"]
+
+def safety_rows(root: Path) -> dict[str, tuple[str, list[ds.Text]]]:
+    """Every source of the safety head: its class and its rows, augmented ones included."""
+    attacks, benign = ds.attack_sources(root), ds.benign_sources(root)
+    harmful = [r for s in HARMFUL_SOURCES for r in attacks[s]]
+    gentle = [r for s in WRAPPED_BENIGN for r in benign[s]]
+    documents = [r for s in DOCUMENTS for r in capped(benign[s], ds.BENIGN_TRAIN_CAP // 3)]
+    systems = {p: t for t, p in ds.injection_cases(root)}
+    sources: dict[str, tuple[str, list[ds.Text]]] = {
+        s: (ds.ATTACK_CLASSES[s], rows) for s, rows in attacks.items()
+    }
+    sources |= {s: ("benign", capped(rows, ds.BENIGN_TRAIN_CAP)) for s, rows in benign.items()}
+    sources["cse_system"] = (
+        "benign",
+        [ds.Text("cse_system", t.group, p) for p, t in systems.items()],
+    )
+    written = augment.written_injections()
+    planted = augment.planted(attacks["cse_direct"], documents) + augment.planted(
+        written, documents
+    )
+    for label, rows in (
+        ("jailbreak", augment.wrapped(harmful, unbound=True)),
+        ("benign", augment.wrapped(gentle, unbound=False)),
+        ("harmful", augment.suffixed(harmful)),
+        ("benign", augment.suffixed(gentle)),
+        ("jailbreak", written),
+        ("injection", [injected for injected, _ in planted]),
+        ("benign", [clean for _, clean in planted]),
+    ):
+        for row in rows:
+            sources.setdefault(row.source, (label, []))[1].append(row)
+    return sources
+
+
+def safety_task(root: Path) -> Task:
+    """Jailbreaks, prompt injections and harmful requests (classes kept apart) against benign
+    prompts, each by source. MMLU-Pro's train rows are capped so it does not drown the other
+    benign sources."""
+    labels = SAFETY_LABELS
     texts, targets, sources, splits = [], [], [], []
-    for groups in (ds.attack_sources(root), ds.benign_sources(root)):
-        for source, rows in groups.items():
-            label = labels.index(ds.ATTACK_CLASSES.get(source, "benign"))
-            for row in capped(rows, ds.BENIGN_TRAIN_CAP) if label == 0 else rows:
-                texts.append(row.text)
-                targets.append(label)
-                sources.append(source)
-                splits.append(row.split())
+    for source, (label, rows) in safety_rows(root).items():
+        for row in rows:
+            texts.append(row.text)
+            targets.append(labels.index(label))
+            sources.append(source)
+            splits.append(row.split())
     return Task(
-        name="jailbreak",
+        name="safety",
         kind="softmax",
         labels=labels,
         texts=texts,
@@ -165,6 +205,6 @@ def moderation_task(root: Path) -> Task:
 TASKS = {
     "domain": domain_task,
     "complexity": complexity_task,
-    "jailbreak": jailbreak_task,
+    "safety": safety_task,
     "moderation": moderation_task,
 }

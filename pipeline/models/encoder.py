@@ -138,6 +138,7 @@ class Encoder:
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self.dim = int(self.session.get_outputs()[0].shape[-1])
+        self._wrap = self._tokenizer.encode("").ids  # the special tokens around a text
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def _clip(self, text: str) -> str:
@@ -160,6 +161,33 @@ class Encoder:
             for enc, c, t in zip(encodings, clipped, texts, strict=True)
         ]
         return ids, counts
+
+    def windows(
+        self, text: str, limit: int, size: int | None = None, overlap: float = 0.25
+    ) -> tuple[list[list[int]], int]:
+        """Ids of the windows that cover ``text`` (``size`` tokens each, ``max_tokens`` unless
+        smaller, special tokens included; consecutive windows share ``overlap`` of their
+        tokens, so an instruction cut by one border is whole in the next), at most ``limit``
+        of them spread evenly from the first to the last; and how many windows were left out.
+        A text that fits is one window: at full size, the ids :meth:`token_ids` gives it."""
+        body = min(size or self.max_tokens, self.max_tokens) - len(self._wrap)
+        stride = max(1, round(body * (1 - overlap)))
+        keep = (limit + 1) * body * CHARS_PER_TOKEN_BOUND
+        clipped = text if len(text) <= keep else text[:keep]
+        ids = self._tokenizer.encode(clipped, add_special_tokens=False).ids
+        total = len(ids) if clipped is text else round(len(ids) * len(text) / len(clipped))
+        starts = list(range(0, max(1, len(ids) - body + stride), stride))
+        needed = max(1, -(-max(total - body, 0) // stride) + 1)
+        pieces = [ids[s : s + body] for s in starts]
+        if clipped is not text:  # a huge text: its head, and a window of its very end
+            end = text[-body * CHARS_PER_TOKEN_BOUND :]
+            tail = self._tokenizer.encode(end, add_special_tokens=False).ids[-body:]
+            pieces = [*pieces[: limit - 1], tail]
+        if len(pieces) > limit:
+            picks = np.linspace(0, len(pieces) - 1, limit).round().astype(int)
+            pieces = [pieces[i] for i in sorted(set(picks.tolist()))]
+        first, last = self._wrap[:1], self._wrap[1:]
+        return [first + p + last for p in pieces], needed - len(pieces)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encode_ids(self.token_ids(texts))

@@ -1,9 +1,10 @@
 """`wrp models train NAME`: fit a head on the train split, measure it on the eval split, and
 write ``trained/NAME.npz`` with a model card ``trained/NAME.md``.
 
-Thresholds are never chosen on eval rows: the jailbreak head's per-class thresholds and the
+Thresholds are never chosen on eval rows: the safety head's per-detector thresholds and the
 moderation head's per-category thresholds come from out-of-fold predictions on the train rows
-(3 folds, by a hash of the text).
+(3 folds, by a hash of the text). The safety head's are calibrated on what the screener acts
+on: the highest score over the encoder windows of a text.
 """
 
 from __future__ import annotations
@@ -21,24 +22,37 @@ from pipeline.evaluation import heads_eval
 from pipeline.evaluation.embedding_cache import EmbeddingCache
 from pipeline.evaluation.tasks import TASKS, Task
 from pipeline.models.heads import TRAINED_DIR, Head, balanced_weights, train_head
+from pipeline.policy import ScanConfig
+from pipeline.safety.scan import detector_scores
 
 #: Per head: hidden units (0 = linear), epochs, L2, class-balanced weights.
 HYPERPARAMETERS: dict[str, dict] = {
     "domain": {"hidden": 256, "epochs": 30, "l2": 1e-4, "balanced": False},
     "complexity": {"hidden": 0, "epochs": 100, "l2": 1e-4, "balanced": True},
-    "jailbreak": {"hidden": 256, "epochs": 40, "l2": 1e-4, "balanced": True},
+    "safety": {"hidden": 256, "epochs": 40, "l2": 1e-4, "balanced": True},
     "moderation": {"hidden": 0, "epochs": 200, "l2": 1e-3, "balanced": True},
 }
-#: The jailbreak threshold keeps out-of-fold false positives at or below this on every benign
-#: source of the train split.
-JAILBREAK_TARGET_FPR = 0.005
+#: The safety detectors' thresholds keep the out-of-fold share of benign texts on which any of
+#: them fires at or below this on every benign source of the train split; their watch levels (a
+#: suspicious turn, which counts toward a session's escalation) at or below ``WATCH_FPR``.
+SAFETY_TARGET_FPR = 0.01
+WATCH_FPR = 0.05
+#: Benign sources whose texts read like a tool's answer (quiz content, excerpts), on which the
+#: injection threshold is calibrated as read in a tool result.
+DOCUMENT_SOURCES = ("mmlu_pro", "excerpt:")
+#: Benign rows we made by appending junk tokens: they teach the head that junk alone is no
+#: attack, but no user sends them, so they do not set the operating point.
+SYNTHETIC = ("suffixed:",)
+#: How calibration texts are read: as the default policy's scan reads them.
+SCAN = ScanConfig()
 FOLDS = 3
 #: A benign source calibrates a threshold only with this many train rows: fewer cannot pin a
-#: 0.5% quantile (it would be the source's maximum). Smaller sources still train the head.
+#: 1% tail (it would be the source's maximum). Smaller sources still train the head.
 CALIBRATION_MIN_ROWS = 100
 
 
-def _fit(task: Task, x: np.ndarray, rows: np.ndarray) -> Head:
+def fit(task: Task, x: np.ndarray, rows: np.ndarray) -> Head:
+    """A head of ``task`` trained on ``rows`` with the shipped hyperparameters."""
     params = dict(HYPERPARAMETERS[task.name])
     balanced = params.pop("balanced")
     targets = task.targets[rows]
@@ -70,7 +84,7 @@ def out_of_fold(task: Task, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probs = np.zeros((len(train), len(task.labels)))
     for k in range(FOLDS):
         held = folds == k
-        head = _fit(task, x, train[~held])
+        head = fit(task, x, train[~held])
         probs[held] = head.predict(x[train[held]])
     return train, probs
 
@@ -91,22 +105,79 @@ def moderation_thresholds(task: Task, x: np.ndarray) -> dict[str, float]:
     return thresholds
 
 
-def jailbreak_thresholds(task: Task, x: np.ndarray) -> dict[str, float]:
-    """Per risk class, the lowest threshold whose out-of-fold false-positive rate on every
-    benign train source is within target (at least 0.5, at most 0.99)."""
-    train, probs = out_of_fold(task, x)
+def safety_thresholds(task: Task, x: np.ndarray, cache: EmbeddingCache) -> dict[str, dict]:
+    """Per detector, the lowest threshold (and watch level) whose out-of-fold false-positive
+    rate on every benign train source is within target, over the windows the screener reads;
+    injection also as read in a tool result, on benign texts that read like one.
+    Not clamped: a threshold near 1 says the head cannot separate that source at the target."""
+    train = task.rows("train")
+    folds = np.array([hash_fold(task, i) for i in train])
     sources = np.asarray(task.sources)[train]
     benign = task.targets[train] == 0
-    thresholds = {}
-    for risk in heads_eval.RISK_CLASSES:
-        scores = probs[:, task.labels.index(risk)]
-        threshold = 0.5
-        for source in set(sources[benign].tolist()):
-            mine = scores[benign & (sources == source)]
-            if len(mine) >= CALIBRATION_MIN_ROWS:
-                threshold = max(threshold, float(np.quantile(mine, 1 - JAILBREAK_TARGET_FPR)))
-        thresholds[risk] = round(min(threshold, 0.99), 4)
-    return thresholds
+    counts = {s: int(np.sum(benign & (sources == s))) for s in set(sources[benign].tolist())}
+    calibrating = benign & np.isin(
+        sources, [s for s, n in counts.items() if n >= CALIBRATION_MIN_ROWS]
+    )
+    rows = np.flatnonzero(calibrating)
+    documents = np.array([s.startswith(DOCUMENT_SOURCES) for s in sources])
+    heads = [fit(task, x, train[folds != k]) for k in range(FOLDS)]
+    # jailbreak, injection, harmful as read in a user turn (every benign source); injection as
+    # read in a tool result (benign text that reads like a document, not a request)
+    top = np.zeros((len(train), 4))
+    for columns, size, overlap, limit, mine in (
+        ([0, 1, 2], None, 0.25, SCAN.max_windows, rows),
+        ([3], SCAN.data_window_tokens, 0.5, SCAN.data_windows, rows[documents[rows]]),
+    ):
+        windows = {
+            r: cache.encoder.windows(task.texts[train[r]], limit, size, overlap)[0] for r in mine
+        }
+        whole = size is None  # a text that fits one full window is read as its embedding in x
+        longer = [w for ws in windows.values() if not whole or len(ws) > 1 for w in ws]
+        encoded = iter(cache.embed_ids(longer, "calibration windows") if longer else [])
+        vectors = np.stack(
+            [
+                x[train[r]] if whole and len(ws) == 1 else next(encoded)
+                for r, ws in windows.items()
+                for _ in ws
+            ]
+        )
+        for k, head in enumerate(heads):
+            scores = detector_scores(head.predict(vectors), task.labels)
+            at = 0
+            for r, ws in windows.items():
+                if folds[r] == k:
+                    top[r, columns] = scores[at : at + len(ws), columns].max(axis=0)
+                at += len(ws)
+    as_user = [top[calibrating & (sources == s), :3] for s in counts if not s.startswith(SYNTHETIC)]
+    as_tool = [top[calibrating & documents & (sources == s), 3:] for s in counts]
+
+    def levels(fpr: float) -> dict[str, float]:
+        """A text arrives as a user turn or as a tool result: a budget for each reading."""
+        jailbreak, injection, harmful = joint_levels(as_user, fpr)
+        (in_tool,) = joint_levels(as_tool, fpr)
+        return {"jailbreak": jailbreak, "injection": max(injection, in_tool), "harmful": harmful}
+
+    return {"thresholds": levels(SAFETY_TARGET_FPR), "watch_thresholds": levels(WATCH_FPR)}
+
+
+def joint_levels(per_source: list[np.ndarray], target: float) -> list[float]:
+    """Per column (detector reading) the threshold at one common tail share ``q`` of every
+    source's scores, with ``q`` the largest on a fine grid for which the share of texts on
+    which *any* column fires stays within ``target`` on every source (one false-positive
+    budget for all)."""
+    sources = [s for s in per_source if len(s)]
+    columns = range(sources[0].shape[1])
+    best = None
+    for q in np.arange(0.0005, target + 1e-9, 0.0005):
+        levels = np.array(
+            [max(0.5, *(float(np.quantile(s[:, c], 1 - q)) for s in sources)) for c in columns]
+        )
+        if max(float((s >= levels).any(axis=1).mean()) for s in sources) > target:
+            break
+        best = levels
+    if best is None:  # even the strictest grid point exceeds the budget: the sources' maxima
+        best = np.array([max(0.5, *(float(s[:, c].max()) for s in sources)) for c in columns])
+    return [round(float(t), 6) for t in best]
 
 
 def hash_fold(task: Task, row: int) -> int:
@@ -117,8 +188,8 @@ def hash_fold(task: Task, row: int) -> int:
 def evaluate(head: Head, task: Task, x: np.ndarray) -> dict:
     if task.name == "complexity":
         return heads_eval.evaluate_complexity(head, task, x)
-    if task.name == "jailbreak":
-        return heads_eval.evaluate_jailbreak(head, task, x, head.meta["thresholds"])
+    if task.name == "safety":
+        return heads_eval.evaluate_safety_head(head, task, x, head.meta["thresholds"])
     if task.name == "moderation":
         return heads_eval.evaluate_moderation(head, task, x, head.meta["thresholds"])
     return heads_eval.evaluate_softmax(head, task, x)
@@ -134,10 +205,10 @@ def train(name: str, root: Path, cache: EmbeddingCache, out_dir: Path = TRAINED_
         f"[{name}] {len(train_rows)} train rows, {len(task.rows('eval'))} eval rows; fitting",
         file=sys.stderr,
     )
-    head = _fit(task, x, train_rows)
+    head = fit(task, x, train_rows)
     meta = {k: v for k, v in task.meta.items() if k not in ("strong_accuracy", "weak_accuracy")}
-    if name == "jailbreak":
-        meta["thresholds"] = jailbreak_thresholds(task, x)
+    if name == "safety":
+        meta |= safety_thresholds(task, x, cache)
     if name == "moderation":
         meta["thresholds"] = moderation_thresholds(task, x)
     head.meta = {
@@ -159,6 +230,23 @@ def train(name: str, root: Path, cache: EmbeddingCache, out_dir: Path = TRAINED_
     return head
 
 
+def operating_point(head: Head) -> str:
+    """The safety head's thresholds and how they were chosen (other heads: nothing)."""
+    if "watch_thresholds" not in head.meta:
+        return ""
+    return (
+        f"- **Operating point**: thresholds {head.meta['thresholds']} keep the out-of-fold share "
+        f"of benign texts on which any detector fires at or below {SAFETY_TARGET_FPR:.0%} on "
+        f"every benign train source of {CALIBRATION_MIN_ROWS}+ rows, read as the screener "
+        "reads them (jailbreak and harmful over user-turn windows, injection over short "
+        "tool-result windows as injection + jailbreak probability); watch levels "
+        f"{head.meta['watch_thresholds']} at {WATCH_FPR:.0%} (a suspicious turn). Not clamped.\n"
+        "- **Metrics below**: the head alone on each eval row's head+tail embedding, as a "
+        "user turn; the shipped decision (every window, every detector, PII, moderation, "
+        "sessions) and leave-one-family-out recall are `wrp eval safety`'s.\n"
+    )
+
+
 def model_card(head: Head, task: Task, metrics: dict) -> str:
     sources = sorted(set(task.sources))
     counts = {
@@ -175,7 +263,7 @@ def model_card(head: Head, task: Task, metrics: dict) -> str:
         if layers["hidden"]
         else f"{dim} -> {len(head.labels)}"
     )
-    evaluated_by = "safety" if head.name in ("jailbreak", "moderation") else "signals"
+    evaluated_by = "safety" if head.name in ("safety", "moderation") else "signals"
     labels = ", ".join(head.labels)
     return f"""# Model card: {head.name} head ({head.version})
 
@@ -186,27 +274,10 @@ def model_card(head: Head, task: Task, metrics: dict) -> str:
   rows per source: train {counts["train"]}, eval {counts["eval"]}. Nothing was tuned on eval rows.
 - **Training**: mini-batch Adam, cross-entropy, {json.dumps(layers)}.
 - **Reproduce**: `wrp models train {head.name}` (metrics: `wrp eval {evaluated_by}`).
-
+{operating_point(head)}
 ## Metrics on the eval split
 
 ```json
 {json.dumps(metrics, indent=2)}
 ```
 """
-
-
-def leave_one_source_out(head: Head, task: Task, x: np.ndarray) -> dict[str, dict]:
-    """Recall on each attack source's eval rows by a head trained without that source at all
-    (every other train row kept), at ``head``'s thresholds: how well detection generalises to
-    an attack family it has never seen."""
-    sources = np.asarray(task.sources)
-    train, held_out = task.rows("train"), task.rows("eval")
-    report = {}
-    for source in sorted({s for s, t in zip(task.sources, task.targets, strict=True) if t}):
-        rows = held_out[sources[held_out] == source]
-        if not len(rows):
-            continue
-        blind = _fit(task, x, train[sources[train] != source])
-        fired = heads_eval.risk_flags(blind, x[rows], head.meta["thresholds"]).any(axis=1)
-        report[source] = {"rows": len(rows), "rate": round(float(fired.mean()), 4)}
-    return report

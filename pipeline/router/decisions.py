@@ -17,6 +17,8 @@ def rule_values(envelope: Envelope) -> dict[str, Any]:
     )
     values.update(
         jailbreak_score=safety.jailbreak_score,
+        injection_score=safety.injection_score,
+        harmful_score=safety.harmful_score,
         session_risk=safety.session_risk,
         pii_found=bool(safety.pii),
         moderation_flagged=bool(safety.categories),

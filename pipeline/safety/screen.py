@@ -6,7 +6,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from pipeline.envelope import ChatRequest, PiiFinding, Safety, SafetyAction
+from pipeline.envelope import (
+    ChatRequest,
+    PiiFinding,
+    Safety,
+    SafetyAction,
+    SafetyHit,
+    SafetyScan,
+)
 from pipeline.policy import DecisionSafety, SafetyConfig
 from pipeline.safety.pii import PiiSpan, find_pii, redact
 
@@ -23,14 +30,17 @@ SEVERITY: dict[SafetyAction, int] = {
 class Scores:
     """What the learned detectors said about one request."""
 
-    jailbreak: float
-    harmful: float
-    thresholds: dict[str, float]  # per risk class of the jailbreak head
+    hits: dict[str, SafetyHit]  # per detector (jailbreak, injection, harmful): its top window
     contrastive: float | None
     contrastive_margin: float | None
-    session_risk: float
+    session_turns: int  # distinct suspicious turns of the session, this one included
     moderation: dict[str, float]
     moderation_thresholds: dict[str, float]
+    scan: SafetyScan
+
+    def score(self, detector: str) -> float:
+        hit = self.hits.get(detector)
+        return hit.score if hit else 0.0
 
 
 def find_request_pii(body: ChatRequest, entities: list[str]) -> list[PiiFinding]:
@@ -77,24 +87,20 @@ def verdict(
         triggers.append(trigger)
 
     jb = config.jailbreak
-    if scores.jailbreak >= scores.thresholds["jailbreak"]:
-        act(
-            jb.action,
-            f"jailbreak score {scores.jailbreak:.2f} >= {scores.thresholds['jailbreak']}",
-            "jailbreak",
-        )
-    if scores.harmful >= scores.thresholds["harmful"]:
-        act(
-            config.harmful.action,
-            f"harmful-request score {scores.harmful:.2f} >= {scores.thresholds['harmful']}",
-            "harmful",
-        )
+    for hit in scores.hits.values():
+        if hit.fired:
+            act(
+                getattr(config, hit.detector).action,
+                f"{hit.detector} score {hit.score:.2f} >= {hit.threshold} in message "
+                f"{hit.message_index} ({hit.role}), window {hit.window}",
+                hit.detector,
+            )
     if scores.contrastive is not None and scores.contrastive >= (scores.contrastive_margin or 0):
         act(jb.action, f"closer to attack examples by {scores.contrastive:.2f}", "jailbreak")
-    if scores.session_risk >= jb.session_threshold:
+    if scores.session_turns >= jb.session_turns:
         act(
             jb.action,
-            f"session risk {scores.session_risk:.2f} >= {jb.session_threshold}",
+            f"{scores.session_turns} distinct suspicious turns in this session",
             "jailbreak",
         )
     categories = sorted(
@@ -114,10 +120,13 @@ def verdict(
     return Safety(
         action=action,
         redacted=redacted,
-        jailbreak_score=round(scores.jailbreak, 4),
-        harmful_score=round(scores.harmful, 4),
+        jailbreak_score=round(scores.score("jailbreak"), 4),
+        injection_score=round(scores.score("injection"), 4),
+        harmful_score=round(scores.score("harmful"), 4),
+        hits=list(scores.hits.values()),
+        scan=scores.scan,
         contrastive_score=None if scores.contrastive is None else round(scores.contrastive, 4),
-        session_risk=round(scores.session_risk, 4),
+        session_risk=round(scores.session_turns / config.jailbreak.session_turns, 4),
         moderation={c: round(p, 4) for c, p in scores.moderation.items()},
         categories=categories,
         pii=findings,
@@ -135,6 +144,7 @@ def tighten(safety: Safety, override: DecisionSafety) -> tuple[SafetyAction, lis
         kind, _, name = trigger.partition(":")
         action = {
             "jailbreak": override.jailbreak_action,
+            "injection": override.injection_action,
             "harmful": override.harmful_action,
             "moderation": override.moderation_action,
             "pii": override.pii.get(name),

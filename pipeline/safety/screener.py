@@ -1,32 +1,49 @@
-"""Safety for a batch of requests: trained heads on the shared embedding, contrastive examples,
-per-session risk, PII and moderation, turned into verdicts by the tenant's policy.
+"""Safety for a batch of requests: the trained safety and moderation heads over every window the
+scan plan reads, contrastive examples, per-session escalation, PII, turned into verdicts by the
+tenant's policy.
 
-Used by the safety stage and by ``wrp bench classify`` (same code, no broker).
+Used by the safety stage, ``wrp eval safety`` and ``wrp bench classify`` (same code, no broker).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.envelope import Envelope, Safety
+from pipeline.envelope import Envelope, Safety, SafetyHit, SafetyScan
+from pipeline.models.encoder import Encoder
 from pipeline.models.heads import Head, load_trained
 from pipeline.policy import ContrastiveConfig, Policy, SafetyConfig
+from pipeline.safety.scan import (
+    DETECTORS,
+    IN_TOOL,
+    ROLE_DETECTORS,
+    TOOL_ROLES,
+    Plan,
+    Window,
+    detector_scores,
+    plan,
+)
 from pipeline.safety.screen import Scores, verdict
 from pipeline.sessions import SessionMemory
 
+#: Windows whose scores are remembered (system prompts and earlier turns come back each turn).
+REMEMBERED_WINDOWS = 8192
+#: Columns of detector scores at the start of a window's row (see ``detector_scores``).
+SCORE_COLUMNS = 4
+#: Distinct suspicious turns remembered per session.
+SESSION_TURNS_KEPT = 32
+
 
 def head_thresholds(head: Head, config: SafetyConfig) -> dict[str, float]:
-    """Per risk class: the policy's threshold when set, else the one the head was trained with."""
+    """Per detector: the policy's threshold when set, else the one the head was trained with."""
     trained = head.meta["thresholds"]
     return {
-        "jailbreak": trained["jailbreak"]
-        if config.jailbreak.threshold is None
-        else config.jailbreak.threshold,
-        "harmful": trained["harmful"]
-        if config.harmful.threshold is None
-        else config.harmful.threshold,
+        d: trained[d] if getattr(config, d).threshold is None else getattr(config, d).threshold
+        for d in DETECTORS
     }
 
 
@@ -43,76 +60,153 @@ class Contrastive:
 
 
 class Screener:
-    def __init__(
-        self,
-        policy: Policy,
-        encoder_name: str,
-        max_tokens: int,
-        embed: Callable[[list[str]], np.ndarray] | None = None,
-    ) -> None:
-        """``embed`` encodes the policy's contrastive examples; needed only when it has some."""
+    def __init__(self, policy: Policy, encoder: Encoder | None, head: Head | None = None) -> None:
+        """``encoder`` None: the learned detectors are off and PII patterns alone act.
+        ``head`` replaces the committed safety head (evaluation of heads trained otherwise)."""
         self.policy = policy
-        self.jailbreak = load_trained("jailbreak", encoder_name, max_tokens)
-        self.moderation = load_trained("moderation", encoder_name, max_tokens)
-        self.thresholds = head_thresholds(self.jailbreak, policy.safety)
-        configured = policy.safety.moderation.threshold
-        self.moderation_thresholds: dict[str, float] = (
-            dict.fromkeys(self.moderation.labels, configured)
-            if configured is not None
-            else self.moderation.meta["thresholds"]
+        self.encoder = encoder
+        self.sessions: SessionMemory[tuple[bytes, ...]] = SessionMemory(
+            policy.signals.session_ttl_s
         )
-        self._classes = {
-            c: self.jailbreak.labels.index(c) for c in ("benign", "jailbreak", "harmful")
-        }
-        config = policy.safety.jailbreak
-        self.risk: SessionMemory[float] = SessionMemory(policy.signals.session_ttl_s)
         self._tenant_configs: dict[str, SafetyConfig] = {}
-        self.versions = {"jailbreak": self.jailbreak.version, "moderation": self.moderation.version}
+        self._remembered: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.versions: dict[str, str] = {}
         self.contrastive: Contrastive | None = None
-        if config.contrastive:
-            if embed is None:
-                raise ValueError(
-                    "the policy has contrastive examples: give an encoder to embed them"
-                )
-            self.contrastive = Contrastive(config.contrastive, embed)
-            self.versions["contrastive"] = f"examples@{len(config.contrastive.attack)}"
+        if encoder is None:
+            return
+        self.head = head or load_trained("safety", encoder.name, encoder.max_tokens)
+        self.moderation = load_trained("moderation", encoder.name, encoder.max_tokens)
+        self.thresholds = head_thresholds(self.head, policy.safety)
+        self.watch: dict[str, float] = self.head.meta["watch_thresholds"]
+        self.moderation_thresholds: dict[str, float] = {
+            **self.moderation.meta["thresholds"],
+            **policy.safety.moderation.thresholds,
+        }
+        self.versions = {"safety": self.head.version, "moderation": self.moderation.version}
+        config = policy.safety.jailbreak.contrastive
+        if config:
+            self.contrastive = Contrastive(config, encoder.encode)
+            self.versions["contrastive"] = f"examples@{len(config.attack)}"
 
     def screen(self, envelopes: list[Envelope]) -> list[Safety]:
         """A verdict per envelope; each must carry signals. Without an embedding (learned
-        signals off) the learned detectors see nothing and only PII patterns act."""
-        if not envelopes:
-            return []
-        embedded = [i for i, env in enumerate(envelopes) if env.signals and env.signals.embedding]
-        benign = self._classes["benign"]
-        risk = np.zeros((len(envelopes), len(self.jailbreak.labels)))
-        risk[:, benign] = 1.0
-        moderation = np.zeros((len(envelopes), len(self.moderation.labels)))
-        contrast = None
-        if embedded:
-            x = np.stack([envelopes[i].signals.embedding_vector() for i in embedded])  # type: ignore[union-attr]
-            risk[embedded] = self.jailbreak.predict(x)
-            moderation[embedded] = self.moderation.predict(x)
-            if self.contrastive:
-                contrast = np.zeros(len(envelopes))
-                contrast[embedded] = self.contrastive.score(x)
+        signals off) the learned detectors read nothing and only PII patterns act."""
+        learned = [
+            i
+            for i, env in enumerate(envelopes)
+            if self.encoder is not None and env.signals and env.signals.embedding
+        ]
+        plans = {i: self._plan(envelopes[i]) for i in learned}
+        scored = self._score_windows(envelopes, plans)
         verdicts = []
         for i, env in enumerate(envelopes):
             body = env.request.body
             assert body is not None
             config = self.config_for(env.request.tenant)
-            turn_risk = 1.0 - float(risk[i, self._classes["benign"]])
-            scores = Scores(
-                jailbreak=float(risk[i, self._classes["jailbreak"]]),
-                harmful=float(risk[i, self._classes["harmful"]]),
-                thresholds=self.thresholds,
-                contrastive=None if contrast is None or i not in embedded else float(contrast[i]),
-                contrastive_margin=self.contrastive.margin if self.contrastive else None,
-                session_risk=self._session_risk(env.request.session_scope, turn_risk),
-                moderation=dict(zip(self.moderation.labels, moderation[i].tolist(), strict=True)),
-                moderation_thresholds=self.moderation_thresholds,
+            scores = (
+                self._scores(env, plans[i], scored[i])
+                if i in plans
+                else Scores({}, None, None, 0, {}, {}, SafetyScan())
             )
             verdicts.append(verdict(body, scores, config, self.versions))
         return verdicts
+
+    def _plan(self, env: Envelope) -> Plan:
+        assert self.encoder is not None and env.request.body is not None
+        return plan(env.request.body, self.encoder.windows, self.policy.safety.scan)
+
+    def _score_windows(
+        self, envelopes: list[Envelope], plans: dict[int, Plan]
+    ) -> dict[int, tuple[np.ndarray, int]]:
+        """Per envelope: a row per planned window (detector scores, moderation probabilities,
+        contrastive score), and how many rows were remembered."""
+        keys = {i: [_key(w) for w in p.windows] for i, p in plans.items()}
+        fresh: dict[bytes, list[int] | np.ndarray] = {}
+        for i, p in plans.items():
+            for key, window in zip(keys[i], p.windows, strict=True):
+                if key in self._remembered or key in fresh:
+                    continue
+                routing = envelopes[i].signals
+                fresh[key] = (
+                    routing.embedding_vector() if window.routing and routing else window.ids
+                )
+        if fresh:
+            known = {k: v for k, v in fresh.items() if isinstance(v, np.ndarray)}
+            to_encode = [k for k in fresh if k not in known]
+            assert self.encoder is not None
+            encoded = self.encoder.encode_ids([fresh[k] for k in to_encode])  # type: ignore[misc]
+            vectors = dict(zip(to_encode, encoded, strict=True)) | known
+            order = list(fresh)
+            rows = self._rows(np.stack([vectors[k] for k in order]))
+            for key, row in zip(order, rows, strict=True):
+                self._remember(key, row)
+        out = {}
+        for i in plans:
+            remembered = sum(1 for k in keys[i] if k not in fresh)
+            out[i] = (np.stack([self._remembered[k] for k in keys[i]]), remembered)
+        return out
+
+    def _rows(self, x: np.ndarray) -> np.ndarray:
+        parts = [
+            detector_scores(self.head.predict(x), self.head.labels),
+            self.moderation.predict(x),
+        ]
+        if self.contrastive:
+            parts.append(self.contrastive.score(x)[:, None])
+        return np.concatenate(parts, axis=1)
+
+    def _remember(self, key: bytes, row: np.ndarray) -> None:
+        self._remembered[key] = row
+        self._remembered.move_to_end(key)
+        while len(self._remembered) > REMEMBERED_WINDOWS:
+            self._remembered.popitem(last=False)
+
+    def _scores(self, env: Envelope, p: Plan, scored: tuple[np.ndarray, int]) -> Scores:
+        rows, remembered = scored
+        hits: dict[str, SafetyHit] = {}
+        for d, detector in enumerate(DETECTORS):
+            readers = [j for j, w in enumerate(p.windows) if detector in ROLE_DETECTORS[w.role]]
+            if not readers:
+                continue
+            column = [
+                IN_TOOL.get(detector, d) if p.windows[j].role in TOOL_ROLES else d for j in readers
+            ]
+            at = max(range(len(readers)), key=lambda k: rows[readers[k], column[k]])
+            top = readers[at]
+            window: Window = p.windows[top]
+            score, threshold = float(rows[top, column[at]]), self.thresholds[detector]
+            hits[detector] = SafetyHit(
+                detector=detector,
+                score=round(score, 4),
+                threshold=threshold,
+                fired=score >= threshold,
+                message_index=window.message,
+                role=window.role,
+                window=window.index,
+            )
+        users = [j for j, w in enumerate(p.windows) if "harmful" in ROLE_DETECTORS[w.role]]
+        labels = self.moderation.labels
+        first = SCORE_COLUMNS
+        moderation = rows[users, first : first + len(labels)]
+        top_moderation = moderation.max(axis=0) if users else np.zeros(len(labels))
+        contrast = None
+        if self.contrastive and users:
+            contrast = float(rows[users, -1].max())
+        suspicious = any(h.score >= self.watch[h.detector] for h in hits.values())
+        return Scores(
+            hits=hits,
+            contrastive=contrast,
+            contrastive_margin=self.contrastive.margin if self.contrastive else None,
+            session_turns=self._session_turns(env, suspicious),
+            moderation=dict(zip(labels, top_moderation.tolist(), strict=True)),
+            moderation_thresholds=self.moderation_thresholds,
+            scan=SafetyScan(
+                messages=p.messages,
+                windows=len(p.windows),
+                skipped_windows=p.skipped,
+                cached_windows=remembered,
+            ),
+        )
 
     def config_for(self, tenant: str) -> SafetyConfig:
         """The tenant's effective safety policy, built once per tenant."""
@@ -121,11 +215,22 @@ class Screener:
             config = self._tenant_configs[tenant] = self.policy.safety.for_tenant(tenant)
         return config
 
-    def _session_risk(self, session: tuple[str, str] | None, score: float) -> float:
-        """EMA of the session's per-turn risk, 1 - P(benign) (0 before its first turn)."""
-        if session is None:
-            return 0.0
-        alpha = self.policy.safety.jailbreak.session_alpha
-        risk = alpha * score + (1 - alpha) * (self.risk.get(session) or 0.0)
-        self.risk.put(session, risk)
-        return risk
+    def _session_turns(self, env: Envelope, suspicious: bool) -> int:
+        """Distinct suspicious newest-user turns of the session, this one included, when this
+        turn is suspicious (else 0): a benign retry of the same text counts once."""
+        session = env.request.session_scope
+        if session is None or not suspicious:
+            return 0
+        body = env.request.body
+        assert body is not None
+        users = [m.text() for m in body.messages if m.role == "user"]
+        turn = hashlib.blake2b((users[-1] if users else "").encode(), digest_size=8).digest()
+        seen = self.sessions.get(session) or ()
+        if turn not in seen:
+            seen = (*seen, turn)[-SESSION_TURNS_KEPT:]
+            self.sessions.put(session, seen)
+        return len(seen)
+
+
+def _key(window: Window) -> bytes:
+    return hashlib.blake2b(np.asarray(window.ids, np.int32).tobytes(), digest_size=16).digest()

@@ -8,7 +8,7 @@ import time
 from pipeline.bus.catalog import SCREENED, SIGNALS
 from pipeline.bus.stage import Inbound, Outbound, Output, Stage
 from pipeline.envelope import Envelope, Result, now
-from pipeline.models.encoder import Encoder, locate_encoder
+from pipeline.models.encoder import load_encoder
 from pipeline.policy import load_policy
 from pipeline.safety.screen import redact_request, refusal_response, to_redact
 from pipeline.safety.screener import Screener
@@ -24,12 +24,12 @@ class SafetyStage(Stage):
 
     async def start(self) -> None:
         s = self.settings
-        policy = load_policy(s.policy)
-        files = locate_encoder(s.model_dir)
-        embed = None
-        if policy.safety.jailbreak.contrastive:  # the only thing this stage encodes itself
-            embed = Encoder(files, s.encoder_threads, s.encoder_max_tokens).encode
-        self.screener = Screener(policy, files.name, s.encoder_max_tokens, embed)
+        encoder = None
+        if s.learned_signals:  # reads windows the signals stage's embedding does not cover
+            encoder = load_encoder(
+                s.model_dir, s.encoder_threads, s.encoder_max_tokens, s.encoder_batch
+            )
+        self.screener = Screener(load_policy(s.policy), encoder)
 
     async def process(self, batch: list[Inbound]) -> list[Output]:
         started = now()

@@ -123,7 +123,7 @@ def test_with_learned_signals_off_only_structure_and_pii_patterns_act():
         {},
     )
     assert math.prompt_tokens > 10 and math.language == "en"
-    screener = Screener(policy, encoder.name, encoder.max_tokens, encoder.encode)
+    screener = Screener(policy, encoder)
     envelopes = [
         Envelope(request=r, signals=s) for r, s in zip(requests, (math, attack), strict=True)
     ]

@@ -322,11 +322,12 @@ class ScanConfig(Strict):
     is a sentence among data, in short half-overlapping windows that it fills."""
 
     max_windows: int = Field(
-        8,
-        ge=1,
+        2,
+        ge=0,
         le=64,
-        description="windows of user turns per request (the newest turn first); windows past "
-        "it are skipped and counted",
+        description="windows of user turns encoded per request besides the newest turn's head "
+        "and tail (routing's embedding, reused): the middle of a long turn, earlier turns; "
+        "windows past it are skipped and counted; 0 reads what routing reads",
     )
     data_windows: int = Field(
         16,

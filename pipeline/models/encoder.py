@@ -163,31 +163,57 @@ class Encoder:
         return ids, counts
 
     def windows(
-        self, text: str, limit: int, size: int | None = None, overlap: float = 0.25
+        self,
+        text: str,
+        limit: int,
+        size: int | None = None,
+        overlap: float = 0.25,
+        around_head_tail: bool = False,
     ) -> tuple[list[list[int]], int]:
         """Ids of the windows that cover ``text`` (``size`` tokens each, ``max_tokens`` unless
         smaller, special tokens included; consecutive windows share ``overlap`` of their
         tokens, so an instruction cut by one border is whole in the next), at most ``limit``
         of them spread evenly from the first to the last; and how many windows were left out.
-        A text that fits is one window: at full size, the ids :meth:`token_ids` gives it."""
+        A text that fits is one window: at full size, the ids :meth:`token_ids` gives it.
+
+        ``around_head_tail``: the first window is the head and tail :meth:`token_ids` keeps
+        (the embedding the signals stage already has), the others cover only the middle it
+        drops."""
         body = min(size or self.max_tokens, self.max_tokens) - len(self._wrap)
         stride = max(1, round(body * (1 - overlap)))
         keep = (limit + 1) * body * CHARS_PER_TOKEN_BOUND
         clipped = text if len(text) <= keep else text[:keep]
         ids = self._tokenizer.encode(clipped, add_special_tokens=False).ids
         total = len(ids) if clipped is text else round(len(ids) * len(text) / len(clipped))
-        starts = list(range(0, max(1, len(ids) - body + stride), stride))
-        needed = max(1, -(-max(total - body, 0) // stride) + 1)
-        pieces = [ids[s : s + body] for s in starts]
+        first, last = self._wrap[:1], self._wrap[1:]
+        if around_head_tail and total > body:
+            head = (body + 1) // 2
+            middle = ids[head : len(ids) - (body - head)] if clipped is text else ids[head:]
+            rest = len(middle) if clipped is text else total - body
+            inner, left = self._cut(middle, body, stride, limit - 1, rest)
+            return [self.token_ids([text])[0], *(first + p + last for p in inner)], left
+        pieces, left = self._cut(ids, body, stride, limit, total)
         if clipped is not text:  # a huge text: its head, and a window of its very end
             end = text[-body * CHARS_PER_TOKEN_BOUND :]
             tail = self._tokenizer.encode(end, add_special_tokens=False).ids[-body:]
             pieces = [*pieces[: limit - 1], tail]
+        return [first + p + last for p in pieces], left
+
+    @staticmethod
+    def _cut(
+        ids: list[int], body: int, stride: int, limit: int, total: int
+    ) -> tuple[list[list[int]], int]:
+        """Windows of ``body`` ids every ``stride`` over ``ids`` (of a text of ``total``),
+        at most ``limit`` spread evenly; and how many were left out."""
+        if limit <= 0 or not ids:
+            return [], 0 if not ids else -(-max(total - body, 0) // stride) + 1
+        starts = range(0, max(1, len(ids) - body + stride), stride)
+        needed = max(1, -(-max(total - body, 0) // stride) + 1)
+        pieces = [ids[s : s + body] for s in starts]
         if len(pieces) > limit:
             picks = np.linspace(0, len(pieces) - 1, limit).round().astype(int)
             pieces = [pieces[i] for i in sorted(set(picks.tolist()))]
-        first, last = self._wrap[:1], self._wrap[1:]
-        return [first + p + last for p in pieces], needed - len(pieces)
+        return pieces, needed - len(pieces)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encode_ids(self.token_ids(texts))

@@ -125,20 +125,22 @@ def safety_thresholds(task: Task, x: np.ndarray, cache: EmbeddingCache) -> dict[
     # read in a tool result (benign text that reads like a document, not a request)
     top = np.zeros((len(train), 4))
     for columns, size, overlap, limit, mine in (
-        ([0, 1, 2], None, 0.25, SCAN.max_windows, rows),
+        ([0, 1, 2], None, 0.25, SCAN.max_windows + 1, rows),
         ([3], SCAN.data_window_tokens, 0.5, SCAN.data_windows, rows[documents[rows]]),
     ):
         windows = {
-            r: cache.encoder.windows(task.texts[train[r]], limit, size, overlap)[0] for r in mine
+            r: cache.encoder.windows(task.texts[train[r]], limit, size, overlap, size is None)[0]
+            for r in mine
         }
-        whole = size is None  # a text that fits one full window is read as its embedding in x
-        longer = [w for ws in windows.values() if not whole or len(ws) > 1 for w in ws]
-        encoded = iter(cache.embed_ids(longer, "calibration windows") if longer else [])
+        # as a user turn, a text's first window is its head and tail: its embedding in x
+        whole = size is None
+        rest = [w for ws in windows.values() for w in (ws[1:] if whole else ws)]
+        encoded = iter(cache.embed_ids(rest, "calibration windows") if rest else [])
         vectors = np.stack(
             [
-                x[train[r]] if whole and len(ws) == 1 else next(encoded)
+                x[train[r]] if whole and j == 0 else next(encoded)
                 for r, ws in windows.items()
-                for _ in ws
+                for j in range(len(ws))
             ]
         )
         for k, head in enumerate(heads):

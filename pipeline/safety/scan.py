@@ -6,7 +6,9 @@ harmful request, carry an injection (a pasted document) or need moderation; a to
 retrieved passage or a system prompt can carry injected instructions. Assistant turns are the
 model's own words and are not read.
 
-User turns are read in windows of the encoder's token budget. Tool results and system prompts
+User turns are read in windows of the encoder's token budget; the newest one's first window is
+the head and tail the signals stage already embedded, the others read the middle it drops.
+Tool results and system prompts
 are read in short half-overlapping windows: an injected instruction is a sentence among data,
 and a window it fills scores it as the instruction it is, where a long window's mean embedding
 drowns it. Each kind has its budget of windows per request, spent in reading order (newest user
@@ -43,9 +45,9 @@ TOOL_ROLES = ("tool",)
 #: Roles in the order the budget reaches them (the newest user turn comes before all).
 PRIORITY = {"tool": 0, "system": 1, "developer": 1, "user": 2}
 
-#: text, limit, window size (None: the encoder's budget), overlap -> (ids of at most ``limit``
-#: windows, windows left out); :meth:`Encoder.windows`
-Windows = Callable[[str, int, int | None, float], tuple[list[list[int]], int]]
+#: text, limit, window size (None: the encoder's budget), overlap, around head and tail ->
+#: (ids of at most ``limit`` windows, windows left out); :meth:`Encoder.windows`
+Windows = Callable[[str, int, int | None, float, bool], tuple[list[list[int]], int]]
 
 
 def detector_scores(probs: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -112,15 +114,18 @@ def plan(body: ChatRequest, windows: Windows, config: ScanConfig) -> Plan:
     order = reading_order(body)
     routing = routing_text(body)
     data = [i for i in order if body.messages[i].role in DATA_ROLES]
+    # the newest user turn is the routing text: its first window is the head and tail the
+    # signals stage embedded (reused), the others read the middle that drops
+    newest = next((i for i in order if body.messages[i].role == "user"), -1)
     short = config.data_window_tokens
     cuts = {
         False: {
-            i: windows(body.messages[i].text(), config.max_windows, None, 0.25)
+            i: windows(body.messages[i].text(), config.max_windows, None, 0.25, i == newest)
             for i in order
             if i not in data
         },
         True: {
-            i: windows(body.messages[i].text(), max(1, config.data_windows), short, 0.5)
+            i: windows(body.messages[i].text(), max(1, config.data_windows), short, 0.5, False)
             for i in data
         },
     }
@@ -128,7 +133,9 @@ def plan(body: ChatRequest, windows: Windows, config: ScanConfig) -> Plan:
     skipped = 0
     read = 0
     for in_data, cut in cuts.items():
-        given = _share(cut, config.data_windows if in_data else config.max_windows)
+        # the newest user turn's head and tail are reused from routing: that window is free
+        free = 1 if not in_data and newest in cut else 0
+        given = _share(cut, config.data_windows if in_data else config.max_windows + free)
         for i, (ids, left) in cut.items():
             skipped += len(ids) + left - given[i]
             if not given[i]:
@@ -136,6 +143,6 @@ def plan(body: ChatRequest, windows: Windows, config: ScanConfig) -> Plan:
             read += 1
             picks = np.linspace(0, len(ids) - 1, given[i]).round().astype(int).tolist()
             role, text = body.messages[i].role, body.messages[i].text()
-            whole = not in_data and len(ids) == 1 and not left and text == routing
-            chosen += [Window(i, role, p, ids[p], whole) for p in sorted(set(picks))]
+            reused = i == newest and text == routing
+            chosen += [Window(i, role, p, ids[p], reused and p == 0) for p in sorted(set(picks))]
     return Plan(chosen, messages=read, skipped=skipped)

@@ -141,7 +141,7 @@ def test_moderation_thresholds_are_the_heads_unless_the_policy_sets_a_category()
     assert Screener(POLICY, encoder).moderation_thresholds == trained
 
 
-def fake_windows(text: str, limit: int, size: int | None, overlap: float):
+def fake_windows(text: str, limit: int, size: int | None, overlap: float, around: bool):
     """One window per word (its length as the id) at full size, one per letter when short."""
     pieces = text.split() if size is None else list(text.replace(" ", ""))
     return [[len(p)] for p in pieces][:limit], max(0, len(pieces) - limit)
@@ -161,7 +161,7 @@ def test_the_scan_plan_reads_every_role_that_can_carry_instructions_within_its_b
     def read(p):
         return [(w.message, w.role) for w in p.windows]
 
-    tight = plan(body, fake_windows, ScanConfig(max_windows=2, data_windows=2))
+    tight = plan(body, fake_windows, ScanConfig(max_windows=1, data_windows=2))
     assert read(tight) == [(4, "user"), (1, "user"), (3, "tool"), (0, "system")]
     assert tight.messages == 4 and tight.skipped == (1 + 1) + (3 + 2)
     roomy = plan(body, fake_windows, ScanConfig(max_windows=64, data_windows=64))
@@ -169,8 +169,8 @@ def test_the_scan_plan_reads_every_role_that_can_carry_instructions_within_its_b
     assert all(w.message != 2 for w in roomy.windows)
     blind = plan(body, fake_windows, ScanConfig(max_windows=64, data_windows=0))
     assert {w.role for w in blind.windows} == {"user"} and blind.skipped == 4 + 3
-    assert plan(user("hello"), fake_windows, ScanConfig()).windows[0].routing
-    assert not tight.windows[0].routing  # two windows: not the routing embedding
+    # the newest user turn's first window is what routing embedded; nothing else is
+    assert [w.routing for w in roomy.windows] == [True] + [False] * 10
 
 
 def test_encoder_windows_cover_a_long_text_and_a_short_one_is_its_routing_ids():
@@ -187,6 +187,11 @@ def test_encoder_windows_cover_a_long_text_and_a_short_one_is_its_routing_ids():
         few, skipped = encoder.windows(long, 2, size, overlap)
         assert len(few) == 2 and skipped == len(windows) - 2
         assert few[0] == windows[0] and few[-1] == windows[-1]  # the start and the end are read
+    routed, left = encoder.windows(long, 64, around_head_tail=True)
+    assert routed[0] == encoder.token_ids([long])[0] and left == 0  # what routing embedded
+    middle = {t for w in routed[1:] for t in w[1:-1]}
+    assert set(every) - set(routed[0]) <= middle  # the rest read all it drops
+    assert encoder.windows(long, 1, around_head_tail=True)[0] == [routed[0]]
 
 
 def test_an_injection_in_a_tool_result_is_read_and_named():

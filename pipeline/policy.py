@@ -322,7 +322,7 @@ class ScanConfig(Strict):
     is a sentence among data, in short half-overlapping windows that it fills."""
 
     max_windows: int = Field(
-        2,
+        0,
         ge=0,
         le=64,
         description="windows of user turns encoded per request besides the newest turn's head "

@@ -36,43 +36,30 @@ class EmbeddingCache:
 
     def embed(self, texts: list[str], label: str = "texts") -> np.ndarray:
         """float32 embeddings of ``texts``, encoding only the ones not cached yet."""
-        keys = [_key(t) for t in texts]
+        return self._embed([_key(t) for t in texts], texts, self.encoder.encode, label)
+
+    def embed_ids(self, ids: list[list[int]], label: str = "windows") -> np.ndarray:
+        """float32 embeddings of windows of token ids (as :meth:`Encoder.windows` cuts them),
+        cached like texts under a key of the ids."""
+        keys = [_key("ids:" + " ".join(map(str, window))) for window in ids]
+        return self._embed(keys, ids, self.encoder.encode_ids, label)
+
+    def _embed(self, keys: list[bytes], items: list, encode, label: str) -> np.ndarray:
+        """The cached vector of each key, encoding (``encode``) the items whose keys are new."""
         missing = sorted(
-            {k: t for k, t in zip(keys, texts, strict=True) if k not in self._vectors}.items()
+            {k: item for k, item in zip(keys, items, strict=True) if k not in self._vectors}.items()
         )
         started = time.perf_counter()
         for i in range(0, len(missing), CHUNK):
             chunk = missing[i : i + CHUNK]
-            vectors = self.encoder.encode([t for _, t in chunk])
+            vectors = encode([item for _, item in chunk])
             self._vectors.update(
                 (k, v.astype(np.float16)) for (k, _), v in zip(chunk, vectors, strict=True)
             )
             done = min(i + CHUNK, len(missing))
             rate = done / (time.perf_counter() - started)
             print(
-                f"\r  encoding {label}: {done}/{len(missing)} ({rate:.0f} texts/s)",
-                end="",
-                file=sys.stderr,
-            )
-        if missing:
-            print(file=sys.stderr)
-            self.save()
-        return np.stack([self._vectors[k] for k in keys]).astype(np.float32)
-
-    def embed_ids(self, ids: list[list[int]], label: str = "windows") -> np.ndarray:
-        """float32 embeddings of windows of token ids (as :meth:`Encoder.windows` cuts them),
-        cached like texts under a key of the ids."""
-        texts = [" ".join(map(str, window)) for window in ids]
-        keys = [_key("ids:" + t) for t in texts]
-        missing = [j for j, k in enumerate(keys) if k not in self._vectors]
-        for start in range(0, len(missing), CHUNK):
-            chunk = missing[start : start + CHUNK]
-            vectors = self.encoder.encode_ids([ids[j] for j in chunk])
-            self._vectors.update(
-                (keys[j], v.astype(np.float16)) for j, v in zip(chunk, vectors, strict=True)
-            )
-            print(
-                f"\r  encoding {label}: {start + len(chunk)}/{len(missing)}",
+                f"\r  encoding {label}: {done}/{len(missing)} ({rate:.0f}/s)",
                 end="",
                 file=sys.stderr,
             )

@@ -32,9 +32,15 @@ class Task:
     sources: list[str]
     splits: np.ndarray  # "train" / "eval" per row
     meta: dict
+    #: rows that must share a cross-validation fold (a prompt and its augmented variants);
+    #: None: each text is its own group
+    groups: list[str] | None = None
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.splits == split)
+
+    def group(self, row: int) -> str:
+        return self.texts[row] if self.groups is None else self.groups[row]
 
 
 def _tiers(frame) -> tuple[list[str], list[str]]:
@@ -152,13 +158,14 @@ def safety_task(root: Path) -> Task:
     prompts, each by source. MMLU-Pro's train rows are capped so it does not drown the other
     benign sources."""
     labels = SAFETY_LABELS
-    texts, targets, sources, splits = [], [], [], []
+    texts, targets, sources, splits, groups = [], [], [], [], []
     for source, (label, rows) in safety_rows(root).items():
         for row in rows:
             texts.append(row.text)
             targets.append(labels.index(label))
             sources.append(source)
             splits.append(row.split())
+            groups.append(f"{ds.family(source)}:{row.group}")
     return Task(
         name="safety",
         kind="softmax",
@@ -168,6 +175,7 @@ def safety_task(root: Path) -> Task:
         sources=sources,
         splits=np.array(splits),
         meta={},
+        groups=groups,  # a prompt and its framed, suffixed or planted variants share a fold
     )
 
 

@@ -181,17 +181,25 @@ class Encoder:
         drops."""
         body = min(size or self.max_tokens, self.max_tokens) - len(self._wrap)
         stride = max(1, round(body * (1 - overlap)))
+        if around_head_tail:  # one tokenizer pass over at most the clipped characters
+            clip = self._clip(text)
+            full = self._tokenizer.encode(clip).ids
+            routed = head_tail(full, self.max_tokens)
+            count = len(full) - len(self._wrap)
+            count = count if clip is text else round(count * len(text) / len(clip))
+            middle = max(count - body, 0)
+            if not middle or limit <= 1:  # the routing window alone: one tokenizer pass
+                return [routed], middle and -(-max(middle - body, 0) // stride) + 1
         keep = (limit + 1) * body * CHARS_PER_TOKEN_BOUND
         clipped = text if len(text) <= keep else text[:keep]
         ids = self._tokenizer.encode(clipped, add_special_tokens=False).ids
         total = len(ids) if clipped is text else round(len(ids) * len(text) / len(clipped))
         first, last = self._wrap[:1], self._wrap[1:]
-        if around_head_tail and total > body:
+        if around_head_tail:
             head = (body + 1) // 2
-            middle = ids[head : len(ids) - (body - head)] if clipped is text else ids[head:]
-            rest = len(middle) if clipped is text else total - body
-            inner, left = self._cut(middle, body, stride, limit - 1, rest)
-            return [self.token_ids([text])[0], *(first + p + last for p in inner)], left
+            inside = ids[head : len(ids) - (body - head)] if clipped is text else ids[head:]
+            inner, left = self._cut(inside, body, stride, limit - 1, middle)
+            return [routed, *(first + p + last for p in inner)], left
         pieces, left = self._cut(ids, body, stride, limit, total)
         if clipped is not text:  # a huge text: its head, and a window of its very end
             end = text[-body * CHARS_PER_TOKEN_BOUND :]

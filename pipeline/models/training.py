@@ -183,8 +183,9 @@ def joint_levels(per_source: list[np.ndarray], target: float) -> list[float]:
 
 
 def hash_fold(task: Task, row: int) -> int:
-    """Fold of a train row, from its text (deterministic)."""
-    return hashlib.sha256(task.texts[row].encode("utf-8", "replace")).digest()[0] % FOLDS
+    """Fold of a train row, from its group (deterministic): variants of one prompt share it,
+    or the out-of-fold scores of a prompt would come from a head that saw it reworded."""
+    return hashlib.sha256(task.group(row).encode("utf-8", "replace")).digest()[0] % FOLDS
 
 
 def evaluate(head: Head, task: Task, x: np.ndarray) -> dict:

@@ -120,7 +120,7 @@ def plan(body: ChatRequest, windows: Windows, config: ScanConfig) -> Plan:
     short = config.data_window_tokens
     cuts = {
         False: {
-            i: windows(body.messages[i].text(), config.max_windows, None, 0.25, i == newest)
+            i: windows(body.messages[i].text(), config.max_windows + 1, None, 0.25, i == newest)
             for i in order
             if i not in data
         },

@@ -192,6 +192,11 @@ def test_encoder_windows_cover_a_long_text_and_a_short_one_is_its_routing_ids():
     middle = {t for w in routed[1:] for t in w[1:-1]}
     assert set(every) - set(routed[0]) <= middle  # the rest read all it drops
     assert encoder.windows(long, 1, around_head_tail=True)[0] == [routed[0]]
+    scanned = plan(user(long), encoder.windows, ScanConfig(max_windows=2))
+    assert [w.routing for w in scanned.windows] == [True, False, False]  # 2 besides routing's
+    assert plan(user(long), encoder.windows, ScanConfig(max_windows=0)).windows == [
+        scanned.windows[0]
+    ]
 
 
 def test_an_injection_in_a_tool_result_is_read_and_named():

@@ -78,12 +78,22 @@ class Plan:
     skipped: int  # windows the budget left out
 
 
+#: Messages considered per request (system prompts, then the newest others): the budgets could
+#: not reach further ones in any case, and a request of thousands of turns must not cost a
+#: tokenizer pass per turn.
+MAX_MESSAGES = 64
+
+
 def reading_order(body: ChatRequest) -> list[int]:
     """Indices of the messages to read, in the order the budgets reach them: the newest user
     turn, tool results (newest first), system prompts, earlier user turns (newest first)."""
     readable = [
         i for i, m in enumerate(body.messages) if m.role in ROLE_DETECTORS and m.text().strip()
     ]
+    if len(readable) > MAX_MESSAGES:  # system prompts, and the newest of the rest
+        system = [i for i in readable if PRIORITY[body.messages[i].role] == 1][: MAX_MESSAGES // 4]
+        rest = [i for i in readable if i not in system]
+        readable = sorted(system + rest[len(system) - MAX_MESSAGES :])
     users = [i for i in readable if body.messages[i].role == "user"]
     newest = users[-1:] if users else []
     rest = sorted(
@@ -130,7 +140,10 @@ def plan(body: ChatRequest, windows: Windows, config: ScanConfig) -> Plan:
         },
     }
     chosen: list[Window] = []
-    skipped = 0
+    # messages past the newest MAX_MESSAGES count one skipped window each (at least)
+    skipped = sum(1 for m in body.messages if m.role in ROLE_DETECTORS and m.text().strip()) - len(
+        order
+    )
     read = 0
     for in_data, cut in cuts.items():
         # the newest user turn's head and tail are reused from routing: that window is free

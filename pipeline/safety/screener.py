@@ -143,8 +143,13 @@ class Screener:
         out = {}
         for i in plans:
             remembered = sum(1 for k in keys[i] if k not in fresh)
-            out[i] = (np.stack([self._remembered[k] for k in keys[i]]), remembered)
+            rows = [self._remembered[k] for k in keys[i]]
+            out[i] = (np.stack(rows) if rows else np.zeros((0, self._width())), remembered)
         return out
+
+    def _width(self) -> int:
+        """Columns of a window's row."""
+        return SCORE_COLUMNS + len(self.moderation.labels) + (1 if self.contrastive else 0)
 
     def _rows(self, x: np.ndarray) -> np.ndarray:
         parts = [

@@ -173,6 +173,21 @@ def test_the_scan_plan_reads_every_role_that_can_carry_instructions_within_its_b
     assert [w.routing for w in roomy.windows] == [True] + [False] * 10
 
 
+def test_nothing_to_read_and_thousands_of_turns_cost_nothing_special():
+    encoder = load_encoder()
+    empty = RequestSection(body=user(""))
+    (signals,) = SignalExtractor(POLICY, encoder).extract([empty])
+    (verdict_,) = Screener(POLICY, encoder).screen([Envelope(request=empty, signals=signals)])
+    assert verdict_.action == "allow" and verdict_.scan.windows == 0 and verdict_.hits == []
+    turns = [{"role": "system", "content": "be brief"}] + [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"}
+        for i in range(10_000)
+    ]
+    long = plan(ChatRequest(messages=turns), fake_windows, ScanConfig(max_windows=64))
+    assert {w.message for w in long.windows} >= {0, 9_999}  # the system prompt and the newest
+    assert long.skipped >= 5_000 - 64
+
+
 def test_encoder_windows_cover_a_long_text_and_a_short_one_is_its_routing_ids():
     encoder = load_encoder()
     assert encoder.windows("hello world", 8) == (encoder.token_ids(["hello world"]), 0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from pipeline.evaluation.datasets import Text
+from pipeline.evaluation.datasets import Text, family
 
 #: Fiction and role-play framings ({request} is the request), per split: the eval lists share
 #: none with the train lists. ``fiction`` framings are benign around a benign request;
@@ -130,7 +130,8 @@ EXCERPT_CHARS = 360
 def planted(instructions: list[Text], documents: list[Text]) -> list[tuple[Text, Text]]:
     """Each instruction planted at a sentence boundary inside an excerpt of a benign document of
     the same split (document picked by the instruction's text): pairs of the injected excerpt
-    (source ``planted:<instructions' source>``) and the clean one (``excerpt:<document's>``)."""
+    (source ``planted:<instructions' source>``) and the clean one (``excerpt:<document's>``),
+    both in the instruction's group (one cross-validation fold for the pair)."""
     by_split = {
         split: [d for d in documents if d.split() == split and len(d.text) > 80]
         for split in ("train", "eval")
@@ -149,7 +150,12 @@ def planted(instructions: list[Text], documents: list[Text]) -> list[tuple[Text,
         out.append(
             (
                 Text(f"planted:{row.source}", row.group, text, split),
-                Text(f"excerpt:{document.source}", f"{row.group}|{document.group}", excerpt, split),
+                Text(
+                    f"excerpt:{document.source}",
+                    f"{family(row.source)}:{row.group}",
+                    excerpt,
+                    split,
+                ),
             )
         )
     return out

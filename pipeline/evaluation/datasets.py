@@ -204,8 +204,7 @@ def _by_source(rows) -> dict[str, list[Text]]:
 
 
 def _cyberseceval(root: Path) -> list[dict]:
-    """CyberSecEval's prompt-injection cases, English and machine-translated; ``group`` is the
-    case id, so every translation of a case sits on the same side of the split."""
+    """CyberSecEval's prompt-injection cases, English and machine-translated."""
     base = "safety/cyberseceval/"
     cases = []
     for name in ("prompt_injection.json", "prompt_injection_multilingual_machine_translated.json"):
@@ -214,10 +213,17 @@ def _cyberseceval(root: Path) -> list[dict]:
 
 
 def injection_cases(root: Path) -> list[tuple[Text, str]]:
-    """CyberSecEval attacks (the user turn) with the system prompt each one attacks."""
+    """CyberSecEval attacks (the user turn) with the system prompt each one attacks. ``group``
+    is the technique (its variant, direct or indirect alike): the translated file numbers its
+    cases on its own, so a case id cannot keep a case and its translations on one side of the
+    split, but a technique does (and its eval rows are techniques the head never saw)."""
     return [
         (
-            Text(f"cse_{c['injection_type']}", f"case{c['prompt_id']}", c["user_input"]),
+            Text(
+                f"cse_{c['injection_type']}",
+                c["injection_variant"],
+                c["user_input"],
+            ),
             c["test_case_prompt"],
         )
         for c in _cyberseceval(root)

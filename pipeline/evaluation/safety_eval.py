@@ -2,8 +2,8 @@
 committed heads, on eval rows only, each arriving as it would at the gateway.
 
 - a prompt arrives as one user turn; a CyberSecEval case as the system prompt it attacks and
-  the attacking user turn; a planted injection (and its clean excerpt) as a tool result after a
-  user's "summarise the search result";
+  the attacking user turn; a benign system prompt before a greeting; a planted injection (and
+  its clean excerpt) as a tool result after a user's "summarise the search result";
 - per source: the share blocked, and the share a user notices any action on (block,
   route_safe, flag; redaction passes the request on);
 - leave-one-family-out: for each attack family, a safety head trained without any of its rows
@@ -51,6 +51,13 @@ def arrival(task: Task, row: int, systems: dict[str, str]) -> ChatRequest:
                 {"role": "user", "content": SUMMARISE},
                 {"role": "assistant", "content": None, "tool_calls": [call]},
                 {"role": "tool", "tool_call_id": "call_0", "content": text},
+            ]
+        )
+    if source == "cse_system":  # a benign system prompt, as the application sends it
+        return ChatRequest(
+            messages=[
+                {"role": "system", "content": text},
+                {"role": "user", "content": "Hello, what can you help me with?"},
             ]
         )
     if text in systems and source.startswith("cse_"):

@@ -165,7 +165,9 @@ def safety_task(root: Path) -> Task:
             targets.append(labels.index(label))
             sources.append(source)
             splits.append(row.split())
-            groups.append(f"{ds.family(source)}:{row.group}")
+            # a clean excerpt's group is already its planted twin's (see augment.planted)
+            excerpt = source.startswith("excerpt:")
+            groups.append(row.group if excerpt else f"{ds.family(source)}:{row.group}")
     return Task(
         name="safety",
         kind="softmax",

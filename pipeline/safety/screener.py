@@ -122,9 +122,14 @@ class Screener:
         contrastive score), and how many rows were remembered."""
         keys = {i: [_key(w) for w in p.windows] for i, p in plans.items()}
         fresh: dict[bytes, list[int] | np.ndarray] = {}
+        batch: dict[bytes, np.ndarray] = {}  # this batch's rows, whatever the cache evicts
         for i, p in plans.items():
             for key, window in zip(keys[i], p.windows, strict=True):
-                if key in self._remembered or key in fresh:
+                if key in batch or key in fresh:
+                    continue
+                if key in self._remembered:
+                    self._remembered.move_to_end(key)  # least recently used goes first
+                    batch[key] = self._remembered[key]
                     continue
                 routing = envelopes[i].signals
                 fresh[key] = (
@@ -140,10 +145,11 @@ class Screener:
             rows = self._rows(np.stack([vectors[k] for k in order]))
             for key, row in zip(order, rows, strict=True):
                 self._remember(key, row)
+                batch[key] = row
         out = {}
         for i in plans:
             remembered = sum(1 for k in keys[i] if k not in fresh)
-            rows = [self._remembered[k] for k in keys[i]]
+            rows = [batch[k] for k in keys[i]]
             out[i] = (np.stack(rows) if rows else np.zeros((0, self._width())), remembered)
         return out
 
@@ -197,7 +203,14 @@ class Screener:
         contrast = None
         if self.contrastive and users:
             contrast = float(rows[users, -1].max())
-        suspicious = any(h.score >= self.watch[h.detector] for h in hits.values())
+        newest = [j for j, w in enumerate(p.windows) if w.role == "user"][:1]
+        newest_message = p.windows[newest[0]].message if newest else None
+        mine = [j for j, w in enumerate(p.windows) if w.message == newest_message]
+        suspicious = any(
+            float(rows[j, d]) >= self.watch[detector]
+            for j in mine
+            for d, detector in enumerate(DETECTORS)
+        )
         return Scores(
             hits=hits,
             contrastive=contrast,
@@ -221,15 +234,17 @@ class Screener:
         return config
 
     def _session_turns(self, env: Envelope, suspicious: bool) -> int:
-        """Distinct suspicious newest-user turns of the session, this one included, when this
-        turn is suspicious (else 0): a benign retry of the same text counts once."""
+        """Distinct suspicious user turns of the session, this one included, when this request's
+        newest user turn is itself suspicious (else 0). Only that turn's own windows decide,
+        never the history or tool results it carries, and a retry of the same text counts
+        once; a request without a user turn never counts."""
         session = env.request.session_scope
-        if session is None or not suspicious:
-            return 0
         body = env.request.body
         assert body is not None
-        users = [m.text() for m in body.messages if m.role == "user"]
-        turn = hashlib.blake2b((users[-1] if users else "").encode(), digest_size=8).digest()
+        users = [m.text() for m in body.messages if m.role == "user" and m.text().strip()]
+        if session is None or not suspicious or not users:
+            return 0
+        turn = hashlib.blake2b(users[-1].encode(), digest_size=8).digest()
         seen = self.sessions.get(session) or ()
         if turn not in seen:
             seen = (*seen, turn)[-SESSION_TURNS_KEPT:]

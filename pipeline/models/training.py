@@ -109,7 +109,8 @@ def safety_thresholds(task: Task, x: np.ndarray, cache: EmbeddingCache) -> dict[
     """Per detector, the lowest threshold (and watch level) whose out-of-fold false-positive
     rate on every benign train source is within target, over the windows the screener reads;
     injection also as read in a tool result, on benign texts that read like one.
-    Not clamped: a threshold near 1 says the head cannot separate that source at the target."""
+    No upper clamp (a floor of 0.5): a threshold near 1 says the head cannot separate that
+    source at the target."""
     train = task.rows("train")
     folds = np.array([hash_fold(task, i) for i in train])
     sources = np.asarray(task.sources)[train]
@@ -243,7 +244,8 @@ def operating_point(head: Head) -> str:
         f"every benign train source of {CALIBRATION_MIN_ROWS}+ rows, read as the screener "
         "reads them (jailbreak and harmful over user-turn windows, injection over short "
         "tool-result windows as injection + jailbreak probability); watch levels "
-        f"{head.meta['watch_thresholds']} at {WATCH_FPR:.0%} (a suspicious turn). Not clamped.\n"
+        f"{head.meta['watch_thresholds']} at {WATCH_FPR:.0%} (a suspicious turn). No upper "
+        "clamp (a floor of 0.5).\n"
         "- **Metrics below**: the head alone on each eval row's head+tail embedding, as a "
         "user turn; the shipped decision (every window, every detector, PII, moderation, "
         "sessions) and leave-one-family-out recall are `wrp eval safety`'s.\n"

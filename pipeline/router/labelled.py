@@ -4,7 +4,9 @@ The input is JSON lines, one labelled request each::
 
     {"text": "the user's question", "labels": {"wrp-small-8b": 1, "wrp-large-70b": 1}}
 
-A label is 1 (the model answered well) or 0; a model missing from a line is unknown for it.
+A label is how well the model answered, from 0 (badly) to 1 (well): 0/1 correctness or a graded
+score (a judge's mark scaled to [0, 1]); a model missing from a line is unknown for it. A label
+outside [0, 1] or not a number is refused with its line, never dropped.
 Texts are embedded with the same encoder and token budget as the signals stage, so the index
 matches the request embeddings the router compares it with.
 """
@@ -35,11 +37,19 @@ def read_labelled(path: Path) -> tuple[list[str], list[dict[str, float]]]:
             text, marks = row["text"], row["labels"]
             if not isinstance(text, str) or not isinstance(marks, dict) or not marks:
                 raise TypeError
-            labels.append({str(m): float(v) for m, v in marks.items() if v in (0, 1)})
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise LabelsError(
-                f'{path}:{number}: expected {{"text": str, "labels": {{model: 0 or 1, ...}}}}'
+                f'{path}:{number}: expected {{"text": str, "labels": {{model: score, ...}}}} '
+                "with scores from 0 to 1"
             ) from None
+        bad = {
+            m: v
+            for m, v in marks.items()
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1
+        }
+        if bad:
+            raise LabelsError(f"{path}:{number}: labels must be numbers from 0 to 1, got {bad}")
+        labels.append({str(m): float(v) for m, v in marks.items()})
         texts.append(text)
     if not texts:
         raise LabelsError(f"{path}: no labelled requests")

@@ -220,3 +220,19 @@ def test_a_labelled_index_built_from_jsonl_steers_knn(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "x", "labels": {}}\n')
     with pytest.raises(LabelsError, match=r"bad\.jsonl:1"):
         read_labelled(tmp_path / "bad.jsonl")
+
+
+def test_graded_labels_are_kept_and_labels_out_of_range_are_refused_by_line(tmp_path):
+    path = tmp_path / "graded.jsonl"
+    path.write_text(
+        json.dumps({"text": "a", "labels": {SMALL: 0.25, LARGE: 1}})
+        + "\n"
+        + json.dumps({"text": "b", "labels": {SMALL: 0.9}})
+    )
+    texts, labels = read_labelled(path)
+    assert texts == ["a", "b"] and labels == [{SMALL: 0.25, LARGE: 1.0}, {SMALL: 0.9}]
+    for bad in (1.5, -0.1, "yes", True, None):
+        path.write_text(json.dumps({"text": "a", "labels": {SMALL: 1}}) + "\n")
+        path.write_text(path.read_text() + json.dumps({"text": "b", "labels": {LARGE: bad}}) + "\n")
+        with pytest.raises(LabelsError, match=r"graded\.jsonl:2: labels must be numbers"):
+            read_labelled(path)

@@ -77,25 +77,18 @@ def risk_flags(head: Head, x: np.ndarray, thresholds: dict[str, float]) -> np.nd
 
 
 def evaluate_safety_head(
-    head: Head,
-    task: Task,
-    x: np.ndarray,
-    thresholds: dict[str, float],
-    also: np.ndarray | None = None,
+    head: Head, task: Task, x: np.ndarray, thresholds: dict[str, float]
 ) -> dict:
     """The head alone on each eval row's head+tail embedding (the model card's figure; the
     shipped decision is ``wrp eval safety``'s): recall per attack source and false-positive
     rate per benign source.
 
     A row counts as flagged when any risk class fires; ``as_own_class`` says how many attack
-    rows fired on their own class. ``also`` (a flag per row of the task) is OR-ed in: another
-    detector run alongside the head.
+    rows fired on their own class.
     """
     rows = task.rows("eval")
     per_class = risk_flags(head, x[rows], thresholds)
     flagged = per_class.any(axis=1)
-    if also is not None:
-        flagged |= also[rows]
     sources = np.asarray(task.sources)[rows]
     targets = task.targets[rows]
     report: dict = {

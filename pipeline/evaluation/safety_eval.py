@@ -79,7 +79,8 @@ class Harness:
         self.systems = {t.text: system for t, system in ds.injection_cases(ds.data_dir())}
         self._built: dict[int, Envelope] = {}
 
-    def envelopes(self, rows: list[int], session: str | None = None) -> list[Envelope]:
+    def envelopes(self, rows: list[int], sessions: bool = False) -> list[Envelope]:
+        """The rows' envelopes; with ``sessions`` each in a session of its own."""
         missing = [r for r in rows if r not in self._built]
         for start in range(0, len(missing), BATCH):
             chunk = missing[start : start + BATCH]
@@ -87,17 +88,19 @@ class Harness:
             for r, req, sig in zip(chunk, requests, self.extractor.extract(requests), strict=True):
                 self._built[r] = Envelope(request=req, signals=sig)
         out = [self._built[r] for r in rows]
-        if session is None:
+        if not sessions:
             return out
         return [
-            e.model_copy(update={"request": e.request.model_copy(update={"session_id": session})})
-            for e in out
+            e.model_copy(update={"request": e.request.model_copy(update={"session_id": f"s{r}"})})
+            for r, e in zip(rows, out, strict=True)
         ]
 
-    def screen(self, screener: Screener, rows: list[int], label: str) -> list[Safety]:
+    def screen(
+        self, screener: Screener, rows: list[int], label: str, sessions: bool = False
+    ) -> list[Safety]:
         verdicts: list[Safety] = []
         for start in range(0, len(rows), BATCH):
-            verdicts += screener.screen(self.envelopes(rows[start : start + BATCH]))
+            verdicts += screener.screen(self.envelopes(rows[start : start + BATCH], sessions))
             print(f"\r  screening {label}: {len(verdicts)}/{len(rows)}", end="", file=sys.stderr)
         print(file=sys.stderr)
         return verdicts
@@ -199,14 +202,7 @@ def benign_retry(
     for source, rows in by_source.items():
         if attack[rows[0]]:
             continue
-        sends = []
-        for _ in range(2):
-            verdicts: list[Safety] = []
-            for start in range(0, len(rows), BATCH):
-                chunk = rows[start : start + BATCH]
-                envelopes = [harness.envelopes([r], session=f"retry-{r}")[0] for r in chunk]
-                verdicts += screener.screen(envelopes)
-            sends.append(verdicts)
+        sends = [harness.screen(screener, rows, f"{source} sent {n}", True) for n in (1, 2)]
         newly = sum(
             a.action != "block" and b.action == "block" for a, b in zip(*sends, strict=True)
         )

@@ -10,9 +10,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.analytics.queries import QUERIES
 from pipeline.settings import DEMO_WORKLOAD, SCHEMAS_DIR, Settings
+
+if TYPE_CHECKING:
+    from pipeline.router.labelled import Labelled
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -505,26 +509,75 @@ def cmd_drill(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
-def cmd_router_index(args: argparse.Namespace) -> int:
-    from pipeline.models.encoder import load_encoder
-    from pipeline.router.labelled import LabelsError, build_index, read_labelled
+def cmd_router(args: argparse.Namespace) -> int:
+    from pipeline.router.labelled import LabelsError, read_labelled
 
     settings = _settings(args)
     try:
-        texts, labels = read_labelled(args.labels)
+        if args.action == "train" and args.from_analytics:
+            data = _analytics_labels(settings, args)
+        elif args.labels is None:
+            raise LabelsError("give a labels file (JSON lines), or --from-analytics to train")
+        else:
+            data = read_labelled(args.labels)
     except (OSError, LabelsError) as exc:
-        print(f"wrp router index: {exc}", file=sys.stderr)
+        print(f"wrp router {args.action}: {exc}", file=sys.stderr)
         return 2
+    if args.action == "train":
+        return _router_train(settings, data, args)
+    from pipeline.models.encoder import load_encoder
+    from pipeline.router.labelled import build_index
+
     encoder = load_encoder(
         settings.model_dir, settings.encoder_threads, settings.encoder_max_tokens
     )
-    print(f"embedding {len(texts)} labelled requests with {encoder.name} ...", file=sys.stderr)
-    index = build_index(texts, labels, encoder)
-    index.save(args.out)
+    print(f"embedding {len(data.texts)} labelled requests with {encoder.name} ...", file=sys.stderr)
+    index = build_index(data, encoder)
+    out = args.out or Path("knn-index.npz")
+    index.save(out)
     print(
-        f"wrote {args.out}: {len(texts)} requests x {len(index.models)} models "
+        f"wrote {out}: {len(data.texts)} requests x {len(index.models)} models "
         f"({', '.join(index.models)}); set router.knn.index to it"
     )
+    return 0
+
+
+def _analytics_labels(settings: Settings, args: argparse.Namespace) -> Labelled:
+    from pipeline.analytics.access import AnalyticsUnavailable, query_analytics
+    from pipeline.analytics.queries import QueryError
+    from pipeline.router.labelled import LabelsError, from_analytics
+
+    params = {"since": args.since, "tenant": args.tenant or ""}
+    try:
+        result = query_analytics(settings, "labelled", params)
+    except (QueryError, AnalyticsUnavailable) as exc:
+        raise LabelsError(str(exc)) from None
+    data = from_analytics(result["columns"], result["rows"])
+    print(
+        f"{len(data.texts)} requests with feedback or a failed outcome in the last {args.since}",
+        file=sys.stderr,
+    )
+    return data
+
+
+def _router_train(settings: Settings, data: Labelled, args: argparse.Namespace) -> int:
+    from pipeline.evaluation.predictor_training import render_training
+    from pipeline.evaluation.routing import Signaller
+    from pipeline.evaluation.routing_crossfit import load_prices, train_labelled
+    from pipeline.evaluation.run import _cache
+    from pipeline.policy import load_policy
+
+    try:
+        prices = load_prices(args.prices) if args.prices else None
+        signaller = Signaller(load_policy(settings.policy), _cache(settings))
+        predictor, report = train_labelled(data, "router-train", signaller, prices)
+    except (OSError, ValueError) as exc:
+        print(f"wrp router train: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("predictor.npz")
+    predictor.save(out)
+    print(json.dumps(report, indent=2) if args.json else render_training(report))
+    print(f"wrote {out}; set router.predictor.path to it and a decision's strategy to predicted")
     return 0
 
 
@@ -537,6 +590,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.target == "routing" and args.data:
+        return _eval_routing_data(args)
     if args.target == "routing":
         from pipeline.evaluation import routing
 
@@ -548,6 +603,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
     print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def _eval_routing_data(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pipeline.evaluation import routing_crossfit
+    from pipeline.evaluation.routing import Signaller
+    from pipeline.evaluation.run import _cache
+    from pipeline.policy import load_policy
+    from pipeline.router.labelled import LabelsError, read_labelled
+
+    settings = _settings(args)
+    try:
+        data = read_labelled(args.data)
+        prices = routing_crossfit.load_prices(args.prices) if args.prices else None
+        if prices is not None and (missing := set(data.models) - set(prices)):
+            raise LabelsError(f"{args.prices}: no price for {', '.join(sorted(missing))}")
+    except (OSError, ValueError) as exc:
+        print(f"wrp eval routing: {exc}", file=sys.stderr)
+        return 2
+    policy = load_policy(settings.policy)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = routing_crossfit.eval_labelled(
+            data,
+            args.data.stem,
+            Signaller(policy, _cache(settings)),
+            policy.signals,
+            Path(tmp),
+            prices,
+            args.folds,
+        )
+    out = args.out or settings.state_dir / "eval"
+    report["written"] = routing_crossfit.write(report, out, f"routing-{args.data.stem}")
+    print(json.dumps(report, indent=2) if args.json else routing_crossfit.render(report))
+    print(f"wrote {', '.join(report['written'])}")
     return 0
 
 
@@ -675,10 +766,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rating", type=int, help="1-5 stars instead of a judgement")
     p.add_argument("--source", default="user")
     p.add_argument("--comment")
-    p = command("router", cmd_router_index, "build the kNN index of labelled requests")
-    p.add_argument("action", choices=["index"])
-    p.add_argument("labels", type=Path, help="JSON lines: {text, labels: {model: 0|1}}")
-    p.add_argument("--out", type=Path, default=Path("knn-index.npz"))
+    p = command(
+        "router",
+        cmd_router,
+        "index: build the kNN index of labelled requests; train: fit the success predictor "
+        "(strategy predicted) on labelled requests or on the feedback and outcomes in analytics",
+    )
+    p.add_argument("action", choices=["index", "train"])
+    p.add_argument(
+        "labels",
+        type=Path,
+        nargs="?",
+        help="JSON lines: {text, labels: {model: score 0..1}, optional cost, tokens per model}",
+    )
+    p.add_argument("--out", type=Path, help="knn-index.npz / predictor.npz")
+    p.add_argument(
+        "--from-analytics",
+        action="store_true",
+        help="train: label requests with their feedback (a failed call scores 0) from ClickHouse",
+    )
+    p.add_argument("--since", default="30d", help="--from-analytics: how far back (30d)")
+    p.add_argument("--tenant", help="--from-analytics: one tenant's traffic (default: all)")
+    p.add_argument("--prices", type=Path, help="train: YAML {model: {input_per_mtok, ...}}")
+    p.add_argument("--json", action="store_true", help="train: the report as JSON")
     p = command(
         "analytics",
         cmd_analytics,
@@ -765,6 +875,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", choices=["signals", "safety", "routing"])
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, help="routing: output directory (<state-dir>/eval)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="routing: evaluate on this labelled set instead (JSON lines as for wrp router "
+        "index: text, labels per model 0..1, optional cost or tokens), cross-fitted",
+    )
+    p.add_argument(
+        "--prices",
+        type=Path,
+        help="routing --data: YAML {model: {input_per_mtok, "
+        "output_per_mtok}} to cost the file's tokens",
+    )
+    p.add_argument("--folds", type=int, default=5, help="routing --data: cross-fitting folds")
     return parser
 
 

@@ -466,7 +466,15 @@ class RouterState(Contract):
     response: list[float] = Field(
         [], description="contextual bandit: decayed sum of (reward - prior) * x (d)"
     )
+    completions: float = Field(0.0, ge=0, description="decayed count of served answers")
+    completion_tokens: float = Field(
+        0.0, ge=0, description="decayed sum of their completion tokens (mean: / completions)"
+    )
     updated_at: float = Field(default_factory=now)
+
+    def answer_tokens(self) -> float | None:
+        """The arm's learnt answer length, once it has served an answer."""
+        return self.completion_tokens / self.completions if self.completions >= 1 else None
 
     @property
     def key(self) -> str:
@@ -488,6 +496,8 @@ class Credit(Contract):
     prior: float = Field(0.5, ge=0, le=1, description="the card's quality prior for the request")
     context: list[float] = Field([], description="the decision's contextual-bandit features")
     at: float = Field(default_factory=now, description="when the evidence was observed")
+    completions: float = Field(0.0, ge=0, description="served answers whose length this carries")
+    completion_tokens: float = Field(0.0, ge=0, description="their completion tokens")
 
 
 class PoolState(Contract):

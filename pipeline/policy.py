@@ -71,7 +71,7 @@ class Price(Strict):
     input_per_mtok: float = Field(ge=0, description="USD per million prompt tokens")
     output_per_mtok: float = Field(ge=0, description="USD per million completion tokens")
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
         return (
             prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
         ) / 1e6
@@ -566,7 +566,9 @@ def _conditions(node: Condition | Rule, where: str) -> Iterator[tuple[str, Condi
 Rule.model_rebuild()
 
 #: Selection strategies, one module each under ``pipeline/router/strategies``.
-Strategy = Literal["static", "cost_quality", "knn", "thompson", "contextual", "cascade"]
+Strategy = Literal[
+    "static", "cost_quality", "knn", "predicted", "thompson", "contextual", "cascade"
+]
 
 
 class Exploration(Strict):
@@ -621,7 +623,9 @@ class DecisionSpec(Strict):
     models: list[str] = Field(min_length=1, description="candidates, in order of preference")
     strategy: Strategy = "static"
     cost_weight: float | None = Field(
-        None, ge=0, description="lambda: quality traded per USD of 1,000 such requests"
+        None,
+        description="lambda: quality traded per USD of 1,000 such requests (below 0 pays more "
+        "for quality than the estimates alone would)",
     )
     reasoning: bool = Field(False, description="turn on reasoning for models that have it")
     exploration: Exploration | None = None
@@ -651,6 +655,15 @@ class KnnConfig(Strict):
     prior_weight: float = Field(2.0, ge=0, description="pseudo-neighbours at the card's prior")
 
 
+class PredictorConfig(Strict):
+    path: Path | None = Field(
+        None, description="trained success predictor (.npz, `wrp router train`)"
+    )
+    prior_weight: float = Field(
+        20.0, gt=0, description="feedback observations the predictor's estimate is worth"
+    )
+
+
 class ContextualConfig(Strict):
     alpha: float = Field(0.3, ge=0, description="LinUCB confidence width")
     ridge: float = Field(1.0, gt=0, description="regulariser of each arm's design matrix")
@@ -667,19 +680,20 @@ class PoolAwareConfig(Strict):
 
 
 class TenantRouting(Strict):
-    cost_weight: float | None = Field(None, ge=0, description="overrides decisions' lambda")
+    cost_weight: float | None = Field(None, description="overrides decisions' lambda")
     explore: bool = Field(True, description="false freezes exploration: best estimate only")
 
 
 class RouterConfig(Strict):
     decisions: list[DecisionSpec] = []
     default: DecisionSpec
-    cost_weight: float = Field(0.0, ge=0, description="lambda of decisions that set none")
+    cost_weight: float = Field(0.0, description="lambda of decisions that set none")
     exploration: Exploration = Exploration()
     cache: CacheConfig = CacheConfig()
     thompson: ThompsonConfig = ThompsonConfig()
     learning: LearningConfig = LearningConfig()
     knn: KnnConfig = KnnConfig()
+    predictor: PredictorConfig = PredictorConfig()
     contextual: ContextualConfig = ContextualConfig()
     pool_aware: PoolAwareConfig = PoolAwareConfig()
     tenants: dict[str, TenantRouting] = {}

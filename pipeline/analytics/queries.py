@@ -302,6 +302,21 @@ SELECT
         "SELECT version, name, applied_at FROM schema_migrations FINAL ORDER BY version",
         "schema migrations applied, in order",
     ),
+    "labelled": NamedQuery(
+        f"""
+SELECT r.request_id AS request_id, r.decision AS decision, r.model AS model,
+       r.status AS status, r.prompt_tokens AS prompt_tokens,
+       r.completion_tokens AS completion_tokens, r.cost_usd AS cost_usd,
+       f.score AS score, f.n AS feedback, r.envelope AS envelope
+FROM requests AS r FINAL
+LEFT JOIN {FEEDBACK_BY_REQUEST} AS f ON f.request_id = r.request_id
+WHERE $__timeFilter(r.created_at) AND {TENANT.replace("(tenant", "(r.tenant")}
+    AND r.model != '' AND NOT r.cache_hit AND (f.n > 0 OR r.status = 'error')
+ORDER BY r.created_at
+LIMIT 200000""",
+        "requests labelled by their feedback (a failed call without feedback scores 0), with "
+        "the scrubbed request: what `wrp router train --from-analytics` learns from",
+    ),
     "request": NamedQuery(
         f"""
 SELECT request_id, tenant, status, error_type, final_stage, domain, safety_action, decision,

@@ -49,14 +49,16 @@ from pipeline.envelope import (
 from pipeline.evaluation import datasets
 from pipeline.evaluation.datasets import data_file
 from pipeline.evaluation.embedding_cache import EmbeddingCache
+from pipeline.evaluation.predictor_training import FOLDS, TrainingSet, train_predictor
 from pipeline.evaluation.run import _cache
-from pipeline.evaluation.split import split_of
+from pipeline.evaluation.split import fold_of, split_of
 from pipeline.evaluation.tasks import CHARS_PER_TOKEN
 from pipeline.learn.evidence import Served, credit_feedback, fold
 from pipeline.policy import KnnConfig, Policy, SignalsConfig, load_policy
+from pipeline.router.neighbours import KnnIndex
+from pipeline.router.predictor import features
 from pipeline.router.route import RouterRuntime, route
 from pipeline.router.strategies.cascade import failed_check
-from pipeline.router.strategies.knn import KnnIndex
 from pipeline.settings import Settings
 from pipeline.workload.extractor import SignalExtractor
 
@@ -78,11 +80,10 @@ FEW_SHOT_TOKENS = 1500
 #: Part 2 reference: the cheapest single model within this of the best single model's accuracy.
 WITHIN = 0.05
 #: First cost weights of every sweep; the sweep then bisects where operating points are far apart.
-LAMBDAS = (0.0, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0)
 SWEEP_POINTS = 22
-#: Part 2: (k, prior_weight) candidates of the knn cross-validation on train rows, and folds.
-KNN_GRID = ((24, 2.0), (24, 30.0), (100, 2.0), (100, 30.0), (200, 2.0), (200, 30.0))
-FOLDS = 5
+#: Cost weights of the sweeps, as multiples of 1 / (spread of the models' mean USD per 1k);
+#: below 0 the router pays more for quality than its estimates alone would.
+SCALES = (-4.0, -1.0, -0.25, -1 / 16, 0.0, 1 / 64, 1 / 16, 1 / 4, 1.0, 4.0, 16.0, 64.0)
 #: Per-domain quality priors need at least this many train rows in the domain.
 MIN_DOMAIN_ROWS = 30
 STREAM_SEED = 7
@@ -91,7 +92,7 @@ ROUTER_SEED = 0
 WINDOW = 500
 #: Learner half-life in part 3 (one request per second): ~32 years, i.e. no decay.
 HALF_LIFE_S = 1e9
-ONLINE = ("thompson", "contextual", "knn")
+ONLINE = ("thompson", "contextual", "knn", "predicted")
 ALLOWED = Safety(action="allow", jailbreak_score=0.0)
 
 
@@ -135,18 +136,28 @@ def random_share(strong: float, weak: float, target: float) -> float:
 
 
 def oracle(correct: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the cheapest correct model (the cheapest model when none is correct): its
-    correctness and cost."""
-    masked = np.where(correct > 0, cost, np.inf)
-    pick = np.where(np.isfinite(masked).any(axis=1), masked.argmin(axis=1), cost.argmin(axis=1))
+    """Per row, the model with the best score, the cheapest among equals (unknown scores never
+    win): its score and cost."""
+    score = np.nan_to_num(correct, nan=-np.inf)
+    best = np.where(score >= score.max(axis=1, keepdims=True), cost, np.inf)
+    pick = best.argmin(axis=1)
     rows = np.arange(len(correct))
     return correct[rows, pick], cost[rows, pick]
 
 
-def sweep(run: Callable[[float], dict], key: str, gap: float) -> list[dict]:
-    """Operating points at :data:`LAMBDAS`, then at midpoints of the neighbouring cost weights
+def cost_weights(cost: np.ndarray) -> tuple[float, ...]:
+    """The sweep's first cost weights for a (rows x models) cost matrix: :data:`SCALES` over
+    the spread of the models' mean costs (only 0 when they all cost the same)."""
+    spread = float(np.ptp(cost.mean(axis=0)))
+    return tuple(sorted({s / spread for s in SCALES})) if spread > 0 else (0.0,)
+
+
+def sweep(
+    run: Callable[[float], dict], key: str, gap: float, lambdas: tuple[float, ...]
+) -> list[dict]:
+    """Operating points at ``lambdas``, then at midpoints of the neighbouring cost weights
     whose points differ most in ``key`` while that is more than ``gap``."""
-    points = {lam: run(lam) for lam in LAMBDAS}
+    points = {lam: run(lam) for lam in lambdas}
     while len(points) < SWEEP_POINTS:
         ordered = sorted(points)
         size, lo, hi = max(
@@ -154,9 +165,21 @@ def sweep(run: Callable[[float], dict], key: str, gap: float) -> list[dict]:
         )
         if size <= gap:
             break
-        mid = hi / 2 if lo == 0 else math.sqrt(lo * hi)
+        mid = _between(lo, hi)
+        if mid in points:
+            break
         points[mid] = run(mid)
     return [points[lam] for lam in sorted(points)]
+
+
+def _between(lo: float, hi: float) -> float:
+    """The geometric middle of two cost weights of one sign, else halfway towards 0."""
+    if lo < 0 < hi:
+        return 0.0
+    if lo == 0 or hi == 0:
+        return (lo + hi) / 2
+    middle = math.sqrt(lo * hi)
+    return middle if lo > 0 else -middle
 
 
 # --- requests and policies -------------------------------------------------------------------
@@ -195,6 +218,7 @@ class Bench:
     correct: np.ndarray  # rows x models: 1/0, NaN = unknown
     cost: np.ndarray  # rows x models: USD per 1,000 such queries
     train: np.ndarray  # bool per row
+    source: np.ndarray | None = None  # where each row comes from, for leave-one-source-out
 
     def envelope(self, row: int) -> Envelope:
         return Envelope(request=self.requests[row], signals=self.signals[row], safety=ALLOWED)
@@ -210,6 +234,27 @@ class Bench:
         rows = np.flatnonzero(self.train) if rows is None else rows
         KnnIndex(self.vectors[rows], self.correct[rows], tuple(self.models)).save(path)
         return path
+
+    def training_set(self, rows: np.ndarray, salt: str) -> TrainingSet:
+        """The success predictor's training set of ``rows``, folds by a salted prompt hash."""
+        texts = [self.requests[r].body.messages[-1].content for r in rows]
+        x = features(
+            self.vectors[rows],
+            [self.signals[r].domain for r in rows],
+            [self.signals[r].complexity for r in rows],
+        )
+        folds = np.array([fold_of(f"{salt}:{t}", FOLDS) for t in texts])
+        cost = self.cost[rows] if self.cost.any() else None
+        return TrainingSet(x, self.correct[rows], self.models, folds, self.vectors.shape[1], cost)
+
+    def predictor(self, path: Path, rows: np.ndarray | None = None) -> tuple[Path, dict]:
+        """A success predictor trained on ``rows`` (the train rows), saved at ``path``, and its
+        training report."""
+        rows = np.flatnonzero(self.train) if rows is None else rows
+        _progress(f"{self.name}: training the success predictor on {len(rows)} rows")
+        predictor, report = train_predictor(self.training_set(rows, "train"), _progress)
+        predictor.save(path)
+        return path, report
 
     def domain_quality(self, rows: np.ndarray | None = None) -> dict[str, dict[str, float]]:
         """Per model, its accuracy on ``rows`` (the train rows) per predicted domain with at
@@ -256,6 +301,7 @@ def build_policy(
     strategy: str,
     cost_weight: float = 0.0,
     knn: dict | None = None,
+    predictor: dict | None = None,
 ) -> Policy:
     """One decision over every card, with the configured signals and otherwise defaults."""
     return Policy.model_validate(
@@ -273,6 +319,7 @@ def build_policy(
                 },
                 "cost_weight": cost_weight,
                 "knn": knn or {},
+                "predictor": predictor or {},
                 "learning": {"half_life_s": HALF_LIFE_S},
             },
         }
@@ -334,19 +381,36 @@ def strong_weak_bench(root: Path, name: str, signaller: Signaller) -> tuple[Benc
 
 
 def strong_weak(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
-    """Curves of knn (flat and per-domain priors) over the cost weight: GPT-4 calls and spend
-    against accuracy, and what random routing needs."""
+    """Curves of knn (flat and per-domain priors) and of the success predictor over the cost
+    weight: GPT-4 calls and spend against accuracy, and what random routing needs."""
     rows = np.flatnonzero(~bench.train)
     weak_acc, strong_acc = (float(a) for a in bench.correct[rows].mean(axis=0))
     weak_usd, strong_usd = (float(c) for c in bench.cost[rows].mean(axis=0))
     target = TARGET * strong_acc
     index = bench.index(workdir / f"{bench.name}.npz")
-    variants = {"knn": bench.cards(), "knn+domain prior": bench.cards(bench.domain_quality())}
+    predictor, trained = bench.predictor(workdir / f"{bench.name}-predictor.npz")
+    flat = bench.cards()
+    variants = {
+        "knn": (flat, "knn", {"knn": {"index": index}}),
+        "knn+domain prior": (
+            bench.cards(bench.domain_quality()),
+            "knn",
+            {"knn": {"index": index}},
+        ),
+        "predicted": (flat, "predicted", {"predictor": {"path": predictor}}),
+    }
     curves = {}
-    for variant, cards in variants.items():
+    for variant, (cards, strategy, router) in variants.items():
 
-        def point(lam: float, cards: list[dict] = cards, variant: str = variant) -> dict:
-            picks = replay(bench, rows, build_policy(signals, cards, "knn", lam, {"index": index}))
+        def point(
+            lam: float,
+            cards: list[dict] = cards,
+            variant: str = variant,
+            strategy: str = strategy,
+            router: dict = router,
+        ) -> dict:
+            policy = build_policy(signals, cards, strategy, lam, **router)
+            picks = replay(bench, rows, policy)
             share = float(np.mean(picks == 1))
             _progress(f"{bench.name} {variant}: cost weight {lam:g} -> {share:.1%} GPT-4 calls")
             return {
@@ -356,16 +420,7 @@ def strong_weak(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
                 "accuracy": round(float(bench.correct[rows, picks].mean()), 4),
             }
 
-        curve = sweep(point, "strong_share", 0.03)
-        # always GPT-4 closes the curve: lambda >= 0 never picks it where Mixtral looks better
-        curve.append(
-            {
-                "cost_weight": None,
-                "strong_share": 1.0,
-                "cost_share": 1.0,
-                "accuracy": round(strong_acc, 4),
-            }
-        )
+        curve = sweep(point, "strong_share", 0.03, cost_weights(bench.cost[rows]))
         accuracy = [p["accuracy"] for p in curve]
         curves[variant] = {
             "points": curve,
@@ -382,6 +437,7 @@ def strong_weak(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
         "train_rows": int(bench.train.sum()),
         "knn": f"policy defaults (k={KnnConfig().k}, prior_weight={KnnConfig().prior_weight:g}); "
         "index of the train rows",
+        "predictor": trained,
         "strong_accuracy": round(strong_acc, 4),
         "weak_accuracy": round(weak_acc, 4),
         "target_accuracy": round(target, 4),
@@ -498,39 +554,14 @@ def mmlu_pro_bench(root: Path, signaller: Signaller) -> tuple[Bench, dict, dict]
         frame[[f"{m}_5shots" for m in models]].to_numpy(dtype=float),
         usd_per_1k(prompt, output, model_prices),
         (frame.split == "train").to_numpy(),
+        frame.src.str.split("-").str[0].to_numpy(),
     )
     return bench, notes, tiers
 
 
-def tune_knn(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
-    """k and prior_weight of the best accuracy at cost weight 0 in :data:`FOLDS`-fold
-    cross-validation on the train rows, routed through route() (per-domain priors and index
-    from the other folds)."""
-    train = np.flatnonzero(bench.train)
-    folds = np.random.default_rng(ROUTER_SEED).permutation(len(train)) % FOLDS
-    hits: dict[tuple[int, float], list[np.ndarray]] = {combo: [] for combo in KNN_GRID}
-    for part in range(FOLDS):
-        held, rest = train[folds == part], train[folds != part]
-        _progress(f"{bench.name} knn cross-validation: fold {part + 1}/{FOLDS}")
-        index = bench.index(workdir / f"{bench.name}-fold{part}.npz", rest)
-        cards = bench.cards(bench.domain_quality(rest))
-        for k, weight in KNN_GRID:
-            knn = {"index": index, "k": k, "prior_weight": weight}
-            picks = replay(bench, held, build_policy(signals, cards, "knn", 0.0, knn))
-            hits[(k, weight)].append(bench.correct[held, picks])
-    accuracy = {combo: float(np.nanmean(np.concatenate(v))) for combo, v in hits.items()}
-    k, weight = max(accuracy, key=lambda combo: accuracy[combo])
-    return {
-        "k": k,
-        "prior_weight": weight,
-        "folds": FOLDS,
-        "cv_accuracy": {
-            f"k={c[0]} prior_weight={c[1]:g}": round(a, 4) for c, a in accuracy.items()
-        },
-    }
-
-
-def many_models(bench: Bench, signals: SignalsConfig, index: Path, tuned: dict) -> dict:
+def many_models(
+    bench: Bench, signals: SignalsConfig, index: Path, predictor: Path, trained: dict
+) -> dict:
     """Accuracy and USD per 1,000 queries of the strategies (cost-weight sweeps), every single
     model, random routing and the oracle, on the eval rows every model answered."""
     rows = np.flatnonzero(~bench.train & ~np.isnan(bench.correct).any(axis=1))
@@ -552,25 +583,24 @@ def many_models(bench: Bench, signals: SignalsConfig, index: Path, tuned: dict) 
 
     strategies = {
         "cost_quality": ("cost_quality", {}),
-        "knn": ("knn", {"index": index}),
-        "knn (cv-tuned)": (
-            "knn",
-            {"index": index, "k": tuned["k"], "prior_weight": tuned["prior_weight"]},
-        ),
+        "knn": ("knn", {"knn": {"index": index}}),
+        "predicted": ("predicted", {"predictor": {"path": predictor}}),
     }
     curves = {}
     spread = float(cost.mean(0).max() - cost.mean(0).min())
-    for name, (strategy, knn) in strategies.items():
+    for name, (strategy, router) in strategies.items():
 
-        def run(lam: float, name: str = name, strategy: str = strategy, knn: dict = knn) -> dict:
-            result = point(build_policy(signals, cards, strategy, lam, knn), lam)
+        def run(
+            lam: float, name: str = name, strategy: str = strategy, router: dict = router
+        ) -> dict:
+            result = point(build_policy(signals, cards, strategy, lam, **router), lam)
             _progress(
                 f"mmlu-pro {name}: cost weight {lam:g} -> ${result['cost_per_1k']:.2f} per 1k, "
                 f"accuracy {result['accuracy']:.3f}"
             )
             return result
 
-        curves[name] = sweep(run, "cost_per_1k", 0.04 * spread)
+        curves[name] = sweep(run, "cost_per_1k", 0.04 * spread, cost_weights(cost))
     best_train = bench.models[int(np.nanmean(bench.correct[bench.train], axis=0).argmax())]
     static = build_policy(
         signals, [card(best_train, bench.prices[bench.models.index(best_train)])], "static"
@@ -586,7 +616,7 @@ def many_models(bench: Bench, signals: SignalsConfig, index: Path, tuned: dict) 
         name: value_at([p["cost_per_1k"] for p in curve], [p["accuracy"] for p in curve], budget)
         for name, curve in curves.items()
     }
-    leader = max(at_budget, key=lambda name: at_budget[name] or 0.0)
+    leader = "predicted"
     oracle_acc = float(hit.mean())
     to_match = {
         name: first_crossing(
@@ -600,7 +630,7 @@ def many_models(bench: Bench, signals: SignalsConfig, index: Path, tuned: dict) 
         "eval_rows": len(rows),
         "eval_rows_dropped": int((~bench.train).sum()) - len(rows),
         "train_rows": int(bench.train.sum()),
-        "knn_tuning": tuned,
+        "predictor": trained,
         "singles": singles,
         "random": {
             "accuracy": round(float(correct.mean()), 4),
@@ -624,6 +654,22 @@ def many_models(bench: Bench, signals: SignalsConfig, index: Path, tuned: dict) 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def leave_one_source_out(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
+    """Every MMLU-Pro source (original MMLU, STEM websites, TheoremQA, SciBench) routed by a
+    predictor and kNN index built from the other sources only (all their rows)."""
+    from pipeline.evaluation.routing_crossfit import cross_fit
+
+    assert bench.source is not None
+    names = sorted(set(bench.source.tolist()))
+    folds = np.array([names.index(s) for s in bench.source])
+    section = cross_fit(bench, folds, signals, workdir, names)
+    return {
+        "protocol": "each source's rows routed by a predictor and index of the other sources",
+        "sources": {n: int((bench.source == n).sum()) for n in names},
+        **section,
+    }
 
 
 # --- part 3: online learning -----------------------------------------------------------------
@@ -669,9 +715,10 @@ def requests_to_reach(rewards: np.ndarray, target: float, window: int) -> int | 
     return int(hits[0]) + 1 if len(hits) else None
 
 
-def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, knn: dict) -> dict:
-    """Thompson, contextual and knn learning from a shuffled stream of ``rows``: regret against
-    the best fixed model and the oracle, and requests until 90% of the best fixed accuracy."""
+def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, router: dict) -> dict:
+    """Thompson, contextual, knn and predicted learning from a shuffled stream of ``rows``:
+    regret against the best fixed model (chosen in hindsight on the stream) and the oracle, the
+    regret after :data:`WINDOW` requests, and requests until 90% of the best fixed accuracy."""
     order = np.random.default_rng(STREAM_SEED).permutation(rows)
     correct = bench.correct[order]
     best = int(correct.mean(0).argmax())
@@ -681,7 +728,7 @@ def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, knn: dict) ->
     runs = {}
     for strategy in ONLINE:
         _progress(f"online {strategy}: {len(order)} requests")
-        policy = build_policy(signals, bench.cards(), strategy, 0.0, knn)
+        policy = build_policy(signals, bench.cards(), strategy, 0.0, **router)
         rewards, explored = learn(bench, order, policy)
         every = slice(step - 1, None, step)
         runs[strategy] = {
@@ -689,6 +736,7 @@ def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, knn: dict) ->
             "explored_share": round(explored, 4),
             "requests_to_target": requests_to_reach(rewards, target, WINDOW),
             "regret_vs_best_fixed": round(float((fixed - rewards).sum()), 1),
+            "regret_vs_best_fixed_at_window": round(float((fixed - rewards)[:WINDOW].sum()), 1),
             "regret_vs_oracle": round(float((ceiling - rewards).sum()), 1),
             "curve": {
                 "t": list(range(step, len(order) + 1, step)),
@@ -709,8 +757,8 @@ def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, knn: dict) ->
         "cost_weight": 0.0,
         "feedback": "the served model's recorded correctness as score 1/0, folded before the "
         "next request (one request per second)",
-        "priors": "flat card priors (0.5); knn also has the train-row index "
-        f"(k={knn.get('k')}, prior_weight={knn.get('prior_weight')})",
+        "priors": "flat card priors (0.5); knn also has the train-row index (policy "
+        "defaults), predicted the success predictor of the train rows",
         "best_fixed": {"model": bench.models[best], "accuracy": round(float(fixed.mean()), 4)},
         "oracle_accuracy": round(float(ceiling.mean()), 4),
         "target_accuracy": round(target, 4),
@@ -730,8 +778,10 @@ def eval_routing(settings: Settings, out: Path) -> dict:
     report: dict[str, Any] = {
         "protocol": "offline replay through pipeline.router.route.route with signals from the "
         "signal extractor (cached embeddings); kNN indexes, per-domain quality priors (train "
-        f"accuracy per predicted domain with >= {MIN_DOMAIN_ROWS} rows) and knn tuning from "
-        "train rows only; every reported number on eval rows",
+        f"accuracy per predicted domain with >= {MIN_DOMAIN_ROWS} rows) and the success "
+        "predictor (variant and settings chosen by cross-validation) from train rows only; "
+        "every reported number on eval rows; leave-one-source-out: each source routed by a "
+        "predictor of the other sources",
     }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -753,13 +803,15 @@ def eval_routing(settings: Settings, out: Path) -> dict:
         _progress("part 2: MMLU-Pro")
         bench, notes, tiers = mmlu_pro_bench(root, signaller)
         index = bench.index(workdir / "mmlu-pro.npz")
-        tuned = tune_knn(bench, policy.signals, workdir)
-        section = many_models(bench, policy.signals, index, tuned)
+        predictor, trained = bench.predictor(workdir / "mmlu-pro-predictor.npz")
+        section = many_models(bench, policy.signals, index, predictor, trained)
         report["mmlu_pro"] = {"prices": tiers, "tokens": notes, **section}
+        _progress("part 2b: MMLU-Pro, leave one source out")
+        report["mmlu_pro_loso"] = leave_one_source_out(bench, policy.signals, workdir)
         _progress("part 3: online learning")
         rows = np.flatnonzero(~bench.train & ~np.isnan(bench.correct).any(axis=1))
-        knn = {"index": index, "k": tuned["k"], "prior_weight": tuned["prior_weight"]}
-        report["online"] = online(bench, rows, policy.signals, knn)
+        router = {"knn": {"index": index}, "predictor": {"path": predictor}}
+        report["online"] = online(bench, rows, policy.signals, router)
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "routing.json").write_text(json.dumps(report, indent=2))
@@ -769,6 +821,21 @@ def eval_routing(settings: Settings, out: Path) -> dict:
 
 
 # --- rendering -------------------------------------------------------------------------------
+
+
+def guard_summary(trained: dict) -> str:
+    """The predictor's variant and where, on its validation rows, it did not beat always the
+    best single model (the router then routes like that model)."""
+    lost = [g["cost_weight"] for g in trained["guard"] if not g["beats_best_single"]]
+    head = f"{trained['variant']} {trained['setting']}"
+    if not trained["guard"]:
+        return f"{head}; too few fully labelled rows to compare with always-one-model"
+    if not lost:
+        return f"{head}; beats always-one-model on its validation rows at every cost weight"
+    return (
+        f"{head}; does not beat always-one-model on its validation rows at cost weights "
+        f"{lost}: there it routes like the best single model"
+    )
 
 
 def _share(value: float | None) -> str:
@@ -801,6 +868,8 @@ def render(report: dict) -> str:
                 f"accuracy {c['accuracy']:.3f}"
             )
     lines.append("    (RouteLLM reports ~55% GPT-4 calls on MMLU; our target is <= 40%)")
+    for key in ("routellm_mmlu", "routellm_gsm8k", "mmlu_pro"):
+        lines.append(f"    {key} predictor: {guard_summary(report[key]['predictor'])}")
     p = report["mmlu_pro"]
     h = p["headline"]
     lines.append(
@@ -821,15 +890,34 @@ def render(report: dict) -> str:
         f"({p['singles'][h['best_single']]['accuracy']:.3f} at "
         f"${p['singles'][h['best_single']]['cost_per_1k']:.2f}): {matched}"
     )
+    loso = report["mmlu_pro_loso"]
+    lines.append(
+        f"  MMLU-Pro leave-one-source-out ({loso['rows']} rows; each of "
+        f"{', '.join(loso['sources'])} routed by a predictor of the others): at the best "
+        f"single's cost ({loso['best_single']['model']}, {loso['best_single']['accuracy']:.3f} ="
+        f" {loso['oracle']['best_single_share_of_oracle']:.1%} of the oracle) "
+        + ", ".join(
+            f"{name} {r['accuracy_at_best_single_cost']} = "
+            f"{_share(r['share_of_oracle_at_best_single_cost'])}"
+            for name, r in loso["routed"].items()
+        )
+    )
     o = report["online"]
     reached = ", ".join(
         f"{name} {r['requests_to_target'] or 'not reached'}" for name, r in o["strategies"].items()
+    )
+    ahead = ", ".join(
+        f"{name} {r['regret_vs_best_fixed_at_window']:+g}" for name, r in o["strategies"].items()
     )
     lines.append(
         f"  online ({o['requests']} requests): requests until the trailing-{o['window']} "
         f"accuracy reaches 90% of the best fixed model's ({o['best_fixed']['model']}, "
         f"{o['best_fixed']['accuracy']:.3f}): {reached} (the window is full at "
         f"{o['window']})"
+    )
+    lines.append(
+        f"    cumulative regret against the best fixed model after {o['window']} requests "
+        f"(below 0: the learner served more correct answers): {ahead}"
     )
     for key in ("routellm_mmlu", "routellm_gsm8k"):
         s = report[key]
@@ -841,16 +929,17 @@ def render(report: dict) -> str:
         for name, c in s["curves"].items():
             points = ", ".join(f"{q['strong_share']:.0%}:{q['accuracy']:.3f}" for q in c["points"])
             lines.append(f"  {name} (GPT-4 calls:accuracy) {points}")
-    t = p["knn_tuning"]
+    t = p["predictor"]
     lines.append(
         f"\nmmlu_pro: {p['eval_rows']} eval rows every model answered ({p['eval_rows_dropped']} "
-        f"dropped), {p['train_rows']} train rows; knn (cv-tuned): k={t['k']}, prior_weight="
-        f"{t['prior_weight']:g} ({t['folds']}-fold CV on train rows: {t['cv_accuracy']})"
+        f"dropped), {p['train_rows']} train rows; success predictor {t['variant']} "
+        f"{t['setting']} ({t['folds']}-fold CV Brier on train rows {t['brier']}, base rates "
+        f"{t['brier_of_base_rates']}); tried: {t['cv_brier']}"
     )
     rows = [(m, v["accuracy"], v["cost_per_1k"]) for m, v in p["singles"].items()]
     rows += [
         ("random (uniform)", p["random"]["accuracy"], p["random"]["cost_per_1k"]),
-        ("oracle (cheapest correct)", p["oracle"]["accuracy"], p["oracle"]["cost_per_1k"]),
+        ("oracle (best, then cheapest)", p["oracle"]["accuracy"], p["oracle"]["cost_per_1k"]),
         (f"static ({p['static']['model']})", p["static"]["accuracy"], p["static"]["cost_per_1k"]),
     ]
     lines.append(f"  {'model / strategy':<40} accuracy  USD per 1k")

@@ -15,6 +15,17 @@ from typing import Literal
 Split = Literal["train", "eval"]
 
 
+def _position(key: str) -> float:
+    """The key's sha256 read as a number in [0, 1)."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def fold_of(key: str, folds: int) -> int:
+    """Which of ``folds`` cross-validation folds the key falls in (the same key, the same fold)."""
+    return min(int(_position("fold:" + key) * folds), folds - 1)
+
+
 def split_of(key: str, eval_share: float = 0.2) -> Split:
     """``"eval"`` for about ``eval_share`` of keys, ``"train"`` for the rest.
 
@@ -24,6 +35,4 @@ def split_of(key: str, eval_share: float = 0.2) -> Split:
     """
     if not 0.0 <= eval_share <= 1.0:
         raise ValueError(f"eval_share must be in [0, 1], got {eval_share}")
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
-    return "eval" if position < eval_share else "train"
+    return "eval" if _position(key) < eval_share else "train"

@@ -49,8 +49,9 @@ def credit_feedback(feedback: Feedback, served: Served) -> Credit:
 
 
 def credit_outcome(outcome: Outcome, config: LearningConfig) -> list[Credit]:
-    """Implicit evidence of an outcome: failed calls, failed cascade rungs, SLO misses.
-    A served answer otherwise waits for feedback."""
+    """Implicit evidence of an outcome: failed calls, failed cascade rungs, SLO misses, and the
+    served answer's length (the router's expected answer tokens for the arm). Its quality
+    waits for feedback."""
 
     def failure(model: str, weight: float, context: list[float]) -> Credit:
         return Credit(
@@ -70,8 +71,15 @@ def credit_outcome(outcome: Outcome, config: LearningConfig) -> list[Credit]:
     credits = [failure(model, 1.0, []) for model in outcome.escalated_from]
     if outcome.status != "ok":
         credits.append(failure(outcome.model, 1.0, outcome.context))
-    elif outcome.slo_missed and config.slo_miss_penalty > 0:
-        credits.append(failure(outcome.model, config.slo_miss_penalty, outcome.context))
+        return credits
+    missed = config.slo_miss_penalty if outcome.slo_missed else 0.0
+    served = failure(outcome.model, missed, outcome.context)
+    if outcome.completion_tokens > 0:
+        served = served.model_copy(
+            update={"completions": 1.0, "completion_tokens": float(outcome.completion_tokens)}
+        )
+    if served.failures > 0 or served.completions > 0:
+        credits.append(served)
     return credits
 
 
@@ -87,7 +95,7 @@ def fold(current: RouterState | None, credit: Credit, half_life_s: float) -> Rou
         current.design if current else [], current.response if current else []
     )
     design, response = design * weight, response * weight
-    if len(credit.context) == len(response):
+    if len(credit.context) == len(response) and credit.successes + credit.failures > 0:
         x = np.array(credit.context)
         reward = credit.successes / max(credit.successes + credit.failures, 1e-9)
         design += np.outer(x, x)
@@ -101,5 +109,11 @@ def fold(current: RouterState | None, credit: Credit, half_life_s: float) -> Rou
         version=(current.version if current else 0) + 1,
         design=[round(float(v), 6) for v in design.ravel()] if design.any() else [],
         response=[round(float(v), 6) for v in response] if design.any() else [],
+        completions=round(
+            (current.completions * weight if current else 0.0) + credit.completions, 6
+        ),
+        completion_tokens=round(
+            (current.completion_tokens * weight if current else 0.0) + credit.completion_tokens, 3
+        ),
         updated_at=max(credit.at, current.updated_at if current else credit.at),
     )

@@ -138,6 +138,7 @@ def route(
         embedding=signals.embedding_vector() if signals.embedding else None,
         prompt_tokens=signals.prompt_tokens,
         answer_tokens=min(signals.expected_output_tokens, answer_budget),
+        answer_budget=answer_budget,
         cost_weight=cost_weight,
         arms=runtime.arms,
         rng=runtime.rng,

@@ -90,13 +90,15 @@ def test_contextual_statistics_are_folded_with_the_features():
 
 
 def test_implicit_outcomes_credit_failures_and_served_ones_wait_for_feedback():
-    assert credit_outcome(outcome("ok"), LEARNING) == []
+    (served,) = credit_outcome(outcome("ok"), LEARNING)
+    assert (served.successes, served.failures) == (0.0, 0.0)  # quality waits for feedback
+    assert (served.completions, served.completion_tokens) == (1.0, 1.0)  # its length counts
     (credit,) = credit_outcome(outcome("error"), LEARNING)
     assert (credit.model, credit.successes, credit.failures) == ("m", 0.0, 1.0)
     (slo,) = credit_outcome(outcome("ok", slo_missed=True), LEARNING)
     assert slo.failures == 0.5
     escalated = credit_outcome(outcome("ok", escalated_from=["cheap"]), LEARNING)
-    assert [(c.model, c.failures) for c in escalated] == [("cheap", 1.0)]
+    assert [(c.model, c.failures) for c in escalated] == [("cheap", 1.0), ("m", 0.0)]
     assert credit_outcome(outcome("error", cache_hit=True), LEARNING) == []
 
 

@@ -33,7 +33,8 @@ def bench(correct: np.ndarray, vectors: np.ndarray, train: np.ndarray) -> routin
         prices=prices,
         requests=[
             RequestSection(
-                request_id=f"r{i}", body=ChatRequest(messages=[{"role": "user", "content": "q"}])
+                request_id=f"r{i}",
+                body=ChatRequest(messages=[{"role": "user", "content": f"question {i}"}]),
             )
             for i in range(rows)
         ],
@@ -63,12 +64,18 @@ def test_random_share_and_value_at():
     assert routing.value_at([1.0, 2.0], [0.5, 0.6], 0.5) is None
 
 
-def test_oracle_takes_the_cheapest_correct_model_else_the_cheapest():
+def test_oracle_takes_the_best_score_then_the_cheapest():
     correct = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 0]], dtype=float)
     cost = np.array([[3.0, 1.0, 2.0], [1.0, 5.0, 4.0], [2.0, 1.0, 3.0]])
     hit, spent = routing.oracle(correct, cost)
     assert hit.tolist() == [1.0, 1.0, 0.0]
     assert spent.tolist() == [1.0, 4.0, 1.0]
+    # graded scores: the best score wins even when a cheaper model scores above 0; an unknown
+    # score never wins
+    graded = np.array([[0.3, 0.9, 0.9], [np.nan, 0.2, 0.1]])
+    hit, spent = routing.oracle(graded, np.array([[1.0, 5.0, 4.0], [0.1, 2.0, 1.0]]))
+    assert hit.tolist() == [0.9, 0.2]
+    assert spent.tolist() == [4.0, 2.0]
 
 
 def test_sweep_bisects_where_points_are_far_apart():
@@ -78,10 +85,18 @@ def test_sweep_bisects_where_points_are_far_apart():
         seen.append(lam)
         return {"share": 1.0 if lam < 0.05 else 0.0}
 
-    points = routing.sweep(run, "share", 0.5)
+    lambdas = (-1.0, 0.0, 1e-3, 1e-2, 0.1, 1.0)
+    points = routing.sweep(run, "share", 0.5, lambdas)
     assert len(points) == routing.SWEEP_POINTS
-    assert seen[: len(routing.LAMBDAS)] == list(routing.LAMBDAS)
-    assert all(0.01 <= lam <= 0.1 for lam in seen[len(routing.LAMBDAS) :])
+    assert seen[: len(lambdas)] == list(lambdas)
+    assert all(0.01 <= lam <= 0.1 for lam in seen[len(lambdas) :])
+
+
+def test_sweep_weights_span_both_signs_in_units_of_the_cost_spread():
+    weights = routing.cost_weights(np.array([[1.0, 3.0], [1.0, 5.0]]))  # spread of means: 3
+    assert min(weights) < 0 < max(weights) and 0.0 in weights
+    assert max(weights) == pytest.approx(max(routing.SCALES) / 3)
+    assert routing.cost_weights(np.ones((2, 2))) == (0.0,)
 
 
 def test_trailing_accuracy_and_requests_to_reach():

@@ -10,9 +10,9 @@ from pipeline.learn.evidence import Served, credit_feedback, fold
 from pipeline.models.encoder import load_encoder
 from pipeline.policy import CascadeConfig, Policy
 from pipeline.router.labelled import LabelsError, build_index, read_labelled
+from pipeline.router.neighbours import KnnIndex
 from pipeline.router.route import BlockedByDecision, route
 from pipeline.router.strategies.cascade import arithmetic_holds, failed_check
-from pipeline.router.strategies.knn import KnnIndex
 from tests.unit.test_router import POLICY, envelope, runtime
 
 
@@ -208,7 +208,7 @@ def test_a_labelled_index_built_from_jsonl_steers_knn(tmp_path):
     path = tmp_path / "labels.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines))
     encoder = load_encoder()
-    build_index(*read_labelled(path), encoder).save(tmp_path / "index.npz")
+    build_index(read_labelled(path), encoder).save(tmp_path / "index.npz")
     policy = policy_with(
         {"models": [SMALL, LARGE], "strategy": "knn", "cost_weight": 1.0},
         knn={"index": str(tmp_path / "index.npz"), "k": 3},
@@ -229,8 +229,8 @@ def test_graded_labels_are_kept_and_labels_out_of_range_are_refused_by_line(tmp_
         + "\n"
         + json.dumps({"text": "b", "labels": {SMALL: 0.9}})
     )
-    texts, labels = read_labelled(path)
-    assert texts == ["a", "b"] and labels == [{SMALL: 0.25, LARGE: 1.0}, {SMALL: 0.9}]
+    data = read_labelled(path)
+    assert data.texts == ["a", "b"] and data.labels == [{SMALL: 0.25, LARGE: 1.0}, {SMALL: 0.9}]
     for bad in (1.5, -0.1, "yes", True, None):
         path.write_text(json.dumps({"text": "a", "labels": {SMALL: 1}}) + "\n")
         path.write_text(path.read_text() + json.dumps({"text": "b", "labels": {LARGE: bad}}) + "\n")

@@ -5,7 +5,9 @@ Quality is the probability of a good answer. Each (decision, model) arm's poster
 domain, ``n`` the policy's ``router.thompson.prior_strength``, and ``s``/``f`` the decayed
 successes and failures the learner folded in. Cost is the predicted USD of 1,000 requests of
 this shape (prompt tokens + expected answer tokens at the card's prices), so the cost weight
-lambda reads "quality points per USD per 1,000 requests".
+lambda reads "quality points per USD per 1,000 requests". The expected answer tokens are the
+arm's learnt mean completion length (the learner folds every served answer's length into it)
+once it has served one, else the signals' prior for the domain; both capped by max_tokens.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class SelectionContext:
     complexity: str
     embedding: np.ndarray | None
     prompt_tokens: int
-    answer_tokens: int
+    answer_tokens: int  # the signals' prior, capped by the answer budget
+    answer_budget: int
     cost_weight: float
     arms: Mapping[str, RouterState]
     rng: np.random.Generator
@@ -39,9 +42,15 @@ class SelectionContext:
     def prior(self, card: ModelCard) -> float:
         return card.prior_quality(self.domain)
 
+    def expected_answer(self, card: ModelCard) -> float:
+        """Answer tokens expected from ``card``: its arm's learnt mean, else the prior."""
+        arm = self.arm(card)
+        learnt = arm.answer_tokens() if arm else None
+        return self.answer_tokens if learnt is None else min(learnt, self.answer_budget)
+
     def cost(self, card: ModelCard) -> float:
         """Predicted USD of 1,000 requests like this one on ``card``."""
-        return 1000 * card.price.cost(self.prompt_tokens, self.answer_tokens)
+        return 1000 * card.price.cost(self.prompt_tokens, self.expected_answer(card))
 
     def posterior(self, card: ModelCard) -> tuple[float, float]:
         """Beta(alpha, beta) of the arm: the card's prior plus the learner's evidence."""

@@ -1,0 +1,43 @@
+"""predicted: m* = argmax_m q_m(x) - lambda * c_m with q_m(x) from a trained success predictor.
+
+    q_m(x) = (n0 * p_m(x) + s_m) / (n0 + s_m + f_m)
+
+``p_m(x)`` is the calibrated probability of a good answer of ``router.predictor.path``
+(``wrp router train``, see ``pipeline/router/predictor.py``), ``s_m``/``f_m`` the arm's decayed
+successes and failures from feedback and ``n0`` the policy's ``router.predictor.prior_weight``:
+the predictor is the prior and feedback moves it. Where the predictor's held-out evidence says
+it did not beat the best single model at this cost weight, p_m(x) is the model's base rate, so
+the choice is the best single candidate. A candidate the predictor does not know falls back to
+the kNN index when one is set (cold start), else to the card's prior E[q_m].
+"""
+
+from __future__ import annotations
+
+from pipeline.router.neighbours import load_index
+from pipeline.router.predictor import load_predictor
+from pipeline.router.strategies.base import Selection, SelectionContext, best, rounded
+
+
+def select(ctx: SelectionContext) -> Selection:
+    router = ctx.policy.router
+    quality = {card.name: ctx.mean(card) for card in ctx.candidates}
+    if router.knn.index is not None and ctx.embedding is not None:
+        index = load_index(router.knn.index)
+        quality = index.estimate(ctx.embedding, quality, router.knn.k, router.knn.prior_weight)
+    predictor = load_predictor(router.predictor.path) if router.predictor.path else None
+    if predictor is not None and ctx.embedding is not None:
+        if predictor.trusted(ctx.cost_weight):
+            estimate = predictor.estimate(ctx.embedding, ctx.domain, ctx.complexity)
+        else:
+            estimate = predictor.base_rates()
+        weight = router.predictor.prior_weight
+        for card in ctx.candidates:
+            if card.name in estimate:
+                arm = ctx.arm(card)
+                successes, failures = (arm.successes, arm.failures) if arm else (0.0, 0.0)
+                quality[card.name] = (weight * estimate[card.name] + successes) / (
+                    weight + successes + failures
+                )
+    scores = {card.name: ctx.utility(card, quality[card.name]) for card in ctx.candidates}
+    choice = best(ctx.candidates, scores)
+    return Selection(choice, choice, rounded(scores))

@@ -297,11 +297,63 @@ def _duplicate_findings(spec: DecisionSpec, path: str, root: yaml.Node) -> Itera
             )
 
 
+def _predictor_findings(
+    policy: Policy, paths: dict[int, str], root: yaml.Node
+) -> Iterator[Finding]:
+    """Decisions of strategy ``predicted``: a predictor to read, that knows the candidates and
+    that beat always-one-model on its validation rows at the decision's cost weight."""
+    from pipeline.router.predictor import load_predictor
+
+    router = policy.router
+    specs = [s for s in [*router.decisions, router.default] if s.strategy == "predicted"]
+    if not specs:
+        return
+    if router.predictor.path is None:
+        for spec in specs:
+            yield Finding(
+                "warning",
+                locate(root, f"{paths[id(spec)]}.strategy"),
+                f"decision {spec.name!r} uses strategy predicted but router.predictor.path is "
+                "not set: it routes on the cards' priors; train one with `wrp router train`",
+            )
+        return
+    try:
+        predictor = load_predictor(router.predictor.path)
+    except (OSError, KeyError, ValueError) as exc:
+        yield Finding(
+            "error",
+            locate(root, "router.predictor.path"),
+            f"cannot read the success predictor {router.predictor.path}: {exc}",
+        )
+        return
+    for spec in specs:
+        where = locate(root, paths[id(spec)])
+        unknown = [m for m in spec.models if m not in predictor.models]
+        if unknown:
+            yield Finding(
+                "warning",
+                where,
+                f"the success predictor has no estimate for {', '.join(unknown)} of decision "
+                f"{spec.name!r}: they are scored by the kNN index or the card's prior",
+            )
+        weight = spec.cost_weight if spec.cost_weight is not None else router.cost_weight
+        point = predictor.guard_at(weight)
+        if point is not None and not point.beats:
+            yield Finding(
+                "warning",
+                where,
+                f"decision {spec.name!r}: on its validation rows the success predictor did not "
+                f"beat always sending everything to {point.model} at cost weight {weight:g}, so "
+                f"the decision routes like {point.model}; label more requests and retrain, or "
+                "use strategy static",
+            )
+
+
 def analyse(policy: Policy, root: yaml.Node) -> list[Finding]:
     """Routing mistakes of a valid policy whose YAML node tree is ``root``."""
     paths = _decision_paths(policy)
     line = {key: locate(root, path) for key, path in paths.items()}
-    findings: list[Finding] = []
+    findings: list[Finding] = list(_predictor_findings(policy, paths, root))
     for spec in policy.router.decisions:  # the default's rule is never tested
         findings += _context_findings(policy, spec, paths[id(spec)], root)
     for spec in [*policy.router.decisions, policy.router.default]:

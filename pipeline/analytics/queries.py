@@ -308,10 +308,12 @@ SELECT r.request_id AS request_id, r.decision AS decision, r.model AS model,
        r.status AS status, r.prompt_tokens AS prompt_tokens,
        r.completion_tokens AS completion_tokens, r.cost_usd AS cost_usd,
        f.score AS score, f.n AS feedback, r.envelope AS envelope
-FROM requests AS r FINAL
+FROM (
+    SELECT * FROM requests FINAL
+    WHERE $__timeFilter(created_at) AND {TENANT} AND model != '' AND NOT cache_hit
+) AS r
 LEFT JOIN {FEEDBACK_BY_REQUEST} AS f ON f.request_id = r.request_id
-WHERE $__timeFilter(r.created_at) AND {TENANT.replace("(tenant", "(r.tenant")}
-    AND r.model != '' AND NOT r.cache_hit AND (f.n > 0 OR r.status = 'error')
+WHERE f.n > 0 OR r.status = 'error'
 ORDER BY r.created_at
 LIMIT 200000""",
         "requests labelled by their feedback (a failed call without feedback scores 0), with "

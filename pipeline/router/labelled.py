@@ -114,13 +114,14 @@ def from_analytics(columns: list[str], rows: list[list[Any]]) -> Labelled:
     """Labelled requests from the ``labelled`` analytics query: the routing text of the stored
     (scrubbed) request, its mean feedback score for the model that served it, or 0 when the
     call failed without feedback; its cost and tokens."""
-    from pipeline.envelope import Envelope
+    from pipeline.envelope import RequestSection
     from pipeline.workload.structural import routing_text
 
     data = Labelled([], [], [], [])
     for values in rows:
         row = dict(zip(columns, values, strict=True))
-        body = Envelope.model_validate_json(row["envelope"]).request.body
+        # the stored envelope leaves the embedding out: read its request only
+        body = RequestSection.model_validate(json.loads(row["envelope"])["request"]).body
         if body is None or not body.messages:
             continue
         score = float(row["score"]) if row["feedback"] else 0.0

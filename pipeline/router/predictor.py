@@ -108,17 +108,18 @@ class SuccessPredictor:
     def base_rates(self) -> dict[str, float]:
         return dict(zip(self.models, self.base.tolist(), strict=True))
 
-    def trusted(self, cost_weight: float) -> bool:
-        """Whether routing on p_m(x) beat the best single model on held-out rows at the cost
-        weight nearest ``cost_weight`` (log scale; 0 and below match the smallest); true when
-        there is no such evidence."""
+    def guard_at(self, cost_weight: float) -> GuardPoint | None:
+        """The held-out evidence at the cost weight nearest ``cost_weight`` (log scale; 0 and
+        below match the smallest), None without evidence."""
         if not self.guard:
-            return True
-        nearest = min(
-            self.guard,
-            key=lambda g: abs(_log(g.cost_weight) - _log(cost_weight)),
-        )
-        return nearest.beats
+            return None
+        return min(self.guard, key=lambda g: abs(_log(g.cost_weight) - _log(cost_weight)))
+
+    def trusted(self, cost_weight: float) -> bool:
+        """Whether routing on p_m(x) beat the best single model on held-out rows near
+        ``cost_weight``; true when there is no such evidence."""
+        point = self.guard_at(cost_weight)
+        return point is None or point.beats
 
     def save(self, path: Path) -> None:
         header = {

@@ -12,11 +12,15 @@ import httpx
 import pytest
 import yaml
 
+from pipeline.analytics.access import query_analytics
 from pipeline.bus.catalog import ROUTER_STATE
 from pipeline.bus.codec import decode
+from pipeline.cli import main
 from pipeline.client import replay, send_feedback, start_producer
 from pipeline.envelope import Envelope, Feedback, RouterState
+from pipeline.models.encoder import load_encoder
 from pipeline.policy_reload import policy_version
+from pipeline.router.predictor import features, load_predictor
 from tests.integration.conftest import run
 from tests.integration.helpers import eventually, read_topic, request
 
@@ -164,3 +168,53 @@ def test_the_semantic_cache_answers_repeats_without_dispatch(stack):
         assert cached("How far away is the Moon from the Earth?") is None
         (other_tenant,) = ask(stack, [question], "someone-else").values()
         assert not other_tenant.decision.cache_hit
+
+
+PREDICTOR_TENANT = "predictor-test"
+
+
+def test_a_predictor_trained_from_analytics_learns_what_users_liked(stack, tmp_path, monkeypatch):
+    """Feedback stored in ClickHouse becomes the labels of `wrp router train --from-analytics`:
+    users liked the answers about primes and disliked the poems, and the predictor says so for
+    prompts it has not seen. The learner also folded each served answer's length into the arm."""
+
+    primes = [f"which prime number follows {n}? explain the divisibility check" for n in range(12)]
+    poems = [f"write a short poem about the colour number {n} and the sea" for n in range(12)]
+    # one model serves them all (pinned), so the labels differ by request only
+    requests = [request(t, tenant=PREDICTOR_TENANT, model=GOOD) for t in primes + poems]
+    answers = run(replay(stack.settings.broker, requests, rate=0, timeout_s=90))
+
+    async def feedback() -> None:
+        producer = await start_producer(stack.settings.broker)
+        try:
+            for rid, env in answers.items():
+                prime = "prime" in env.request.body.messages[-1].text()
+                await send_feedback(producer, Feedback(request_id=rid, score=float(prime)))
+        finally:
+            await producer.stop()
+
+    run(feedback())
+    params = {"since": "1h", "tenant": PREDICTOR_TENANT}
+    eventually(
+        lambda: len(query_analytics(stack.settings, "labelled", params)["rows"]) == len(answers),
+        what="feedback in analytics",
+    )
+    out = tmp_path / "predictor.npz"
+    monkeypatch.setenv("WRP_METRICS_PORT_BASE", str(stack.settings.metrics_port_base))
+    monkeypatch.setenv("WRP_STATE_DIR", str(stack.settings.state_dir))
+    argv = ["router", "train", "--from-analytics", "--since", "1h", "--tenant", PREDICTOR_TENANT]
+    assert main([*argv, "--out", str(out)]) == 0
+    predictor = load_predictor(out)
+    encoder = load_encoder()
+    texts = ["is 97 a prime number? show the check", "a poem about the sea in the evening"]
+    x = features(encoder.encode(texts), ["math", "other"], ["easy", "easy"])
+    assert predictor.models == (GOOD,)
+    prime, poem = predictor.probabilities(x)[:, 0]
+    assert prime > poem + 0.2
+
+    async def lengths() -> list[RouterState]:
+        records = await read_topic(stack.settings.broker, ROUTER_STATE)
+        return [decode(r.value, RouterState) for r in records]
+
+    learnt = [s.answer_tokens() for s in run(lengths()) if s.completions >= 1]
+    assert learnt and all(n and n > 0 for n in learnt)

@@ -326,3 +326,37 @@ def test_cli_reports_validation_errors_with_exit_code_2(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{path}:{line_of(text, 'pool: huge')}: error: models[3].pool")
     assert out[-1] == f"{path}: 1 error(s), 0 warning(s)"
+
+
+def test_a_predicted_decision_whose_predictor_cannot_beat_one_model_is_a_warning(tmp_path):
+    import numpy as np
+
+    from pipeline.router.predictor import GuardPoint, SuccessPredictor
+
+    models = ("wrp-small-8b", "wrp-large-70b")
+    predictor = SuccessPredictor(
+        "linear",
+        models,
+        np.zeros((3, 2)),
+        np.zeros(2),
+        np.tile([1.0, 0.0], (2, 1)),
+        np.array([0.5, 0.6]),
+        guard=(GuardPoint(0.0, 0.58, 0.6, "wrp-large-70b", 0.01),),
+    )
+    predictor.save(tmp_path / "predictor.npz")
+    text = edited(
+        "      strategy: cost_quality\n",
+        "      strategy: predicted\n",
+    )
+    text = edited(
+        "  cost_weight: 0.02\n",
+        f"  cost_weight: 0.02\n  predictor: {{path: {tmp_path / 'predictor.npz'}}}\n",
+        text,
+    )
+    (finding,) = check_policy(write(tmp_path, text))
+    assert finding.severity == "warning"
+    assert finding.line == line_of(text, "- name: casual")
+    assert "did not beat always sending everything to wrp-large-70b" in finding.message
+    missing = text.replace(str(tmp_path / "predictor.npz"), str(tmp_path / "gone.npz"))
+    (finding,) = check_policy(write(tmp_path, missing))
+    assert finding.severity == "error" and "cannot read the success predictor" in finding.message

@@ -46,6 +46,35 @@ def test_cost_quality_trades_quality_for_price_by_lambda():
     assert chosen.scores[SMALL] > chosen.scores[LARGE]
 
 
+def test_the_cost_counts_each_arms_learnt_answer_length_up_to_max_tokens():
+    """With no learnt lengths the signals' short prior makes cost barely count; once the arms
+    have served long answers the same cost weight prefers the cheap model."""
+    decision = {"models": [SMALL, LARGE], "strategy": "cost_quality", "cost_weight": 2.0}
+    env = envelope()
+    env.signals.expected_output_tokens = 5
+    assert route(env, policy_with(decision), runtime()).model == LARGE
+    served = Served("general", LARGE)
+    state = None
+    for i in range(3):
+        credit = credit_feedback(Feedback(request_id=f"r{i}", score=0.5), served)
+        credit = credit.model_copy(
+            update={
+                "successes": 0.0,
+                "failures": 0.0,
+                "completions": 1.0,
+                "completion_tokens": 800.0,
+            }
+        )
+        state = fold(state, credit, 1e9)
+    assert state.answer_tokens() == pytest.approx(800.0)
+    assert (state.successes, state.failures) == (0.0, 0.0)
+    arms = {"general/" + LARGE: state}
+    assert route(env, policy_with(decision), runtime(arms=arms)).model == SMALL
+    # max_tokens caps what the learnt length may cost
+    env.request.body.max_tokens = 5
+    assert route(env, policy_with(decision), runtime(arms=arms)).model == LARGE
+
+
 def test_tenant_cost_weight_overrides_the_decision():
     policy = policy_with(
         {"models": [SMALL, LARGE], "strategy": "cost_quality"},

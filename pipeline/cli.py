@@ -562,8 +562,8 @@ def _analytics_labels(settings: Settings, args: argparse.Namespace) -> Labelled:
 
 def _router_train(settings: Settings, data: Labelled, args: argparse.Namespace) -> int:
     from pipeline.evaluation.predictor_training import render_training
-    from pipeline.evaluation.routing import Signaller
     from pipeline.evaluation.routing_crossfit import load_prices, train_labelled
+    from pipeline.evaluation.routing_replay import Signaller
     from pipeline.evaluation.run import _cache
     from pipeline.policy import load_policy
 
@@ -610,7 +610,7 @@ def _eval_routing_data(args: argparse.Namespace) -> int:
     import tempfile
 
     from pipeline.evaluation import routing_crossfit
-    from pipeline.evaluation.routing import Signaller
+    from pipeline.evaluation.routing_replay import Signaller
     from pipeline.evaluation.run import _cache
     from pipeline.policy import load_policy
     from pipeline.router.labelled import LabelsError, read_labelled

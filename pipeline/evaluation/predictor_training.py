@@ -24,13 +24,13 @@ calibrated estimates with always sending everything to the best single model.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from pipeline.evaluation.progress import progress
 from pipeline.models.heads import sigmoid, train_head
 from pipeline.router.neighbours import KnnIndex
 from pipeline.router.predictor import GuardPoint, SuccessPredictor
@@ -48,10 +48,6 @@ PLATEAU = 1e-5
 GUARD_SCALES = (0.0, 1 / 64, 1 / 16, 1 / 4, 1.0, 4.0, 16.0)
 #: The guard needs this many rows with every model's label.
 MIN_GUARD_ROWS = 50
-
-
-def _progress(message: str) -> None:
-    print(f"  {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -380,7 +376,7 @@ def guard(p: np.ndarray, data: TrainingSet) -> tuple[GuardPoint, ...]:
 
 
 def train_predictor(
-    data: TrainingSet, progress: Callable[[str], None] = _progress
+    data: TrainingSet, progress: Callable[[str], None] = progress
 ) -> tuple[SuccessPredictor, dict]:
     """Select, calibrate and fit the predictor on every row of ``data``; the report says what
     was tried and how the winner compared with always-one-model on held-out rows."""

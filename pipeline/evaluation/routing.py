@@ -21,14 +21,9 @@ the safety stage (verdict ``allow``).
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +32,42 @@ import pandas as pd
 import yaml
 
 from pipeline.envelope import (
-    ChatRequest,
-    Envelope,
     Feedback,
-    RequestSection,
     RouterState,
-    Safety,
-    Signals,
     router_state_key,
 )
 from pipeline.evaluation import datasets
 from pipeline.evaluation.datasets import data_file
-from pipeline.evaluation.embedding_cache import EmbeddingCache
-from pipeline.evaluation.predictor_training import FOLDS, TrainingSet, train_predictor
+from pipeline.evaluation.progress import progress
+from pipeline.evaluation.routing_crossfit import cross_fit, labelled_bench, prompt_folds
+from pipeline.evaluation.routing_replay import (
+    CASCADE_CHECKS,
+    HALF_LIFE_S,
+    MIN_DOMAIN_ROWS,
+    ROUTER_SEED,
+    TARGET,
+    Bench,
+    Signaller,
+    build_policy,
+    card,
+    cost_weights,
+    first_crossing,
+    oracle,
+    random_share,
+    replay,
+    sweep,
+    usd_per_1k,
+    value_at,
+)
 from pipeline.evaluation.run import _cache
-from pipeline.evaluation.split import fold_of, split_of
+from pipeline.evaluation.split import split_of
 from pipeline.evaluation.tasks import CHARS_PER_TOKEN
 from pipeline.learn.evidence import Served, credit_feedback, fold
 from pipeline.policy import KnnConfig, Policy, SignalsConfig, load_policy
-from pipeline.router.neighbours import KnnIndex
-from pipeline.router.predictor import features
+from pipeline.router.labelled import Labelled
 from pipeline.router.route import RouterRuntime, route
 from pipeline.router.strategies.cascade import failed_check
 from pipeline.settings import Settings
-from pipeline.workload.extractor import SignalExtractor
 
 STRONG = "gpt-4-1106-preview"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -68,269 +75,15 @@ WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 #: the serverless list price of Mixtral-8x7B-Instruct (Together, 2024).
 ROUTELLM_PRICES = {WEAK: (0.6, 0.6), STRONG: (10.0, 30.0)}
 PRICES_FILE = Path(__file__).with_name("routing_prices.yaml")
-DECISION = "eval"
-#: Context is not modelled: every model answered every benchmark question.
-CONTEXT_LENGTH = 1_000_000
-#: The headline asks for this share of the strong model's accuracy.
-TARGET = 0.95
-CASCADE_CHECKS = ["empty", "refusal", "arithmetic"]
 #: MMLU-Pro's 5-shot chain-of-thought prompt: five worked examples (question, ten options,
 #: reasoning) before the question; estimated at this many tokens.
 FEW_SHOT_TOKENS = 1500
 #: Part 2 reference: the cheapest single model within this of the best single model's accuracy.
 WITHIN = 0.05
-#: First cost weights of every sweep; the sweep then bisects where operating points are far apart.
-SWEEP_POINTS = 22
-#: Cost weights of the sweeps, as multiples of 1 / (spread of the models' mean USD per 1k);
-#: below 0 the router pays more for quality than its estimates alone would.
-SCALES = (-4.0, -1.0, -0.25, -1 / 16, 0.0, 1 / 64, 1 / 16, 1 / 4, 1.0, 4.0, 16.0, 64.0)
-#: Per-domain quality priors need at least this many train rows in the domain.
-MIN_DOMAIN_ROWS = 30
 STREAM_SEED = 7
-ROUTER_SEED = 0
 #: Trailing window of the running accuracy in part 3 (requests).
 WINDOW = 500
-#: Learner half-life in part 3 (one request per second): ~32 years, i.e. no decay.
-HALF_LIFE_S = 1e9
 ONLINE = ("thompson", "contextual", "knn", "predicted")
-ALLOWED = Safety(action="allow", jailbreak_score=0.0)
-
-
-def _progress(message: str) -> None:
-    print(f"  {message}", file=sys.stderr, flush=True)
-
-
-# --- curves ----------------------------------------------------------------------------------
-
-
-def frontier(xs: list[float], ys: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """The operating points nothing beats (no other is as cheap and more accurate), by x.
-    Mixing two operating points reaches any point on the line between them."""
-    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-    kept: list[int] = []
-    for i in np.lexsort((-y, x)):
-        if not kept or y[i] > y[kept[-1]]:
-            kept.append(int(i))
-    return x[kept], y[kept]
-
-
-def first_crossing(xs: list[float], ys: list[float], target: float) -> float | None:
-    """The least x at which the curve reaches accuracy ``target`` (None if it never does)."""
-    fx, fy = frontier(xs, ys)
-    if target > fy[-1]:
-        return None
-    return float(fx[0]) if target <= fy[0] else float(np.interp(target, fy, fx))
-
-
-def value_at(xs: list[float], ys: list[float], x0: float) -> float | None:
-    """The curve's best accuracy at cost ``x0`` (None below its cheapest point)."""
-    fx, fy = frontier(xs, ys)
-    return None if x0 < fx[0] else float(np.interp(x0, fx, fy))
-
-
-def random_share(strong: float, weak: float, target: float) -> float:
-    """Share p of strong calls at which random routing, p*strong + (1-p)*weak, reaches target."""
-    if strong <= weak:
-        return 0.0
-    return float(np.clip((target - weak) / (strong - weak), 0.0, 1.0))
-
-
-def oracle(correct: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the model with the best score, the cheapest among equals (unknown scores never
-    win): its score and cost."""
-    score = np.nan_to_num(correct, nan=-np.inf)
-    best = np.where(score >= score.max(axis=1, keepdims=True), cost, np.inf)
-    pick = best.argmin(axis=1)
-    rows = np.arange(len(correct))
-    return correct[rows, pick], cost[rows, pick]
-
-
-def cost_weights(cost: np.ndarray) -> tuple[float, ...]:
-    """The sweep's first cost weights for a (rows x models) cost matrix: :data:`SCALES` over
-    the spread of the models' mean costs (only 0 when they all cost the same)."""
-    spread = float(np.ptp(cost.mean(axis=0)))
-    return tuple(sorted({s / spread for s in SCALES})) if spread > 0 else (0.0,)
-
-
-def sweep(
-    run: Callable[[float], dict], key: str, gap: float, lambdas: tuple[float, ...]
-) -> list[dict]:
-    """Operating points at ``lambdas``, then at midpoints of the neighbouring cost weights
-    whose points differ most in ``key`` while that is more than ``gap``."""
-    points = {lam: run(lam) for lam in lambdas}
-    while len(points) < SWEEP_POINTS:
-        ordered = sorted(points)
-        size, lo, hi = max(
-            (abs(points[a][key] - points[b][key]), a, b) for a, b in itertools.pairwise(ordered)
-        )
-        if size <= gap:
-            break
-        mid = _between(lo, hi)
-        if mid in points:
-            break
-        points[mid] = run(mid)
-    return [points[lam] for lam in sorted(points)]
-
-
-def _between(lo: float, hi: float) -> float:
-    """The geometric middle of two cost weights of one sign, else halfway towards 0."""
-    if lo < 0 < hi:
-        return 0.0
-    if lo == 0 or hi == 0:
-        return (lo + hi) / 2
-    middle = math.sqrt(lo * hi)
-    return middle if lo > 0 else -middle
-
-
-# --- requests and policies -------------------------------------------------------------------
-
-
-def usd_per_1k(
-    prompt_tokens: np.ndarray, output_tokens: np.ndarray, prices: list[tuple[float, float]]
-) -> np.ndarray:
-    """USD of 1,000 such queries per (row, model); prices in USD per 1M input/output tokens."""
-    price_in = np.array([p[0] for p in prices])
-    price_out = np.array([p[1] for p in prices])
-    return (prompt_tokens[:, None] * price_in + output_tokens * price_out) / 1e3
-
-
-def card(name: str, price: tuple[float, float], quality: dict[str, float] | None = None) -> dict:
-    return {
-        "name": name,
-        "pool": "eval",
-        "context_length": CONTEXT_LENGTH,
-        "price": {"input_per_mtok": price[0], "output_per_mtok": price[1]},
-        "quality": quality or {},
-    }
-
-
-@dataclass
-class Bench:
-    """Rows of one benchmark: the request a user sends, its signals, and each model's
-    correctness and cost."""
-
-    name: str
-    models: list[str]
-    prices: list[tuple[float, float]]  # USD per 1M input / output tokens, per model
-    requests: list[RequestSection]
-    signals: list[Signals]
-    vectors: np.ndarray
-    correct: np.ndarray  # rows x models: 1/0, NaN = unknown
-    cost: np.ndarray  # rows x models: USD per 1,000 such queries
-    train: np.ndarray  # bool per row
-    source: np.ndarray | None = None  # where each row comes from, for leave-one-source-out
-
-    def envelope(self, row: int) -> Envelope:
-        return Envelope(request=self.requests[row], signals=self.signals[row], safety=ALLOWED)
-
-    def cards(self, quality: dict[str, dict[str, float]] | None = None) -> list[dict]:
-        return [
-            card(m, p, (quality or {}).get(m))
-            for m, p in zip(self.models, self.prices, strict=True)
-        ]
-
-    def index(self, path: Path, rows: np.ndarray | None = None) -> Path:
-        """A kNN index of the correctness of ``rows`` (the train rows), saved at ``path``."""
-        rows = np.flatnonzero(self.train) if rows is None else rows
-        KnnIndex(self.vectors[rows], self.correct[rows], tuple(self.models)).save(path)
-        return path
-
-    def training_set(self, rows: np.ndarray, salt: str) -> TrainingSet:
-        """The success predictor's training set of ``rows``, folds by a salted prompt hash."""
-        texts = [self.requests[r].body.messages[-1].content for r in rows]
-        x = features(
-            self.vectors[rows],
-            [self.signals[r].domain for r in rows],
-            [self.signals[r].complexity for r in rows],
-        )
-        folds = np.array([fold_of(f"{salt}:{t}", FOLDS) for t in texts])
-        cost = self.cost[rows] if self.cost.any() else None
-        return TrainingSet(x, self.correct[rows], self.models, folds, self.vectors.shape[1], cost)
-
-    def predictor(self, path: Path, rows: np.ndarray | None = None) -> tuple[Path, dict]:
-        """A success predictor trained on ``rows`` (the train rows), saved at ``path``, and its
-        training report."""
-        rows = np.flatnonzero(self.train) if rows is None else rows
-        _progress(f"{self.name}: training the success predictor on {len(rows)} rows")
-        predictor, report = train_predictor(self.training_set(rows, "train"), _progress)
-        predictor.save(path)
-        return path, report
-
-    def domain_quality(self, rows: np.ndarray | None = None) -> dict[str, dict[str, float]]:
-        """Per model, its accuracy on ``rows`` (the train rows) per predicted domain with at
-        least :data:`MIN_DOMAIN_ROWS` rows, and overall as ``default``."""
-        rows = np.flatnonzero(self.train) if rows is None else rows
-        frame = pd.DataFrame(self.correct[rows], columns=self.models)
-        frame["domain"] = [self.signals[row].domain for row in rows]
-        groups = frame.groupby("domain")
-        means = groups.mean()[groups.size() >= MIN_DOMAIN_ROWS]
-        return {
-            model: {
-                "default": round(float(frame[model].mean()), 4),
-                **{str(d): round(float(v), 4) for d, v in means[model].dropna().items()},
-            }
-            for model in self.models
-        }
-
-
-class Signaller:
-    """Signals of benchmark texts from their cached embeddings, by the signal extractor's code."""
-
-    def __init__(self, policy: Policy, cache: EmbeddingCache) -> None:
-        self.cache = cache
-        self.extractor = SignalExtractor(policy, cache.encoder)
-
-    def requests(
-        self, name: str, texts: list[str]
-    ) -> tuple[list[RequestSection], list[Signals], np.ndarray]:
-        vectors = self.cache.embed(texts, name)
-        requests = [
-            RequestSection(
-                request_id=f"{name}-{i}",
-                body=ChatRequest(messages=[{"role": "user", "content": text}]),
-            )
-            for i, text in enumerate(texts)
-        ]
-        _progress(f"signals of {len(texts)} {name} requests")
-        return requests, self.extractor.from_embeddings(requests, texts, vectors), vectors
-
-
-def build_policy(
-    signals: SignalsConfig,
-    cards: list[dict],
-    strategy: str,
-    cost_weight: float = 0.0,
-    knn: dict | None = None,
-    predictor: dict | None = None,
-) -> Policy:
-    """One decision over every card, with the configured signals and otherwise defaults."""
-    return Policy.model_validate(
-        {
-            "models": cards,
-            "pools": [{"name": "eval", "endpoints": [{"url": "http://127.0.0.1:9"}]}],
-            "signals": signals,
-            "safety": {"pii": {"entities": {"EMAIL_ADDRESS": "allow"}}},
-            "router": {
-                "default": {
-                    "name": DECISION,
-                    "models": [c["name"] for c in cards],
-                    "strategy": strategy,
-                    "cascade": {"checks": CASCADE_CHECKS},
-                },
-                "cost_weight": cost_weight,
-                "knn": knn or {},
-                "predictor": predictor or {},
-                "learning": {"half_life_s": HALF_LIFE_S},
-            },
-        }
-    )
-
-
-def replay(bench: Bench, rows: np.ndarray, policy: Policy) -> np.ndarray:
-    """The model each of ``rows`` is routed to (its position in ``bench.models``)."""
-    runtime = RouterRuntime(rng=np.random.default_rng(ROUTER_SEED))
-    position = {model: i for i, model in enumerate(bench.models)}
-    return np.array([position[route(bench.envelope(int(r)), policy, runtime).model] for r in rows])
 
 
 # --- part 1: RouteLLM strong/weak ------------------------------------------------------------
@@ -351,6 +104,33 @@ def routellm(root: Path, name: str) -> pd.DataFrame:
         frame[model] = frame[model].astype(str).eq("True").astype(float)
     frame["split"] = [split_of(f"routellm-{name}:" + " ".join(p.split())) for p in frame.prompt]
     return frame
+
+
+def mt_bench(root: Path) -> Labelled:
+    """MT-Bench turns (the first and the follow-up question), each labelled with the GPT-4
+    judge's 1-10 score / 10 for GPT-4 and Mixtral; contaminated prompts left out."""
+    base = "routing/routellm"
+    lines = data_file(root, f"{base}/mt_bench_question.jsonl").read_text().splitlines()
+    questions = {q["question_id"]: q for q in map(json.loads, filter(str.strip, lines))}
+    lines = data_file(root, f"{base}/mt_bench_contaminated_prompts.jsonl").read_text().splitlines()
+    contaminated = {json.loads(line)["eval_prompt"].strip() for line in lines if line.strip()}
+    scores: dict[tuple[int, int], dict[str, float]] = {}
+    path = data_file(root, f"{base}/mt_bench_judgements_gpt4turbo_mixtral.jsonl")
+    for line in filter(str.strip, path.read_text().splitlines()):
+        judged = json.loads(line)
+        if judged["model"] in ROUTELLM_PRICES and judged["score"] >= 0:
+            key = (judged["question_id"], judged["turn"])
+            scores.setdefault(key, {})[judged["model"]] = min(judged["score"], 10) / 10
+    data = Labelled([], [], [], [])
+    for (question, turn), labels in sorted(scores.items()):
+        text = questions[question]["turns"][turn - 1]
+        if text.strip() in contaminated:
+            continue
+        data.texts.append(text)
+        data.labels.append(labels)
+        data.costs.append({})
+        data.tokens.append({})
+    return data
 
 
 def strong_weak_bench(root: Path, name: str, signaller: Signaller) -> tuple[Bench, pd.DataFrame]:
@@ -412,7 +192,7 @@ def strong_weak(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
             policy = build_policy(signals, cards, strategy, lam, **router)
             picks = replay(bench, rows, policy)
             share = float(np.mean(picks == 1))
-            _progress(f"{bench.name} {variant}: cost weight {lam:g} -> {share:.1%} GPT-4 calls")
+            progress(f"{bench.name} {variant}: cost weight {lam:g} -> {share:.1%} GPT-4 calls")
             return {
                 "cost_weight": lam,
                 "strong_share": round(share, 4),
@@ -449,6 +229,19 @@ def strong_weak(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
             ),
         },
         "curves": curves,
+    }
+
+
+def graded_two_models(
+    root: Path, signaller: Signaller, signals: SignalsConfig, workdir: Path
+) -> dict:
+    """MT-Bench through ``wrp eval routing --data``'s cross-fitting: graded scores, prompt
+    tokens counted by the signals and the expected answer length, at RouteLLM's prices."""
+    bench, axis = labelled_bench(mt_bench(root), "mt-bench", signaller, ROUTELLM_PRICES)
+    folds = prompt_folds(bench)
+    return {
+        "cost_axis": axis,
+        **cross_fit(bench, folds, signals, workdir, list(map(str, range(5)))),
     }
 
 
@@ -594,7 +387,7 @@ def many_models(
             lam: float, name: str = name, strategy: str = strategy, router: dict = router
         ) -> dict:
             result = point(build_policy(signals, cards, strategy, lam, **router), lam)
-            _progress(
+            progress(
                 f"mmlu-pro {name}: cost weight {lam:g} -> ${result['cost_per_1k']:.2f} per 1k, "
                 f"accuracy {result['accuracy']:.3f}"
             )
@@ -659,8 +452,6 @@ def _round(value: float | None) -> float | None:
 def leave_one_source_out(bench: Bench, signals: SignalsConfig, workdir: Path) -> dict:
     """Every MMLU-Pro source (original MMLU, STEM websites, TheoremQA, SciBench) routed by a
     predictor and kNN index built from the other sources only (all their rows)."""
-    from pipeline.evaluation.routing_crossfit import cross_fit
-
     assert bench.source is not None
     names = sorted(set(bench.source.tolist()))
     folds = np.array([names.index(s) for s in bench.source])
@@ -727,7 +518,7 @@ def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, router: dict)
     step = max(1, len(order) // 250)
     runs = {}
     for strategy in ONLINE:
-        _progress(f"online {strategy}: {len(order)} requests")
+        progress(f"online {strategy}: {len(order)} requests")
         policy = build_policy(signals, bench.cards(), strategy, 0.0, **router)
         rewards, explored = learn(bench, order, policy)
         every = slice(step - 1, None, step)
@@ -786,7 +577,7 @@ def eval_routing(settings: Settings, out: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for name in ("mmlu", "gsm8k"):
-            _progress(f"part 1: RouteLLM {name}")
+            progress(f"part 1: RouteLLM {name}")
             bench, frame = strong_weak_bench(root, name, signaller)
             section = strong_weak(bench, policy.signals, workdir)
             if name == "gsm8k":
@@ -800,15 +591,17 @@ def eval_routing(settings: Settings, out: Path) -> dict:
                 f"the recorded answer at chars / {CHARS_PER_TOKEN:g}",
                 **section,
             }
-        _progress("part 2: MMLU-Pro")
+        progress("part 1b: MT-Bench, graded by GPT-4, cross-fitted")
+        report["mt_bench"] = graded_two_models(root, signaller, policy.signals, workdir)
+        progress("part 2: MMLU-Pro")
         bench, notes, tiers = mmlu_pro_bench(root, signaller)
         index = bench.index(workdir / "mmlu-pro.npz")
         predictor, trained = bench.predictor(workdir / "mmlu-pro-predictor.npz")
         section = many_models(bench, policy.signals, index, predictor, trained)
         report["mmlu_pro"] = {"prices": tiers, "tokens": notes, **section}
-        _progress("part 2b: MMLU-Pro, leave one source out")
+        progress("part 2b: MMLU-Pro, leave one source out")
         report["mmlu_pro_loso"] = leave_one_source_out(bench, policy.signals, workdir)
-        _progress("part 3: online learning")
+        progress("part 3: online learning")
         rows = np.flatnonzero(~bench.train & ~np.isnan(bench.correct).any(axis=1))
         router = {"knn": {"index": index}, "predictor": {"path": predictor}}
         report["online"] = online(bench, rows, policy.signals, router)

@@ -15,7 +15,6 @@ the oracle's; and whether the router beat always sending everything to the best 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ import numpy as np
 import yaml
 
 from pipeline.evaluation.predictor_training import FOLDS, train_predictor
-from pipeline.evaluation.routing import (
+from pipeline.evaluation.progress import progress
+from pipeline.evaluation.routing_replay import (
     TARGET,
     Bench,
     Signaller,
@@ -44,10 +44,6 @@ from pipeline.router.neighbours import KnnIndex
 from pipeline.router.predictor import SuccessPredictor
 
 ROUTED = ("predicted", "knn")
-
-
-def _progress(message: str) -> None:
-    print(f"  {message}", file=sys.stderr, flush=True)
 
 
 def load_prices(path: Path) -> dict[str, tuple[float, float]]:
@@ -73,8 +69,9 @@ def labelled_bench(
     prices: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[Bench, str]:
     """A :class:`Bench` of the labelled rows and how its cost axis was made. Cost per row and
-    model is the file's USD (x 1,000), else its tokens at ``prices``, else none. The router's
-    cards carry ``prices``, else a flat per-token price giving each model its mean cost."""
+    model is the file's USD (x 1,000), else tokens at ``prices`` (the file's, else the signals'
+    prompt count and expected answer), else none. The router's cards carry ``prices``, else a
+    flat per-token price giving each model its mean cost."""
     models = data.models
     requests, signals, vectors = signaller.requests(name, data.texts)
     tokens = np.full((len(data.texts), len(models), 2), np.nan)
@@ -95,17 +92,14 @@ def labelled_bench(
         cost = 1000 * data.matrix(data.costs, models)
         cost = np.where(np.isnan(cost), np.nanmean(cost, axis=0), cost)
         axis = "the file's cost per request"
-    elif prices is not None and any(data.tokens):
-        completion = tokens[:, :, 1]
-        completion = np.where(
-            np.isnan(completion), np.nanmedian(completion, axis=1, keepdims=True), completion
-        )
-        completion = np.nan_to_num(completion, nan=float(np.nanmedian(completion)))
+    elif prices is not None:
+        # the file's completion tokens where it has them, else the signals' expected answer
+        completion = np.where(np.isnan(tokens[:, :, 1]), answer_tokens[:, None], tokens[:, :, 1])
         cost = usd_per_1k(prompt_tokens, completion, [prices[m] for m in models])
-        axis = "the file's tokens at the given prices"
+        axis = "tokens (the file's, else the signals' estimates) at the given prices"
     else:
         cost = np.zeros((len(data.texts), len(models)))
-        axis = "none (no cost or tokens in the file): accuracy only"
+        axis = "none (no cost in the file, no --prices for its tokens): accuracy only"
     cost = np.nan_to_num(cost)
     if prices is not None:
         card_prices = [prices[m] for m in models]
@@ -140,8 +134,8 @@ def cross_fit(
     training: list[dict] = []
     for f in parts:
         held, rest = np.flatnonzero(scored & (folds == f)), np.flatnonzero(folds != f)
-        _progress(f"{bench.name}: fold {names[int(f)]} ({len(held)} rows), training on {len(rest)}")
-        predictor, report = train_predictor(bench.training_set(rest, f"inner{f}"), _progress)
+        progress(f"{bench.name}: fold {names[int(f)]} ({len(held)} rows), training on {len(rest)}")
+        predictor, report = train_predictor(bench.training_set(rest, f"inner{f}"), progress)
         path = workdir / f"{bench.name}-predictor-{f}.npz"
         predictor.save(path)
         index = workdir / f"{bench.name}-index-{f}.npz"
@@ -170,7 +164,7 @@ def cross_fit(
                 "accuracy": round(float(correct[every, picks].mean()), 4),
                 "cost_per_1k": round(float(cost[every, picks].mean()), 6),
             }
-            _progress(
+            progress(
                 f"{bench.name} {strategy}: cost weight {lam:g} -> ${point['cost_per_1k']:.4f} "
                 f"per 1k, accuracy {point['accuracy']:.4f}"
             )
@@ -246,7 +240,7 @@ def train_labelled(
     """``wrp router train``: the predictor of every labelled row and its training report."""
     bench, axis = labelled_bench(data, name, signaller, prices)
     predictor, report = train_predictor(
-        bench.training_set(np.arange(len(data.texts)), "train"), _progress
+        bench.training_set(np.arange(len(data.texts)), "train"), progress
     )
     return predictor, {"cost_axis": axis, **report}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.evaluation import predictor_training as training
-from pipeline.evaluation import routing
+from pipeline.evaluation import routing, routing_replay
 from pipeline.router.labelled import LabelsError, read_labelled
 from pipeline.router.neighbours import KnnIndex
 from pipeline.router.predictor import VARIANTS, features, load_predictor
@@ -80,10 +80,10 @@ def test_the_guard_routes_like_the_best_single_model_when_the_estimate_cannot_be
     assert not predictor.trusted(0.0)
     predictor.save(tmp_path / "noise.npz")
     synthetic = bench(y, vectors, np.zeros(400, bool))
-    policy = routing.build_policy(
+    policy = routing_replay.build_policy(
         SIGNALS, synthetic.cards(), "predicted", 0.0, predictor={"path": tmp_path / "noise.npz"}
     )
-    picks = routing.replay(synthetic, np.arange(400), policy)
+    picks = routing_replay.replay(synthetic, np.arange(400), policy)
     assert picks.tolist() == [1] * 400
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.envelope import ChatRequest, RequestSection, Signals
-from pipeline.evaluation import routing
+from pipeline.evaluation import routing, routing_replay
 from pipeline.policy import SignalsConfig
 from tests.unit.factories import make_signals
 
@@ -23,11 +23,11 @@ def signals(vector: np.ndarray, domain: str = "other") -> Signals:
     )
 
 
-def bench(correct: np.ndarray, vectors: np.ndarray, train: np.ndarray) -> routing.Bench:
+def bench(correct: np.ndarray, vectors: np.ndarray, train: np.ndarray) -> routing_replay.Bench:
     """A two-model bench: 'weak' ($0.1 per 1M tokens) and 'strong' ($10)."""
     prices = [(0.1, 0.1), (10.0, 10.0)]
     rows = len(correct)
-    return routing.Bench(
+    return routing_replay.Bench(
         name="synthetic",
         models=["weak", "strong"],
         prices=prices,
@@ -41,39 +41,39 @@ def bench(correct: np.ndarray, vectors: np.ndarray, train: np.ndarray) -> routin
         signals=[signals(v) for v in vectors],
         vectors=vectors,
         correct=correct,
-        cost=routing.usd_per_1k(np.full(rows, 100.0), np.full((rows, 2), 10.0), prices),
+        cost=routing_replay.usd_per_1k(np.full(rows, 100.0), np.full((rows, 2), 10.0), prices),
         train=train,
     )
 
 
 def test_first_crossing_interpolates_on_the_frontier():
     shares, accuracy = [0.0, 0.5, 1.0], [0.6, 0.7, 0.8]
-    assert routing.first_crossing(shares, accuracy, 0.75) == pytest.approx(0.75)
-    assert routing.first_crossing(shares, accuracy, 0.5) == 0.0
-    assert routing.first_crossing(shares, accuracy, 0.81) is None
+    assert routing_replay.first_crossing(shares, accuracy, 0.75) == pytest.approx(0.75)
+    assert routing_replay.first_crossing(shares, accuracy, 0.5) == 0.0
+    assert routing_replay.first_crossing(shares, accuracy, 0.81) is None
     # (0.5, 0.70) is beaten by the cheaper (0.3, 0.72): the curve goes (0, .6) -> (.3, .72)
     shares, accuracy = [0.0, 0.3, 0.5, 1.0], [0.6, 0.72, 0.70, 0.8]
-    assert routing.first_crossing(shares, accuracy, 0.71) == pytest.approx(0.3 * 0.11 / 0.12)
+    assert routing_replay.first_crossing(shares, accuracy, 0.71) == pytest.approx(0.3 * 0.11 / 0.12)
 
 
 def test_random_share_and_value_at():
-    assert routing.random_share(strong=0.8, weak=0.6, target=0.76) == pytest.approx(0.8)
-    assert routing.random_share(strong=0.8, weak=0.6, target=0.5) == 0.0
-    assert routing.value_at([1.0, 2.0, 4.0], [0.5, 0.6, 0.7], 3.0) == pytest.approx(0.65)
-    assert routing.value_at([1.0, 2.0], [0.5, 0.6], 9.0) == pytest.approx(0.6)
-    assert routing.value_at([1.0, 2.0], [0.5, 0.6], 0.5) is None
+    assert routing_replay.random_share(strong=0.8, weak=0.6, target=0.76) == pytest.approx(0.8)
+    assert routing_replay.random_share(strong=0.8, weak=0.6, target=0.5) == 0.0
+    assert routing_replay.value_at([1.0, 2.0, 4.0], [0.5, 0.6, 0.7], 3.0) == pytest.approx(0.65)
+    assert routing_replay.value_at([1.0, 2.0], [0.5, 0.6], 9.0) == pytest.approx(0.6)
+    assert routing_replay.value_at([1.0, 2.0], [0.5, 0.6], 0.5) is None
 
 
 def test_oracle_takes_the_best_score_then_the_cheapest():
     correct = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 0]], dtype=float)
     cost = np.array([[3.0, 1.0, 2.0], [1.0, 5.0, 4.0], [2.0, 1.0, 3.0]])
-    hit, spent = routing.oracle(correct, cost)
+    hit, spent = routing_replay.oracle(correct, cost)
     assert hit.tolist() == [1.0, 1.0, 0.0]
     assert spent.tolist() == [1.0, 4.0, 1.0]
     # graded scores: the best score wins even when a cheaper model scores above 0; an unknown
     # score never wins
     graded = np.array([[0.3, 0.9, 0.9], [np.nan, 0.2, 0.1]])
-    hit, spent = routing.oracle(graded, np.array([[1.0, 5.0, 4.0], [0.1, 2.0, 1.0]]))
+    hit, spent = routing_replay.oracle(graded, np.array([[1.0, 5.0, 4.0], [0.1, 2.0, 1.0]]))
     assert hit.tolist() == [0.9, 0.2]
     assert spent.tolist() == [4.0, 2.0]
 
@@ -86,17 +86,17 @@ def test_sweep_bisects_where_points_are_far_apart():
         return {"share": 1.0 if lam < 0.05 else 0.0}
 
     lambdas = (-1.0, 0.0, 1e-3, 1e-2, 0.1, 1.0)
-    points = routing.sweep(run, "share", 0.5, lambdas)
-    assert len(points) == routing.SWEEP_POINTS
+    points = routing_replay.sweep(run, "share", 0.5, lambdas)
+    assert len(points) == routing_replay.SWEEP_POINTS
     assert seen[: len(lambdas)] == list(lambdas)
     assert all(0.01 <= lam <= 0.1 for lam in seen[len(lambdas) :])
 
 
 def test_sweep_weights_span_both_signs_in_units_of_the_cost_spread():
-    weights = routing.cost_weights(np.array([[1.0, 3.0], [1.0, 5.0]]))  # spread of means: 3
+    weights = routing_replay.cost_weights(np.array([[1.0, 3.0], [1.0, 5.0]]))  # spread of means: 3
     assert min(weights) < 0 < max(weights) and 0.0 in weights
-    assert max(weights) == pytest.approx(max(routing.SCALES) / 3)
-    assert routing.cost_weights(np.ones((2, 2))) == (0.0,)
+    assert max(weights) == pytest.approx(max(routing_replay.SCALES) / 3)
+    assert routing_replay.cost_weights(np.ones((2, 2))) == (0.0,)
 
 
 def test_trailing_accuracy_and_requests_to_reach():
@@ -129,7 +129,7 @@ def test_thompson_learns_the_better_model_from_feedback():
     vectors = np.tile(np.eye(8, dtype=np.float32)[0], (rows, 1))
     correct = np.stack([rng.random(rows) < 0.2, rng.random(rows) < 0.9], axis=1).astype(float)
     synthetic = bench(correct, vectors, np.zeros(rows, bool))
-    policy = routing.build_policy(SIGNALS, synthetic.cards(), "thompson")
+    policy = routing_replay.build_policy(SIGNALS, synthetic.cards(), "thompson")
     rewards, explored = routing.learn(synthetic, np.arange(rows), policy)
     assert rewards[-100:].mean() > 0.75
     assert rewards[-100:].mean() > rewards[:20].mean()

@@ -206,7 +206,7 @@ def summary(
             "cost_per_1k_for_95pct_of_best_single": _round(
                 first_crossing(xs, ys, TARGET * best_acc)
             ),
-            "beats_best_single": bool(at_best is not None and at_best > best_acc),
+            "against_best_single": _against(at_best, best_acc),
         }
     return {
         "rows": len(correct),
@@ -225,6 +225,13 @@ def summary(
         "routed": routed,
         "training": training,
     }
+
+
+def _against(accuracy: float | None, best: float) -> str:
+    """``beats``, ``matches`` or ``loses to`` the best single model at its cost."""
+    if accuracy is None or accuracy < best - 1e-9:
+        return "loses to"
+    return "beats" if accuracy > best + 1e-9 else "matches"
 
 
 def _round(value: float | None) -> float | None:
@@ -286,11 +293,7 @@ def render(report: dict[str, Any]) -> str:
             f"= {_pct(r['share_of_oracle_at_best_single_cost'])} of the oracle; best accuracy "
             f"{r['best_accuracy']:.4f}; USD per 1k for 95% of the best single: "
             f"{'never' if needed is None else f'${needed:.4f}'}; "
-            + (
-                "beats the best single"
-                if r["beats_best_single"]
-                else "does NOT beat the best single"
-            )
+            f"{r['against_best_single']} the best single at its cost"
         )
     for fold in report["training"]:
         lost = [g["cost_weight"] for g in fold["guard"] if not g["beats_best_single"]]

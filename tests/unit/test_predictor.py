@@ -131,3 +131,45 @@ def test_labelled_files_carry_optional_costs_and_tokens_and_refuse_bad_ones(tmp_
     path.write_text(json.dumps({"text": "hi", "labels": {"a": 1}, "tokens": {"a": [1]}}) + "\n")
     with pytest.raises(LabelsError, match=r"set\.jsonl:1: tokens must be"):
         read_labelled(path)
+
+
+def test_eval_routing_on_a_labelled_file_is_cross_fitted_and_beats_one_model(tmp_path, capsys):
+    """`wrp eval routing --data`: the small model answers greetings, only the large one
+    proofs; every row is routed by a predictor that never saw it."""
+    from pipeline.cli import main
+
+    rows = []
+    for i in range(40):
+        rows.append(
+            {
+                "text": f"prove that there are infinitely many primes of the form 4k+{i}",
+                "labels": {"small": 0, "large": 1},
+                "cost": {"small": 0.0001, "large": 0.002},
+            }
+        )
+        rows.append(
+            {
+                "text": f"say good morning to my neighbour number {i}, kindly",
+                "labels": {"small": 1, "large": 1},
+                "cost": {"small": 0.0001, "large": 0.002},
+            }
+        )
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    argv = ["eval", "routing", "--data", str(path), "--folds", "4", "--state-dir", str(tmp_path)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "routing-mine.json").read_text())
+    assert (tmp_path / "out" / "routing-mine.png").stat().st_size > 0
+    assert report["rows"] == 80 and len(report["training"]) == 4
+    assert report["best_single"]["model"] == "large"
+    predicted = report["routed"]["predicted"]
+    # large on the proofs, small on the greetings: the best single's accuracy at about half
+    # its cost
+    assert predicted["against_best_single"] == "matches"  # large is always right
+    assert predicted["best_accuracy"] == 1.0
+    assert predicted["cost_per_1k_for_95pct_of_best_single"] < 0.6 * 2.0
+    assert "predicted: accuracy at the best single's cost" in capsys.readouterr().out
+    # a missing file and a file without labels are one-line errors
+    assert main(["eval", "routing", "--data", str(tmp_path / "none.jsonl")]) == 2
+    assert main(["router", "train", "--state-dir", str(tmp_path)]) == 2
+    assert "give a labels file" in capsys.readouterr().err

@@ -9,9 +9,10 @@ unknown) and a model is fitted only on the rows that have its label:
 - ``low_rank``: the linear coefficients projected on the top-r directions of the models' fitted
   scores (reduced-rank regression: a low-rank model x request factorisation, after RouteLLM's
   matrix-factorisation router).
-- ``pairwise``: the reference model (best mean label) by ridge, every other model as the
-  reference plus a ridge regression of its label minus the reference's (the strong-vs-weak
-  win margin of RouteLLM's classifier routers, against the reference).
+- ``pairwise``: the reference model (best mean label) by ridge; every other model as the
+  reference plus how often they differ times (2 P(it beats the reference | x) - 1), with a
+  logistic classifier trained on the rows where the two differ (the strong-vs-weak win
+  probability of RouteLLM's classifier routers, against the reference).
 - ``knn``: the similarity-weighted mean label of the k nearest labelled requests.
 
 Folds are a hash of the prompt (:func:`pipeline.evaluation.split.fold_of`), so repeats of a
@@ -80,11 +81,11 @@ class Ridge:
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.n_models = y.shape[1]
         self.features = x.shape[1]
+        # per label mask: its models, mean x, mean labels, eigenvalues and vectors of the
+        # centred Gram matrix, and the centred x'y in the eigenbasis
         self.parts: list[
             tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
         ] = []
-        """Per label mask: its models, mean x, mean labels, eigenvalues and vectors of the
-        centred Gram matrix, and the centred x'y in the eigenbasis."""
         groups: dict[bytes, list[int]] = {}
         for column in range(y.shape[1]):
             groups.setdefault((~np.isnan(y[:, column])).tobytes(), []).append(column)
@@ -120,8 +121,7 @@ def fitted(variant: str, models: list[str], base: np.ndarray, **parts: Any) -> S
 
 def base_rates(y: np.ndarray) -> np.ndarray:
     """Mean label per model (0.5 for a model without labels)."""
-    known = ~np.isnan(y)
-    return np.where(known.any(axis=0), np.nansum(y, axis=0) / np.maximum(known.sum(axis=0), 1), 0.5)
+    return np.where((~np.isnan(y)).any(axis=0), _nanmean(y), 0.5)
 
 
 class Fitter:
@@ -132,7 +132,6 @@ class Fitter:
         self.base = base_rates(data.y)
         self.reference = int(self.base.argmax())
         self._linear: Ridge | None = None
-        self._pairwise: Ridge | None = None
 
     def _fitted(self, variant: str, **parts: Any) -> SuccessPredictor:
         return fitted(variant, self.data.models, self.base, **parts)
@@ -155,7 +154,7 @@ class Fitter:
 
     def pairwise(self, alpha: float, l2: float) -> SuccessPredictor:
         """The reference by ridge; per other model a logistic classifier of whether it beats the
-        reference, trained on the rows where they differ (weighted by how much)."""
+        reference, trained on the rows where their labels differ."""
         ref = self.reference
         linear = self.linear(alpha)
         margins = self.data.y - self.data.y[:, [ref]]
@@ -187,10 +186,9 @@ def platt(scores: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> tuple[flo
     """a, b of p = sigmoid(a * s + b) minimising cross-entropy with graded labels (Newton)."""
     known = ~np.isnan(labels)
     s, y = scores[known].astype(np.float64), labels[known].astype(np.float64)
+    rate = float(np.clip(y.mean() if len(y) else 0.5, 1e-3, 1 - 1e-3))
     if len(s) < 2 or np.ptp(s) < 1e-12:
-        rate = float(np.clip(y.mean() if len(y) else 0.5, 1e-3, 1 - 1e-3))
         return 0.0, float(np.log(rate / (1 - rate)))
-    rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
     a = 1.0 / max(float(s.std()), 1e-6)
     b = -a * float(s.mean()) + float(np.log(rate / (1 - rate)))
     for _ in range(50):

@@ -458,7 +458,7 @@ class RouterState(Contract):
     model: str
     successes: float = Field(ge=0)
     failures: float = Field(ge=0)
-    observations: int = Field(ge=0)
+    observations: int = Field(ge=0, description="feedback and failures folded in")
     version: int = Field(0, ge=0, description="increases by one with every credit folded in")
     design: list[float] = Field(
         [], description="contextual bandit: decayed sum of x x^T, row-major (d*d)"

@@ -95,7 +95,8 @@ def fold(current: RouterState | None, credit: Credit, half_life_s: float) -> Rou
         current.design if current else [], current.response if current else []
     )
     design, response = design * weight, response * weight
-    if len(credit.context) == len(response) and credit.successes + credit.failures > 0:
+    evidence = credit.successes + credit.failures > 0
+    if len(credit.context) == len(response) and evidence:
         x = np.array(credit.context)
         reward = credit.successes / max(credit.successes + credit.failures, 1e-9)
         design += np.outer(x, x)
@@ -105,7 +106,8 @@ def fold(current: RouterState | None, credit: Credit, half_life_s: float) -> Rou
         model=credit.model,
         successes=round(successes, 6),
         failures=round(failures, 6),
-        observations=(current.observations if current else 0) + 1,
+        # an answer's length alone is no evidence about quality
+        observations=(current.observations if current else 0) + int(evidence),
         version=(current.version if current else 0) + 1,
         design=[round(float(v), 6) for v in design.ravel()] if design.any() else [],
         response=[round(float(v), 6) for v in response] if design.any() else [],

@@ -112,11 +112,11 @@ def test_feedback_moves_the_router_state(stack):
     run(send())
     # evidence decays (half-life 7 days), so earlier counts shrink a hair between folds
     expected = (before.successes if before else 0.0) + 1.0
-    version = before.version if before else 0
+    observed = before.observations if before else 0
 
-    def moved() -> RouterState | None:
+    def moved() -> RouterState | None:  # (answer lengths fold in too, as no evidence)
         state = run(arm_states()).get(key)
-        return state if state and state.version > version else None
+        return state if state and state.observations > observed else None
 
     state = eventually(moved, what="router-state update")
     assert state.successes == pytest.approx(expected, abs=1e-3)

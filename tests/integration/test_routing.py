@@ -104,11 +104,12 @@ def test_policy_reload_applies_a_valid_file_and_keeps_the_old_one_on_errors(stac
 
 
 def test_feedback_moves_the_choice_toward_the_model_users_like(stack):
-    async def arm_versions() -> int:
+    async def arm_observations() -> int:
+        """Feedback folded into the test's arms (answer lengths fold in as no evidence)."""
         records = await read_topic(stack.settings.broker, ROUTER_STATE)
         states = [decode(r.value, RouterState) for r in records]
-        latest = {s.key: s.version for s in states if s.decision == "learn_test"}
-        return sum(latest.values())
+        latest = {s.key: s for s in states if s.decision == "learn_test"}
+        return sum(s.observations for s in latest.values())
 
     async def feedback(answers: dict[str, Envelope]) -> None:
         producer = await start_producer(stack.settings.broker)
@@ -124,7 +125,7 @@ def test_feedback_moves_the_choice_toward_the_model_users_like(stack):
         data["router"]["decisions"].append(learning_decision())
         path.write_text(yaml.safe_dump(data))
         reloaded(stack, path)
-        base = run(arm_versions())
+        base = run(arm_observations())
         shares = []
         for round_ in range(ROUNDS):
             texts = [f"round {round_} question {i}: name a prime number" for i in range(PER_ROUND)]
@@ -135,7 +136,7 @@ def test_feedback_moves_the_choice_toward_the_model_users_like(stack):
                 break
             run(feedback(answers))
             sent = (round_ + 1) * PER_ROUND
-            eventually(lambda sent=sent: run(arm_versions()) - base >= sent, what="learner")
+            eventually(lambda sent=sent: run(arm_observations()) - base >= sent, what="learner")
     assert shares[-1] >= 0.9, f"share of {GOOD} per round: {shares}"
 
 

@@ -466,6 +466,9 @@ class RouterState(Contract):
     response: list[float] = Field(
         [], description="contextual bandit: decayed sum of (reward - prior) * x (d)"
     )
+    residual: float = Field(
+        0.0, description="decayed sum of (reward - the decision's prior) over the evidence"
+    )
     completions: float = Field(0.0, ge=0, description="decayed count of served answers")
     completion_tokens: float = Field(
         0.0, ge=0, description="decayed sum of their completion tokens (mean: / completions)"

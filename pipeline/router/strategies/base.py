@@ -77,6 +77,9 @@ class Selection:
     scores: dict[str, float]
     ladder: list[str] = field(default_factory=list)
     context: list[float] = field(default_factory=list)
+    #: the strategy's own quality estimate per candidate, when it has one per request: the
+    #: served model's becomes the decision's prior, what feedback is measured against
+    quality: dict[str, float] = field(default_factory=dict)
 
 
 def best(candidates: list[ModelCard], scores: dict[str, float]) -> ModelCard:

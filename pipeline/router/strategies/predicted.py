@@ -1,11 +1,14 @@
 """predicted: m* = argmax_m q_m(x) - lambda * c_m with q_m(x) from a trained success predictor.
 
-    q_m(x) = (n0 * p_m(x) + s_m) / (n0 + s_m + f_m)
+    q_m(x) = p_m(x) + r_m / (n0 + s_m + f_m)
 
 ``p_m(x)`` is the calibrated probability of a good answer of ``router.predictor.path``
-(``wrp router train``, see ``pipeline/router/predictor.py``), ``s_m``/``f_m`` the arm's decayed
-successes and failures from feedback and ``n0`` the policy's ``router.predictor.prior_weight``:
-the predictor is the prior and feedback moves it. Where the predictor's held-out evidence says
+(``wrp router train``, see ``pipeline/router/predictor.py``); ``r_m`` is the arm's decayed sum
+of (reward - p_m(x)) over the feedback and failures of the requests it served (each decision
+records its p_m(x) as its prior), ``s_m``/``f_m`` their weight and ``n0`` the policy's
+``router.predictor.prior_weight``: feedback corrects the predictor's level for the model (a
+model that does better or worse than predicted moves by that much, shrunk while the evidence
+is thin) and keeps its per-request ranking. Where the predictor's held-out evidence says
 it did not beat the best single model at this cost weight, p_m(x) is the model's base rate, so
 the choice is the best single candidate. A candidate the predictor does not know falls back to
 the kNN index when one is set (cold start), else to the card's prior E[q_m].
@@ -34,10 +37,8 @@ def select(ctx: SelectionContext) -> Selection:
         for card in ctx.candidates:
             if card.name in estimate:
                 arm = ctx.arm(card)
-                successes, failures = (arm.successes, arm.failures) if arm else (0.0, 0.0)
-                quality[card.name] = (weight * estimate[card.name] + successes) / (
-                    weight + successes + failures
-                )
+                shift = arm.residual / (weight + arm.successes + arm.failures) if arm else 0.0
+                quality[card.name] = min(max(estimate[card.name] + shift, 0.0), 1.0)
     scores = {card.name: ctx.utility(card, quality[card.name]) for card in ctx.candidates}
     choice = best(ctx.candidates, scores)
-    return Selection(choice, choice, rounded(scores))
+    return Selection(choice, choice, rounded(scores), quality=rounded(quality))

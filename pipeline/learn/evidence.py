@@ -85,7 +85,8 @@ def credit_outcome(outcome: Outcome, config: LearningConfig) -> list[Credit]:
 
 def fold(current: RouterState | None, credit: Credit, half_life_s: float) -> RouterState:
     """The arm's evidence after ``credit``: the old evidence decayed to the credit's time, plus
-    the credit (and, with features, its x x^T and (r - prior) x for the contextual bandit)."""
+    the credit (its reward minus the decision's prior as the residual; with features, its
+    x x^T and (r - prior) x for the contextual bandit; a served answer's length)."""
     weight = 1.0
     if current is not None:
         weight = 2.0 ** (-max(credit.at - current.updated_at, 0.0) / half_life_s)
@@ -111,6 +112,12 @@ def fold(current: RouterState | None, credit: Credit, half_life_s: float) -> Rou
         version=(current.version if current else 0) + 1,
         design=[round(float(v), 6) for v in design.ravel()] if design.any() else [],
         response=[round(float(v), 6) for v in response] if design.any() else [],
+        residual=round(
+            (current.residual * weight if current else 0.0)
+            + credit.successes
+            - credit.prior * (credit.successes + credit.failures),
+            6,
+        ),
         completions=round(
             (current.completions * weight if current else 0.0) + credit.completions, 6
         ),

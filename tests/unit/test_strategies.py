@@ -265,3 +265,37 @@ def test_graded_labels_are_kept_and_labels_out_of_range_are_refused_by_line(tmp_
         path.write_text(path.read_text() + json.dumps({"text": "b", "labels": {LARGE: bad}}) + "\n")
         with pytest.raises(LabelsError, match=r"graded\.jsonl:2: labels must be numbers"):
             read_labelled(path)
+
+
+def test_feedback_corrects_the_predictors_level_for_a_model_and_decisions_record_it(tmp_path):
+    from pipeline.router.predictor import SuccessPredictor, features
+    from pipeline.workload.labels import COMPLEXITY, DOMAINS
+
+    dims = 8
+    width = dims + len(DOMAINS) + len(COMPLEXITY)
+    logit = np.log(np.array([0.8, 0.6]) / np.array([0.2, 0.4]))
+    SuccessPredictor(
+        "linear",
+        (LARGE, SMALL),
+        np.zeros((width, 2)),
+        logit,
+        np.tile([1.0, 0.0], (2, 1)),
+        np.array([0.8, 0.6]),
+    ).save(tmp_path / "p.npz")
+    assert features(np.ones((1, dims)), ["math"], ["hard"]).shape == (1, width)
+    policy = policy_with(
+        {"models": [SMALL, LARGE], "strategy": "predicted"},
+        predictor={"path": str(tmp_path / "p.npz")},
+    )
+    env = envelope()
+    env.signals.embedding = env.signals.encode_embedding(np.eye(dims, dtype=np.float32)[0])
+    decision = route(env, policy, runtime())
+    assert decision.model == LARGE and decision.prior == pytest.approx(0.8)
+    # LARGE keeps failing where the predictor expected 0.8: its level drops below SMALL's
+    served = Served("general", LARGE, prior=decision.prior)
+    state = None
+    for i in range(30):
+        state = fold(state, credit_feedback(Feedback(request_id=f"r{i}", score=0.0), served), 1e9)
+    assert state.residual == pytest.approx(-0.8 * 30)
+    decision = route(env, policy, runtime(arms={"general/" + LARGE: state}))
+    assert decision.model == SMALL and decision.prior == pytest.approx(0.6)

@@ -661,6 +661,17 @@ def render(report: dict) -> str:
                 f"accuracy {c['accuracy']:.3f}"
             )
     lines.append("    (RouteLLM reports ~55% GPT-4 calls on MMLU; our target is <= 40%)")
+    m = report["mt_bench"]
+    lines.append(
+        f"  MT-Bench ({m['rows']} turns, GPT-4's 1-10 marks / 10, 5-fold cross-fitted): GPT-4 "
+        f"{m['best_single']['accuracy']:.3f} at ${m['best_single']['cost_per_1k']:.2f} per 1k, "
+        f"Mixtral {m['singles'][WEAK]['accuracy']:.3f}; "
+        + ", ".join(
+            f"{name} {r['against_best_single']} GPT-4 at its cost and reaches 95% of its mark "
+            f"for ${r['cost_per_1k_for_95pct_of_best_single']:.2f}"
+            for name, r in m["routed"].items()
+        )
+    )
     for key in ("routellm_mmlu", "routellm_gsm8k", "mmlu_pro"):
         lines.append(f"    {key} predictor: {guard_summary(report[key]['predictor'])}")
     p = report["mmlu_pro"]

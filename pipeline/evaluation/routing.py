@@ -3,20 +3,21 @@
 Every evaluated request is an :class:`Envelope` whose signals the signal extractor builds from
 the cached embedding of the text a user would send; :func:`pipeline.router.route.route` decides,
 and online learning folds the recorded correctness of the chosen model as feedback with the
-learner's own rules (``credit_feedback``, ``fold``). kNN indexes and quality priors come from
-train rows (:func:`split_of`); every reported number is on eval rows. Benchmark prompts skip
-the safety stage (verdict ``allow``).
+learner's own rules (``credit_feedback``, ``fold``). kNN indexes, quality priors and the success
+predictor come from train rows (:func:`split_of`); every reported number is on eval rows (or,
+where cross-fitted, on rows the fold's router never saw). Benchmark prompts skip the safety
+stage (verdict ``allow``).
 
 1. RouteLLM strong/weak (GPT-4-1106 vs Mixtral-8x7B) on MMLU and GSM8K: accuracy against the
-   share of strong calls while sweeping the cost weight lambda, and the share needed for 95% of
-   the strong model's accuracy; on GSM8K also the cascade (weak first, escalate when its
-   recorded answer fails a check).
+   share of strong calls for knn and predicted while sweeping the cost weight lambda, and the
+   share needed for 95% of the strong model's accuracy; on GSM8K also the cascade (weak first,
+   escalate when its recorded answer fails a check). MT-Bench's graded turns, cross-fitted as
+   ``--data`` does (:mod:`pipeline.evaluation.routing_crossfit`).
 2. MMLU-Pro, 29 models at the prices of ``routing_prices.yaml``: accuracy against USD per 1,000
-   queries for cost_quality and knn (policy defaults, and k / prior_weight chosen by
-   cross-validation on train rows) over the cost weight, the model best on train rows, every
-   single model, random routing and the oracle.
+   queries for cost_quality, knn and predicted over the cost weight, the model best on train
+   rows, every single model, random routing and the oracle; and leave-one-source-out.
 3. Online learning on the MMLU-Pro eval rows as a stream: cumulative regret of thompson,
-   contextual and knn (cold start) against the best fixed model and the oracle.
+   contextual, knn and predicted against the best fixed model and the oracle.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ The same rules serve the learner stage and ``wrp eval routing``.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,10 +49,19 @@ def credit_feedback(feedback: Feedback, served: Served) -> Credit:
     )
 
 
+#: One served answer in this many (by a hash of its request id) teaches its arm's answer length:
+#: a mean needs few samples, and every folded credit is a router-state record to publish.
+LENGTH_SAMPLE = 8
+
+
+def length_sampled(request_id: str) -> bool:
+    return zlib.crc32(request_id.encode()) % LENGTH_SAMPLE == 0
+
+
 def credit_outcome(outcome: Outcome, config: LearningConfig) -> list[Credit]:
-    """Implicit evidence of an outcome: failed calls, failed cascade rungs, SLO misses, and the
-    served answer's length (the router's expected answer tokens for the arm). Its quality
-    waits for feedback."""
+    """Implicit evidence of an outcome: failed calls, failed cascade rungs, SLO misses, and (for
+    one answer in :data:`LENGTH_SAMPLE`) the served answer's length, the router's expected answer
+    tokens for the arm. Its quality waits for feedback."""
 
     def failure(model: str, weight: float, context: list[float]) -> Credit:
         return Credit(
@@ -74,7 +84,7 @@ def credit_outcome(outcome: Outcome, config: LearningConfig) -> list[Credit]:
         return credits
     missed = config.slo_miss_penalty if outcome.slo_missed else 0.0
     served = failure(outcome.model, missed, outcome.context)
-    if outcome.completion_tokens > 0:
+    if outcome.completion_tokens > 0 and length_sampled(outcome.request_id):
         served = served.model_copy(
             update={"completions": 1.0, "completion_tokens": float(outcome.completion_tokens)}
         )

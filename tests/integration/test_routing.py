@@ -18,6 +18,7 @@ from pipeline.bus.codec import decode
 from pipeline.cli import main
 from pipeline.client import replay, send_feedback, start_producer
 from pipeline.envelope import Envelope, Feedback, RouterState
+from pipeline.learn.evidence import length_sampled
 from pipeline.models.encoder import load_encoder
 from pipeline.policy_reload import policy_version
 from pipeline.router.predictor import features, load_predictor
@@ -183,6 +184,10 @@ def test_a_predictor_trained_from_analytics_learns_what_users_liked(stack, tmp_p
     poems = [f"write a short poem about the colour number {n} and the sea" for n in range(12)]
     # one model serves them all (pinned), so the labels differ by request only
     requests = [request(t, tenant=PREDICTOR_TENANT, model=GOOD) for t in primes + poems]
+    # one of them is among the answers whose length the learner folds in
+    requests[0].request_id = next(
+        rid for i in range(1000) if length_sampled(rid := f"{PREDICTOR_TENANT}-length-{i}")
+    )
     answers = run(replay(stack.settings.broker, requests, rate=0, timeout_s=90))
 
     async def feedback() -> None:
@@ -217,5 +222,9 @@ def test_a_predictor_trained_from_analytics_learns_what_users_liked(stack, tmp_p
         records = await read_topic(stack.settings.broker, ROUTER_STATE)
         return [decode(r.value, RouterState) for r in records]
 
-    learnt = [s.answer_tokens() for s in run(lengths()) if s.completions >= 1]
-    assert learnt and all(n and n > 0 for n in learnt)
+    def learnt() -> RouterState | None:
+        arms = [s for s in run(lengths()) if (s.decision, s.model) == ("explicit", GOOD)]
+        latest = max(arms, key=lambda s: s.version) if arms else None
+        return latest if latest and latest.completions >= 1 else None
+
+    assert eventually(learnt, what="a learnt answer length").answer_tokens() > 0

@@ -3,7 +3,13 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.envelope import Feedback, Outcome
-from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold
+from pipeline.learn.evidence import (
+    Served,
+    credit_feedback,
+    credit_outcome,
+    fold,
+    length_sampled,
+)
 from pipeline.policy import LearningConfig, Price
 from pipeline.router.strategies.contextual import arm_statistics, features
 
@@ -13,8 +19,7 @@ NEVER = 1e12  # a half-life that never decays
 
 def outcome(status: str, **fields) -> Outcome:
     return Outcome(
-        **fields,
-        request_id="r",
+        **{"request_id": "r", **fields},
         decision="d",
         model="m",
         pool="p",
@@ -90,15 +95,22 @@ def test_contextual_statistics_are_folded_with_the_features():
 
 
 def test_implicit_outcomes_credit_failures_and_served_ones_wait_for_feedback():
-    (served,) = credit_outcome(outcome("ok"), LEARNING)
+    ids = [f"r{i}" for i in range(400)]
+    sampled = [i for i in ids if length_sampled(i)]
+    assert 30 <= len(sampled) <= 70  # about one answer in LENGTH_SAMPLE teaches its length
+    (served,) = credit_outcome(outcome("ok", request_id=sampled[0]), LEARNING)
     assert (served.successes, served.failures) == (0.0, 0.0)  # quality waits for feedback
     assert (served.completions, served.completion_tokens) == (1.0, 1.0)  # its length counts
+    unsampled = next(i for i in ids if not length_sampled(i))
+    assert credit_outcome(outcome("ok", request_id=unsampled), LEARNING) == []
     (credit,) = credit_outcome(outcome("error"), LEARNING)
     assert (credit.model, credit.successes, credit.failures) == ("m", 0.0, 1.0)
     (slo,) = credit_outcome(outcome("ok", slo_missed=True), LEARNING)
     assert slo.failures == 0.5
-    escalated = credit_outcome(outcome("ok", escalated_from=["cheap"]), LEARNING)
-    assert [(c.model, c.failures) for c in escalated] == [("cheap", 1.0), ("m", 0.0)]
+    escalated = credit_outcome(
+        outcome("ok", escalated_from=["cheap"], request_id=unsampled), LEARNING
+    )
+    assert [(c.model, c.failures) for c in escalated] == [("cheap", 1.0)]
     assert credit_outcome(outcome("error", cache_hit=True), LEARNING) == []
 
 

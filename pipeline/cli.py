@@ -552,9 +552,11 @@ def _analytics_labels(settings: Settings, args: argparse.Namespace) -> Labelled:
         result = query_analytics(settings, "labelled", params)
     except (QueryError, AnalyticsUnavailable) as exc:
         raise LabelsError(str(exc)) from None
-    data = from_analytics(result["columns"], result["rows"])
+    data, skipped = from_analytics(result["columns"], result["rows"])
     print(
-        f"{len(data.texts)} requests with feedback or a failed outcome in the last {args.since}",
+        f"{len(data.texts)} distinct requests with feedback or a failed outcome in the last "
+        f"{args.since}"
+        + (f" ({skipped} stored rows could not be read: skipped)" if skipped else ""),
         file=sys.stderr,
     )
     return data
@@ -569,6 +571,8 @@ def _router_train(settings: Settings, data: Labelled, args: argparse.Namespace) 
 
     try:
         prices = load_prices(args.prices) if args.prices else None
+        if prices is not None and (missing := set(data.models) - set(prices)):
+            raise ValueError(f"{args.prices}: no price for {', '.join(sorted(missing))}")
         signaller = Signaller(load_policy(settings.policy), _cache(settings))
         predictor, report = train_labelled(data, "router-train", signaller, prices)
     except (OSError, ValueError) as exc:
@@ -617,24 +621,26 @@ def _eval_routing_data(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
+        if args.folds < 2:
+            raise LabelsError(f"--folds {args.folds}: cross-fitting needs at least 2 folds")
         data = read_labelled(args.data)
         prices = routing_crossfit.load_prices(args.prices) if args.prices else None
         if prices is not None and (missing := set(data.models) - set(prices)):
             raise LabelsError(f"{args.prices}: no price for {', '.join(sorted(missing))}")
+        policy = load_policy(settings.policy)
+        with tempfile.TemporaryDirectory() as tmp:
+            report = routing_crossfit.eval_labelled(
+                data,
+                args.data.stem,
+                Signaller(policy, _cache(settings)),
+                policy.signals,
+                Path(tmp),
+                prices,
+                args.folds,
+            )
     except (OSError, ValueError) as exc:
         print(f"wrp eval routing: {exc}", file=sys.stderr)
         return 2
-    policy = load_policy(settings.policy)
-    with tempfile.TemporaryDirectory() as tmp:
-        report = routing_crossfit.eval_labelled(
-            data,
-            args.data.stem,
-            Signaller(policy, _cache(settings)),
-            policy.signals,
-            Path(tmp),
-            prices,
-            args.folds,
-        )
     out = args.out or settings.state_dir / "eval"
     report["written"] = routing_crossfit.write(report, out, f"routing-{args.data.stem}")
     print(json.dumps(report, indent=2) if args.json else routing_crossfit.render(report))

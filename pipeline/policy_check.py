@@ -336,16 +336,55 @@ def _predictor_findings(
                 f"the success predictor has no estimate for {', '.join(unknown)} of decision "
                 f"{spec.name!r}: they are scored by the kNN index or the card's prior",
             )
-        weight = spec.cost_weight if spec.cost_weight is not None else router.cost_weight
-        point = predictor.guard_at(weight)
-        if point is not None and not point.beats:
+        if not predictor.guard:
             yield Finding(
                 "warning",
                 where,
-                f"decision {spec.name!r}: on its validation rows the success predictor did not "
-                f"beat always sending everything to {point.model} at cost weight {weight:g}, so "
-                f"the decision routes like {point.model}; label more requests and retrain, or "
-                "use strategy static",
+                f"decision {spec.name!r}: the success predictor has no held-out comparison with "
+                "always sending everything to one model (too few requests labelled for every "
+                "model), so nothing stops it routing worse than one model; label some requests "
+                "for every candidate and retrain",
+            )
+            continue
+        default = spec.cost_weight if spec.cost_weight is not None else router.cost_weight
+        weights = {"": default} | {
+            f" for tenant {name!r}": t.cost_weight
+            for name, t in router.tenants.items()
+            if t.cost_weight is not None
+        }
+        for who, weight in weights.items():
+            point = predictor.guard_at(weight)
+            if point is not None and not point.beats:
+                yield Finding(
+                    "warning",
+                    where,
+                    f"decision {spec.name!r}{who}: on its validation rows the success predictor "
+                    f"did not beat always sending everything to {point.model} at cost weight "
+                    f"{weight:g}, so the decision routes like {point.model}; label more requests "
+                    "and retrain, or use strategy static",
+                )
+
+
+def _negative_weight_findings(
+    policy: Policy, paths: dict[int, str], root: yaml.Node
+) -> Iterator[Finding]:
+    """A cost weight below 0 pays more for less: meant for tracing curves, rarely in service."""
+    router = policy.router
+    places = [("router.cost_weight", router.cost_weight)]
+    places += [
+        (f"{paths[id(spec)]}.cost_weight", spec.cost_weight)
+        for spec in [*router.decisions, router.default]
+    ]
+    places += [
+        (f"router.tenants.{name}.cost_weight", t.cost_weight) for name, t in router.tenants.items()
+    ]
+    for path, weight in places:
+        if weight is not None and weight < 0:
+            yield Finding(
+                "warning",
+                locate(root, path),
+                f"{path} is {weight:g}: below 0 the router prefers dearer models even where "
+                "they are estimated worse; use 0 for quality only",
             )
 
 
@@ -353,7 +392,10 @@ def analyse(policy: Policy, root: yaml.Node) -> list[Finding]:
     """Routing mistakes of a valid policy whose YAML node tree is ``root``."""
     paths = _decision_paths(policy)
     line = {key: locate(root, path) for key, path in paths.items()}
-    findings: list[Finding] = list(_predictor_findings(policy, paths, root))
+    findings: list[Finding] = [
+        *_predictor_findings(policy, paths, root),
+        *_negative_weight_findings(policy, paths, root),
+    ]
     for spec in policy.router.decisions:  # the default's rule is never tested
         findings += _context_findings(policy, spec, paths[id(spec)], root)
     for spec in [*policy.router.decisions, policy.router.default]:

@@ -476,6 +476,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "Array(LowCardinality(String)) DEFAULT []",
         ),
     ),
+    Migration(
+        7,
+        "router-state snapshots keep the feedback residual and the learnt answer length, so a "
+        "restore brings them back",
+        (
+            "ALTER TABLE router_states ADD COLUMN IF NOT EXISTS residual Float64 DEFAULT 0",
+            "ALTER TABLE router_states ADD COLUMN IF NOT EXISTS completions Float64 DEFAULT 0",
+            "ALTER TABLE router_states ADD COLUMN IF NOT EXISTS completion_tokens Float64 "
+            "DEFAULT 0",
+        ),
+    ),
 )
 
 LEDGER = """

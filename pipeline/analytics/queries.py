@@ -26,6 +26,8 @@ class NamedQuery:
     description: str
     #: extra parameters the query needs (besides the time range and tenant)
     params: tuple[str, ...] = ()
+    #: a bulk export of stored requests: the operator's token only, never a tenant key
+    operator_only: bool = False
 
     @property
     def per_tenant(self) -> bool:
@@ -314,10 +316,12 @@ FROM (
 ) AS r
 LEFT JOIN {FEEDBACK_BY_REQUEST} AS f ON f.request_id = r.request_id
 WHERE f.n > 0 OR r.status = 'error'
-ORDER BY r.created_at
+ORDER BY r.created_at DESC
 LIMIT 200000""",
-        "requests labelled by their feedback (a failed call without feedback scores 0), with "
-        "the scrubbed request: what `wrp router train --from-analytics` learns from",
+        "the newest 200,000 requests labelled by their feedback (a failed call without feedback "
+        "scores 0), with the scrubbed request: what `wrp router train --from-analytics` learns "
+        "from (operators only)",
+        operator_only=True,
     ),
     "request": NamedQuery(
         f"""

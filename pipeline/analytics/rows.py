@@ -224,6 +224,9 @@ ROUTER_STATE_COLUMNS = [
     "updated_at",
     "design",
     "response",
+    "residual",
+    "completions",
+    "completion_tokens",
 ]
 
 
@@ -238,6 +241,9 @@ def router_state_row(r: RouterState) -> list[Any]:
         ts(r.updated_at),
         r.design,
         r.response,
+        r.residual,
+        r.completions,
+        r.completion_tokens,
     ]
 
 

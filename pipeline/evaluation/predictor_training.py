@@ -49,6 +49,8 @@ PLATEAU = 1e-5
 GUARD_SCALES = (0.0, 1 / 64, 1 / 16, 1 / 4, 1.0, 4.0, 16.0)
 #: The guard needs this many rows with every model's label.
 MIN_GUARD_ROWS = 50
+#: A model with fewer labels is estimated at its mean label (too few to calibrate a curve).
+MIN_CALIBRATION_LABELS = 30
 
 
 @dataclass
@@ -130,7 +132,9 @@ class Fitter:
     def __init__(self, data: TrainingSet) -> None:
         self.data = data
         self.base = base_rates(data.y)
-        self.reference = int(self.base.argmax())
+        labelled = (~np.isnan(data.y)).sum(axis=0)
+        # the best mean among the models labelled on at least half as many rows as the most
+        self.reference = int(np.where(labelled * 2 >= labelled.max(), self.base, -1).argmax())
         self._linear: Ridge | None = None
 
     def _fitted(self, variant: str, **parts: Any) -> SuccessPredictor:
@@ -144,8 +148,8 @@ class Fitter:
 
     def low_rank(self, alpha: float, rank: int) -> SuccessPredictor:
         full = self.linear(alpha)
-        fitted = self.data.x @ full.coef
-        _, _, right = np.linalg.svd(fitted - fitted.mean(axis=0), full_matrices=False)
+        scores = self.data.x @ full.coef
+        _, _, right = np.linalg.svd(scores - scores.mean(axis=0), full_matrices=False)
         keep = right[:rank].T @ right[:rank]
         coef = full.coef @ keep
         residual = self.data.y - self.data.x @ coef
@@ -187,7 +191,7 @@ def platt(scores: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> tuple[flo
     known = ~np.isnan(labels)
     s, y = scores[known].astype(np.float64), labels[known].astype(np.float64)
     rate = float(np.clip(y.mean() if len(y) else 0.5, 1e-3, 1 - 1e-3))
-    if len(s) < 2 or np.ptp(s) < 1e-12:
+    if len(s) < MIN_CALIBRATION_LABELS or np.ptp(s) < 1e-12:
         return 0.0, float(np.log(rate / (1 - rate)))
     a = 1.0 / max(float(s.std()), 1e-6)
     b = -a * float(s.mean()) + float(np.log(rate / (1 - rate)))
@@ -341,13 +345,15 @@ def select(cv: CrossValidation, progress: Callable[[str], None]) -> tuple[str, S
     return variant, best[variant][0], report
 
 
-def guard(p: np.ndarray, data: TrainingSet) -> tuple[GuardPoint, ...]:
+def guard(p: np.ndarray, data: TrainingSet) -> tuple[tuple[GuardPoint, ...], np.ndarray | None]:
     """Held-out utility of routing on ``p`` against the best single model, per cost weight, with
     the standard error of their paired difference, on the rows with every model's label (no
-    guard with fewer than :data:`MIN_GUARD_ROWS`)."""
+    guard with fewer than :data:`MIN_GUARD_ROWS`); and the models' means on those rows. The
+    router picks with each model's mean cost (it cannot know an answer's cost in advance);
+    utilities count the rows' actual costs."""
     complete = ~np.isnan(data.y).any(axis=1)
     if complete.sum() < MIN_GUARD_ROWS:
-        return ()
+        return (), None
     y, p = data.y[complete], p[complete]
     cost = np.zeros_like(y) if data.cost is None else data.cost[complete]
     means, mean_cost = y.mean(axis=0), cost.mean(axis=0)
@@ -357,7 +363,7 @@ def guard(p: np.ndarray, data: TrainingSet) -> tuple[GuardPoint, ...]:
     rows = np.arange(len(y))
     for factor in GUARD_SCALES if unit > 0 else (0.0,):
         lam = factor * unit
-        picks = (p - lam * cost).argmax(axis=1)
+        picks = (p - lam * mean_cost).argmax(axis=1)
         single = int((means - lam * mean_cost).argmax())
         routed = y[rows, picks] - lam * cost[rows, picks]
         difference = routed - (y[:, single] - lam * cost[:, single])
@@ -370,7 +376,7 @@ def guard(p: np.ndarray, data: TrainingSet) -> tuple[GuardPoint, ...]:
                 round(float(difference.std(ddof=1) / np.sqrt(len(difference))), 6),
             )
         )
-    return tuple(points)
+    return tuple(points), means
 
 
 def train_predictor(
@@ -385,12 +391,13 @@ def train_predictor(
     oof = cv.scores(variant, setting)
     calibration = calibrate(oof, data.y)
     p = calibrated(oof, calibration)
-    points = guard(p, data)
+    points, fallback = guard(p, data)
     fitter = Fitter(data)
     predictor = replace(
         _fit(fitter, variant, setting),
         calibration=calibration,
         guard=points,
+        fallback=fallback,
         meta={
             "rows": len(data.y),
             "labels": int((~np.isnan(data.y)).sum()),

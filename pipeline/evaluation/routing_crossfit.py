@@ -39,8 +39,7 @@ from pipeline.evaluation.routing_replay import (
 )
 from pipeline.evaluation.split import fold_of
 from pipeline.policy import SignalsConfig
-from pipeline.router.labelled import Labelled
-from pipeline.router.neighbours import KnnIndex
+from pipeline.router.labelled import Labelled, LabelsError
 from pipeline.router.predictor import SuccessPredictor
 
 ROUTED = ("predicted", "knn")
@@ -90,6 +89,14 @@ def labelled_bench(
     answer_tokens = np.array([s.expected_output_tokens for s in signals], dtype=float)
     if any(data.costs):
         cost = 1000 * data.matrix(data.costs, models)
+        unpriced = [
+            m for m, known in zip(models, ~np.isnan(cost).all(axis=0), strict=True) if not known
+        ]
+        if unpriced:
+            raise LabelsError(
+                f"no cost for {', '.join(unpriced)} on any line: give every model a cost, or "
+                "tokens and --prices"
+            )
         cost = np.where(np.isnan(cost), np.nanmean(cost, axis=0), cost)
         axis = "the file's cost per request"
     elif prices is not None:
@@ -129,7 +136,14 @@ def cross_fit(
 ) -> dict[str, Any]:
     """Route every scored row with a predictor and index built without its fold (see module)."""
     scored = ~np.isnan(bench.correct).any(axis=1)
+    if scored.sum() < 2:
+        raise LabelsError(
+            "fewer than two requests carry every model's label: routing cannot be scored "
+            "(each row needs a score for every model it compares)"
+        )
     parts = [f for f in np.unique(folds) if (scored & (folds == f)).any()]
+    if len(np.unique(folds)) < 2:
+        raise LabelsError("cross-fitting needs at least two folds with distinct prompts")
     policies: dict[str, list[tuple[np.ndarray, dict]]] = {name: [] for name in ROUTED}
     training: list[dict] = []
     for f in parts:
@@ -138,23 +152,21 @@ def cross_fit(
         predictor, report = train_predictor(bench.training_set(rest, f"inner{f}"), progress)
         path = workdir / f"{bench.name}-predictor-{f}.npz"
         predictor.save(path)
-        index = workdir / f"{bench.name}-index-{f}.npz"
-        KnnIndex(
-            bench.vectors[rest], bench.correct[rest].astype(np.float32), tuple(bench.models)
-        ).save(index)
+        index = bench.index(workdir / f"{bench.name}-index-{f}.npz", rest)
         training.append({"fold": names[int(f)], "rows": len(held), **report})
         policies["predicted"].append((held, {"predictor": {"path": path}}))
         policies["knn"].append((held, {"knn": {"index": index}}))
     rows = np.concatenate([held for held, _ in policies["predicted"]])
     correct, cost = bench.correct[rows], bench.cost[rows]
     spread = float(np.ptp(cost.mean(axis=0)))
+    cards = bench.cards()
     curves = {}
     for strategy in ROUTED:
 
         def run(lam: float, strategy: str = strategy) -> dict:
             picks = np.concatenate(
                 [
-                    replay(bench, held, _policy(bench, signals, strategy, lam, router))
+                    replay(bench, held, build_policy(signals, cards, strategy, lam, **router))
                     for held, router in policies[strategy]
                 ]
             )
@@ -172,10 +184,6 @@ def cross_fit(
 
         curves[strategy] = sweep(run, "cost_per_1k", 0.04 * spread, cost_weights(cost))
     return summary(bench, correct, cost, curves, training)
-
-
-def _policy(bench: Bench, signals: SignalsConfig, strategy: str, lam: float, router: dict) -> Any:
-    return build_policy(signals, bench.cards(), strategy, lam, **router)
 
 
 def summary(

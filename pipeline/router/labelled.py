@@ -110,29 +110,51 @@ def build_index(data: Labelled, encoder: Encoder) -> KnnIndex:
     return KnnIndex(encoder.encode(data.texts).astype(np.float32), matrix, tuple(models))
 
 
-def from_analytics(columns: list[str], rows: list[list[Any]]) -> Labelled:
-    """Labelled requests from the ``labelled`` analytics query: the routing text of the stored
-    (scrubbed) request, its mean feedback score for the model that served it, or 0 when the
-    call failed without feedback; its cost and tokens."""
+def from_analytics(columns: list[str], rows: list[list[Any]]) -> tuple[Labelled, int]:
+    """Labelled requests from the ``labelled`` analytics query, and how many stored rows could
+    not be read (skipped). Each request's routing text as stored (scrubbed) is labelled with its
+    mean feedback score for the model that served it, or 0 when the call failed without
+    feedback; repeats of a text served by several models become one request labelled for each
+    (the mean where a model served it more than once)."""
     from pipeline.envelope import RequestSection
     from pipeline.workload.structural import routing_text
 
-    data = Labelled([], [], [], [])
+    merged: dict[str, dict[str, list[tuple[float, float, int, int]]]] = {}
+    skipped = 0
     for values in rows:
         row = dict(zip(columns, values, strict=True))
-        # the stored envelope leaves the embedding out: read its request only
-        body = RequestSection.model_validate(json.loads(row["envelope"])["request"]).body
-        if body is None or not body.messages:
+        try:
+            # the stored envelope leaves the embedding out: read its request only
+            body = RequestSection.model_validate(json.loads(row["envelope"])["request"]).body
+            text = routing_text(body) if body is not None and body.messages else ""
+        except (ValueError, KeyError, TypeError):
+            text = ""
+        if not text:
+            skipped += 1
             continue
-        score = float(row["score"]) if row["feedback"] else 0.0
-        model = str(row["model"])
-        data.texts.append(routing_text(body))
-        data.labels.append({model: min(max(score, 0.0), 1.0)})
-        data.costs.append({model: float(row["cost_usd"])})
-        data.tokens.append({model: (int(row["prompt_tokens"]), int(row["completion_tokens"]))})
+        score = min(max(float(row["score"]) if row["feedback"] else 0.0, 0.0), 1.0)
+        merged.setdefault(text, {}).setdefault(str(row["model"]), []).append(
+            (
+                score,
+                float(row["cost_usd"]),
+                int(row["prompt_tokens"]),
+                int(row["completion_tokens"]),
+            )
+        )
+    data = Labelled([], [], [], [])
+    for text, by_model in merged.items():
+        data.texts.append(text)
+        data.labels.append({m: float(np.mean([v[0] for v in vs])) for m, vs in by_model.items()})
+        data.costs.append({m: float(np.mean([v[1] for v in vs])) for m, vs in by_model.items()})
+        data.tokens.append(
+            {
+                m: (int(np.mean([v[2] for v in vs])), int(np.mean([v[3] for v in vs])))
+                for m, vs in by_model.items()
+            }
+        )
     if not data.texts:
         raise LabelsError(
             "no request in analytics has feedback or a failed outcome yet: send feedback "
             "(wrp feedback, POST /v1/feedback) and try again"
         )
-    return data
+    return data, skipped

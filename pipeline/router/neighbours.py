@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: Requests scored at once (bounds the similarity matrix: BATCH x indexed requests).
+BATCH = 1024
+
 
 @dataclass(frozen=True)
 class KnnIndex:
@@ -29,8 +32,17 @@ class KnnIndex:
         self, embeddings: np.ndarray, prior: np.ndarray, k: int, prior_weight: float
     ) -> np.ndarray:
         """q_m(x) of every row of ``embeddings`` (n x D) and every index model (n x M);
-        ``prior`` holds E[q_m] per index model."""
-        sims = np.atleast_2d(embeddings).astype(np.float32) @ self.embeddings.T
+        ``prior`` holds E[q_m] per index model (the estimate where no neighbour weighs)."""
+        embeddings = np.atleast_2d(embeddings).astype(np.float32)
+        out = np.empty((len(embeddings), len(self.models)))
+        for start in range(0, len(embeddings), BATCH):
+            sims = embeddings[start : start + BATCH] @ self.embeddings.T
+            out[start : start + BATCH] = self._estimates(sims, prior, k, prior_weight)
+        return out
+
+    def _estimates(
+        self, sims: np.ndarray, prior: np.ndarray, k: int, prior_weight: float
+    ) -> np.ndarray:
         out = np.empty((len(sims), len(self.models)))
         shared: tuple[np.ndarray, np.ndarray] | None = None
         for column in range(len(self.models)):
@@ -42,8 +54,12 @@ class KnnIndex:
             else:
                 rows, weights = _nearest(np.where(known, sims, -np.inf), min(k, int(known.sum())))
             values = np.nan_to_num(labels[rows])
-            out[:, column] = ((weights * values).sum(axis=1) + prior_weight * prior[column]) / (
-                np.maximum(weights.sum(axis=1) + prior_weight, 1e-12)
+            total = weights.sum(axis=1) + prior_weight
+            out[:, column] = np.where(
+                total > 0,
+                ((weights * values).sum(axis=1) + prior_weight * prior[column])
+                / np.maximum(total, 1e-12),
+                prior[column],
             )
         return out
 

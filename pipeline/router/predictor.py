@@ -75,6 +75,9 @@ class SuccessPredictor:
     calibration: np.ndarray  # M x 2: a, b
     base: np.ndarray  # M: mean label on the training rows
     guard: tuple[GuardPoint, ...] = ()
+    #: M: what routing like the best single model uses (the means on the rows the guard
+    #: compared; the base rates when it had none)
+    fallback: np.ndarray | None = None
     reference: int = -1  # pairwise: the reference model's position
     spread: np.ndarray | None = None  # pairwise: M, how often each model's label differs
     neighbours: KnnIndex | None = None
@@ -105,8 +108,15 @@ class SuccessPredictor:
         p = self.probabilities(features(embedding[None, :], [domain], [complexity]))[0]
         return dict(zip(self.models, p.tolist(), strict=True))
 
-    def base_rates(self) -> dict[str, float]:
-        return dict(zip(self.models, self.base.tolist(), strict=True))
+    def fallback_rates(self) -> dict[str, float]:
+        rates = self.base if self.fallback is None else self.fallback
+        return dict(zip(self.models, rates.tolist(), strict=True))
+
+    def reads(self, embedding: np.ndarray) -> bool:
+        """Whether ``embedding`` has the width the predictor was trained on."""
+        if self.neighbours is not None:
+            return self.neighbours.embeddings.shape[1] == len(embedding)
+        return self.coef.shape[0] == len(embedding) + len(DOMAINS) + len(COMPLEXITY)
 
     def guard_at(self, cost_weight: float) -> GuardPoint | None:
         """The held-out evidence at the cost weight nearest ``cost_weight`` (log scale; 0 and
@@ -139,6 +149,8 @@ class SuccessPredictor:
         }
         if self.spread is not None:
             arrays["spread"] = self.spread.astype(np.float64)
+        if self.fallback is not None:
+            arrays["fallback"] = self.fallback.astype(np.float64)
         if self.neighbours is not None:
             arrays["embeddings"] = self.neighbours.embeddings.astype(np.float16)
             arrays["labels"] = self.neighbours.labels.astype(np.float16)
@@ -170,6 +182,7 @@ def _load(path: Path, mtime: float) -> SuccessPredictor:
             guard=tuple(GuardPoint(**g) for g in header["guard"]),
             reference=header["reference"],
             spread=data["spread"] if "spread" in data.files else None,
+            fallback=data["fallback"] if "fallback" in data.files else None,
             neighbours=neighbours,
             k=header["k"],
             prior_weight=header["prior_weight"],

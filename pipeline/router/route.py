@@ -167,7 +167,7 @@ def route(
         fallback=fallback_of(model, fitting, selection.scores),
         reasoning=spec.reasoning and model.reasoning,
         context=selection.context,
-        prior=round(selection.quality.get(model.name, ctx.prior(model)), 4),
+        prior=round(selection.prior.get(model.name, ctx.prior(model)), 4),
         policy_version=runtime.policy_version,
         state_version=sum(
             arm.version

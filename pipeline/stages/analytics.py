@@ -93,6 +93,8 @@ class AnalyticsStage(Stage):
             params = dict(request.query_params)
             if reader.tenant is not None:
                 query = QUERIES.get(name)
+                if query is not None and query.operator_only:
+                    raise HTTPException(403, f"query {name!r} exports requests: operators only")
                 if query is not None and not query.per_tenant:
                     raise HTTPException(403, f"query {name!r} spans tenants: operators only")
                 params["tenant"] = reader.tenant

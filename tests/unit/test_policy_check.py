@@ -353,10 +353,20 @@ def test_a_predicted_decision_whose_predictor_cannot_beat_one_model_is_a_warning
         f"  cost_weight: 0.02\n  predictor: {{path: {tmp_path / 'predictor.npz'}}}\n",
         text,
     )
-    (finding,) = check_policy(write(tmp_path, text))
-    assert finding.severity == "warning"
-    assert finding.line == line_of(text, "- name: casual")
-    assert "did not beat always sending everything to wrp-large-70b" in finding.message
+    findings = check_policy(write(tmp_path, text))
+    assert [f.severity for f in findings] == ["warning", "warning"]  # the decision, and the
+    assert {f.line for f in findings} == {line_of(text, "- name: casual")}  # thrifty tenant
+    assert all(
+        "did not beat always sending everything to wrp-large-70b" in f.message for f in findings
+    )
+    assert "for tenant 'thrifty'" in findings[1].message
     missing = text.replace(str(tmp_path / "predictor.npz"), str(tmp_path / "gone.npz"))
     (finding,) = check_policy(write(tmp_path, missing))
     assert finding.severity == "error" and "cannot read the success predictor" in finding.message
+
+
+def test_a_negative_cost_weight_is_a_warning(tmp_path):
+    text = edited("  cost_weight: 0.02\n", "  cost_weight: -0.5\n")
+    (finding,) = check_policy(write(tmp_path, text))
+    assert finding.severity == "warning" and finding.line == line_of(text, "cost_weight: -0.5")
+    assert "prefers dearer models" in finding.message

@@ -173,3 +173,43 @@ def test_eval_routing_on_a_labelled_file_is_cross_fitted_and_beats_one_model(tmp
     assert main(["eval", "routing", "--data", str(tmp_path / "none.jsonl")]) == 2
     assert main(["router", "train", "--state-dir", str(tmp_path)]) == 2
     assert "give a labels file" in capsys.readouterr().err
+
+
+def test_analytics_rows_merge_repeats_of_a_prompt_and_skip_unreadable_ones():
+    from pipeline.router.labelled import from_analytics
+
+    def row(text, model, score, feedback=1, envelope=None):
+        request = {"request_id": "r", "body": {"messages": [{"role": "user", "content": text}]}}
+        return ["r", "d", model, "ok", 10, 20, 0.001, score, feedback,
+                envelope or json.dumps({"request": request})]  # fmt: skip
+
+    columns = ["request_id", "decision", "model", "status", "prompt_tokens",
+               "completion_tokens", "cost_usd", "score", "feedback", "envelope"]  # fmt: skip
+    rows = [
+        row("what is 2+2", "a", 1.0),
+        row("what is 2+2", "a", 0.0),
+        row("what is 2+2", "b", 1.0),
+        row("failed call", "b", 0.0, feedback=0),
+        row("x", "a", 1.0, envelope="{not json"),
+    ]
+    data, skipped = from_analytics(columns, rows)
+    assert skipped == 1
+    assert data.texts == ["what is 2+2", "failed call"]
+    assert data.labels == [{"a": 0.5, "b": 1.0}, {"b": 0.0}]
+
+
+def test_a_model_with_few_labels_is_estimated_at_its_mean():
+    scores = np.linspace(0, 1, 5)
+    a, b = training.platt(scores, np.array([1.0, 0, 1, 1, 1]))
+    assert a == 0.0 and training.sigmoid(b) == pytest.approx(0.8)
+
+
+def test_eval_routing_refuses_a_file_no_row_of_which_compares_the_models(tmp_path, capsys):
+    from pipeline.cli import main
+
+    path = tmp_path / "sparse.jsonl"
+    lines = [{"text": f"question {i}", "labels": {("a" if i % 2 else "b"): 1}} for i in range(20)]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert main(["eval", "routing", "--data", str(path), "--state-dir", str(tmp_path)]) == 2
+    assert "fewer than two requests carry every model's label" in capsys.readouterr().err
+    assert main(["eval", "routing", "--data", str(path), "--folds", "1"]) == 2

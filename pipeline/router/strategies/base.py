@@ -6,8 +6,8 @@ domain, ``n`` the policy's ``router.thompson.prior_strength``, and ``s``/``f`` t
 successes and failures the learner folded in. Cost is the predicted USD of 1,000 requests of
 this shape (prompt tokens + expected answer tokens at the card's prices), so the cost weight
 lambda reads "quality points per USD per 1,000 requests". The expected answer tokens are the
-arm's learnt mean completion length (the learner folds every served answer's length into it)
-once it has served one, else the signals' prior for the domain; both capped by max_tokens.
+arm's learnt mean completion length (the learner folds in one served answer's length in eight)
+once it has one, else the signals' prior for the domain; both capped by max_tokens.
 """
 
 from __future__ import annotations
@@ -77,9 +77,10 @@ class Selection:
     scores: dict[str, float]
     ladder: list[str] = field(default_factory=list)
     context: list[float] = field(default_factory=list)
-    #: the strategy's own quality estimate per candidate, when it has one per request: the
-    #: served model's becomes the decision's prior, what feedback is measured against
-    quality: dict[str, float] = field(default_factory=dict)
+    #: the strategy's own per-request estimate per candidate before feedback corrects it, when
+    #: it has one: the served model's becomes the decision's prior, what feedback is measured
+    #: against
+    prior: dict[str, float] = field(default_factory=dict)
 
 
 def best(candidates: list[ModelCard], scores: dict[str, float]) -> ModelCard:

@@ -665,7 +665,11 @@ class PredictorConfig(Strict):
         None, description="trained success predictor (.npz, `wrp router train`)"
     )
     prior_weight: float = Field(
-        20.0, gt=0, description="feedback observations the predictor's estimate is worth"
+        1000.0,
+        gt=0,
+        description="feedback observations the predictor's estimate is worth against the "
+        "feedback's correction (lower follows drift sooner but chases the winner's curse: the "
+        "model chosen most is the one most over-estimated)",
     )
 
 

@@ -285,7 +285,7 @@ def test_feedback_corrects_the_predictors_level_for_a_model_and_decisions_record
     assert features(np.ones((1, dims)), ["math"], ["hard"]).shape == (1, width)
     policy = policy_with(
         {"models": [SMALL, LARGE], "strategy": "predicted"},
-        predictor={"path": str(tmp_path / "p.npz")},
+        predictor={"path": str(tmp_path / "p.npz"), "prior_weight": 20},
     )
     env = envelope()
     env.signals.embedding = env.signals.encode_embedding(np.eye(dims, dtype=np.float32)[0])

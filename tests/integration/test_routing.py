@@ -180,8 +180,8 @@ def test_a_predictor_trained_from_analytics_learns_what_users_liked(stack, tmp_p
     users liked the answers about primes and disliked the poems, and the predictor says so for
     prompts it has not seen. The learner also folded each served answer's length into the arm."""
 
-    primes = [f"which prime number follows {n}? explain the divisibility check" for n in range(12)]
-    poems = [f"write a short poem about the colour number {n} and the sea" for n in range(12)]
+    primes = [f"which prime number follows {n}? explain the divisibility check" for n in range(20)]
+    poems = [f"write a short poem about the colour number {n} and the sea" for n in range(20)]
     # one model serves them all (pinned), so the labels differ by request only
     requests = [request(t, tenant=PREDICTOR_TENANT, model=GOOD) for t in primes + poems]
     # one of them is among the answers whose length the learner folds in

@@ -178,7 +178,7 @@ PREDICTOR_TENANT = "predictor-test"
 def test_a_predictor_trained_from_analytics_learns_what_users_liked(stack, tmp_path, monkeypatch):
     """Feedback stored in ClickHouse becomes the labels of `wrp router train --from-analytics`:
     users liked the answers about primes and disliked the poems, and the predictor says so for
-    prompts it has not seen. The learner also folded each served answer's length into the arm."""
+    prompts it has not seen. The learner also folded a served answer's length into the arm."""
 
     primes = [f"which prime number follows {n}? explain the divisibility check" for n in range(20)]
     poems = [f"write a short poem about the colour number {n} and the sea" for n in range(20)]

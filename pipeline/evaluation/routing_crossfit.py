@@ -128,7 +128,7 @@ def labelled_bench(
 
 
 def prompt_folds(bench: Bench, folds: int = FOLDS) -> np.ndarray:
-    return np.array([fold_of(r.body.messages[-1].content, folds) for r in bench.requests])
+    return np.array([fold_of(bench.text(row), folds) for row in range(len(bench.requests))])
 
 
 def cross_fit(

@@ -164,6 +164,10 @@ class Bench:
     train: np.ndarray  # bool per row
     source: np.ndarray | None = None  # where each row comes from, for leave-one-source-out
 
+    def text(self, row: int) -> str:
+        """The prompt of ``row``, as the user sent it."""
+        return self.requests[row].body.messages[-1].text()
+
     def envelope(self, row: int) -> Envelope:
         return Envelope(request=self.requests[row], signals=self.signals[row], safety=ALLOWED)
 
@@ -181,7 +185,7 @@ class Bench:
 
     def training_set(self, rows: np.ndarray, salt: str) -> TrainingSet:
         """The success predictor's training set of ``rows``, folds by a salted prompt hash."""
-        texts = [self.requests[r].body.messages[-1].content for r in rows]
+        texts = [self.text(r) for r in rows]
         x = features(
             self.vectors[rows],
             [self.signals[r].domain for r in rows],

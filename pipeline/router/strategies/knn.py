@@ -19,12 +19,18 @@ from pipeline.router.neighbours import load_index
 from pipeline.router.strategies.base import Selection, SelectionContext, best, rounded
 
 
-def select(ctx: SelectionContext) -> Selection:
+def neighbour_quality(ctx: SelectionContext) -> dict[str, float]:
+    """q_m(x) of every candidate: the index's estimate where there is one, else E[q_m]."""
     config = ctx.policy.router.knn
-    index = load_index(config.index) if config.index is not None else None
     quality = {card.name: ctx.mean(card) for card in ctx.candidates}
-    if index is not None and ctx.embedding is not None:
+    if config.index is not None and ctx.embedding is not None:
+        index = load_index(config.index)
         quality = index.estimate(ctx.embedding, quality, config.k, config.prior_weight)
+    return quality
+
+
+def select(ctx: SelectionContext) -> Selection:
+    quality = neighbour_quality(ctx)
     scores = {card.name: ctx.utility(card, quality[card.name]) for card in ctx.candidates}
     choice = best(ctx.candidates, scores)
     return Selection(choice, choice, rounded(scores))

@@ -17,17 +17,14 @@ know falls back to the kNN index when one is set (cold start), else to the card'
 
 from __future__ import annotations
 
-from pipeline.router.neighbours import load_index
 from pipeline.router.predictor import load_predictor
 from pipeline.router.strategies.base import Selection, SelectionContext, best, rounded
+from pipeline.router.strategies.knn import neighbour_quality
 
 
 def select(ctx: SelectionContext) -> Selection:
     router = ctx.policy.router
-    quality = {card.name: ctx.mean(card) for card in ctx.candidates}
-    if router.knn.index is not None and ctx.embedding is not None:
-        index = load_index(router.knn.index)
-        quality = index.estimate(ctx.embedding, quality, router.knn.k, router.knn.prior_weight)
+    quality = neighbour_quality(ctx)
     predictor = load_predictor(router.predictor.path) if router.predictor.path else None
     prior: dict[str, float] = {}
     if predictor is not None and ctx.embedding is not None and predictor.reads(ctx.embedding):

@@ -485,6 +485,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from pipeline.bench_analytics import run_analytics_bench
 
         report = run_analytics_bench(_settings(args), args.rows, args.total, repeat=5)
+    elif args.target == "budgets":
+        from pipeline.bench_budgets import run_budgets_bench
+
+        report = run_budgets_bench(_settings(args), args.n)
     elif args.target == "pools":
         from pipeline.bench_pools import run_pools_bench
 
@@ -843,7 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
         "in one process against a bare onnxruntime loop on the same texts",
     )
     p.add_argument(
-        "target", choices=["envelope", "pipeline", "classify", "pools", "gateway", "analytics"]
+        "target",
+        choices=["envelope", "pipeline", "classify", "pools", "gateway", "analytics", "budgets"],
     )
     p.add_argument(
         "--saturate", type=int, default=1500, help="envelope: requests published at once"
@@ -858,7 +863,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=20, help="pipeline, envelope: seconds per rate"
     )
     p.add_argument(
-        "-n", type=int, default=2000, help="classify: prompts; gateway: requests per path"
+        "-n",
+        type=int,
+        default=2000,
+        help="classify: prompts; gateway: requests per path; budgets: sequential requests "
+        "(use ~100)",
     )
     p.add_argument("--threads", type=int, default=2, help="classify: ONNX intra-op threads")
     p = command(

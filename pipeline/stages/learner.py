@@ -19,17 +19,19 @@
 3. outcomes also fold into budget usage (``pipeline.learn.usage``): for every (scope, window) a
    budget of the policy tracks, one ``wrp.usage`` record per outcome partition, carrying the
    offset of the last outcome counted, so an outcome redelivered after a crash is not counted
-   twice. Routers sum the partitions.
+   twice. Routers sum the partitions. Usage is sent at once and acknowledged before the outcome
+   is done with.
 
-Whatever an event sends is published when its offset is committed (faust's attachments), every
-:data:`COMMIT_INTERVAL_S`. Tables are changelog-backed, so a restarted learner resumes with its
-counts. Bad records go to ``wrp.dlq``. ``/healthz`` and ``/metrics`` are served by faust's web
-server on the stage port.
+Anything else an event sends is published when its offset is committed (faust's attachments), every
+:data:`COMMIT_INTERVAL_S` once the stream has moved past the event. Tables are changelog-backed, so
+a restarted learner resumes with its counts. Bad records go to ``wrp.dlq``. ``/healthz`` and
+``/metrics`` are served by faust's web server on the stage port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import asdict
@@ -96,7 +98,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         web_in_thread=False,
         producer_acks=-1,
         # what an event sends goes out when its offset is committed: commit often, so router
-        # state and budget usage reach the routers within about this long
+        # state reaches the routers within about this long
         broker_commit_interval=COMMIT_INTERVAL_S,
     )
     metrics = StageMetrics(STAGE)
@@ -186,22 +188,31 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             record = fold_usage(current, outcome, scope, owner, window, partition, offset)
             if record is not None:
                 usage_sent[key] = record
-                await usage_topic.send(key=key.encode(), value=encode(record))
+                # at once and acknowledged before the outcome's offset can be committed (an
+                # attached send would wait for the next outcome): routers see the count within
+                # milliseconds, and a crash before the commit reads it again, then skips it
+                sent = await usage_topic.send(key=key.encode(), value=encode(record), force=True)
+                await sent
 
     @app.task
     async def read_usage() -> None:
         """Follow ``wrp.usage``: after a restart or a rebalance, what the instance that counted
         a partition before published is where counting goes on."""
         nonlocal usage_seen
-        try:
+        while True:  # counting from nothing would let every scope start its window afresh
             table = CompactedTable(settings.broker, USAGE, Usage)
-            await table.start()
-            await table.caught_up()
+            try:
+                await table.start()
+                await table.caught_up()
+            except Exception:
+                log.exception("learner: could not read wrp.usage; retrying before counting")
+                with contextlib.suppress(Exception):
+                    await table.stop()
+                await asyncio.sleep(1.0)
+                continue
             usage_seen = table.values
-        except Exception:  # count on from what this instance sends rather than never
-            log.exception("learner: could not read wrp.usage; budgets count from here")
-        finally:
             usage_read.set()
+            return
 
     @app.agent(outcomes)
     async def remember_outcomes(stream: faust.StreamT) -> None:

@@ -52,6 +52,9 @@ from pipeline.router.route import (
 )
 from pipeline.safety.screen import redact_request, refusal_response
 
+#: Longest a fetch of ``wrp.usage`` waits for new records (the lag budgets may act late by).
+USAGE_WAIT_MS = 50
+
 
 class RouterStage(Stage):
     name = "router"
@@ -71,7 +74,8 @@ class RouterStage(Stage):
             CacheEntry,
             on_record=lambda entry: caching.store(self.cache, entry),
         )
-        self.usage = CompactedTable(self.settings.broker, USAGE, Usage)
+        # budgets act on what was served moments ago: tail usage with a short fetch wait
+        self.usage = CompactedTable(self.settings.broker, USAGE, Usage, wait_ms=USAGE_WAIT_MS)
         self.outcome_partitions = range(load_catalog().get(OUTCOMES).partitions)
         for table in self.tables:
             await table.start()

@@ -574,6 +574,9 @@ class Usage(Contract):
     requests: int = Field(0, ge=0)
     tokens: int = Field(0, ge=0)
     usd: float = Field(0.0, ge=0)
+    recent: list[str] = Field(
+        [], description="the last requests folded in (routers settle their reservations by it)"
+    )
     updated_at: float = Field(default_factory=now)
 
     @property

@@ -18,6 +18,8 @@ from pipeline.policy import Budget, BudgetScope, BudgetWindow
 
 #: The partition of usage re-seeded from the analytics store (``wrp analytics restore``).
 RESTORED = -1
+#: Request ids a usage record remembers: enough for a router to see its own requests counted.
+RECENT = 32
 
 
 def window_start(window: BudgetWindow, at: float) -> float:
@@ -94,6 +96,7 @@ def fold_usage(
         requests=(current.requests if same and current else 0) + 1,
         tokens=(current.tokens if same and current else 0) + tokens,
         usd=round((current.usd if same and current else 0.0) + usd, 8),
+        recent=[*(current.recent if same and current else [])[-(RECENT - 1) :], outcome.request_id],
         updated_at=outcome.completed_at,
     )
 

@@ -1,17 +1,95 @@
 """Budgets at routing time: which of the policy's limits a request's tenant, API key or session
-has reached in the current window, and what the strictest of them does to it."""
+has reached in the current window, and what the strictest of them does to it.
+
+Usage is what the learner counted from outcomes, plus what this router instance routed that the
+count does not hold yet (:class:`Reservations`, at the decision's estimate): an agent firing its
+next request the moment an answer lands is stopped as soon as the answer would reach the limit,
+not once the count has gone round the learner. A reservation is settled when its request id
+shows up in the usage records (:attr:`~pipeline.envelope.Usage.recent`), or after
+:data:`HOLD_S`. A session's requests all reach one router instance, so its reservations are all
+in one place; a tenant's spread over instances, which see each other's answers once counted.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pipeline.envelope import RequestSection, Usage
-from pipeline.learn.usage import scope_owner, used, window_end, window_start
+from pipeline.envelope import RequestSection, Usage, usage_key
+from pipeline.learn.usage import RESTORED, scope_owner, used, window_end, window_start
 from pipeline.policy import Budget
 
 #: Actions from the strictest.
 SEVERITY = {"reject": 0, "downgrade": 1, "flag": 2}
+#: Seconds a reservation counts at most: by then its outcome is counted, or lost.
+HOLD_S = 30.0
+#: Reservations kept per scope at most (the oldest go first).
+MAX_HELD = 10_000
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A routed request's estimated tokens and USD, held until its outcome is counted."""
+
+    request_id: str
+    tokens: int
+    usd: float
+    at: float
+
+
+class Reservations:
+    """What this instance routed per (scope, who, window), not yet in the counted usage."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str, str], OrderedDict[str, Reservation]] = {}
+
+    def reserve(
+        self, budgets: Iterable[Budget], request: RequestSection, held: Reservation
+    ) -> None:
+        for scope, owner, window in _scopes(budgets, request):
+            entries = self._held.setdefault((scope, owner, window), OrderedDict())
+            entries[held.request_id] = held
+            while len(entries) > MAX_HELD:
+                entries.popitem(last=False)
+
+    def pending(
+        self,
+        budget: Budget,
+        owner: str,
+        records: Mapping[str, Usage],
+        partitions: Iterable[int],
+        at: float,
+    ) -> float:
+        """``budget``'s metric over the reservations of ``owner`` the count does not hold; the
+        settled and stale ones are dropped."""
+        entries = self._held.get((budget.scope, owner, budget.window))
+        if not entries:
+            return 0.0
+        start = window_start(budget.window, at)
+        counted: set[str] = set()
+        for partition in (*partitions, RESTORED):
+            record = records.get(usage_key(budget.scope, owner, budget.window, partition))
+            if record is not None:
+                counted.update(record.recent)
+        for request_id, held in list(entries.items()):
+            if request_id in counted or held.at < max(at - HOLD_S, start):
+                del entries[request_id]
+        if not entries:
+            del self._held[(budget.scope, owner, budget.window)]
+            return 0.0
+        if budget.metric == "requests":
+            return float(len(entries))
+        return float(sum(getattr(held, budget.metric) for held in entries.values()))
+
+
+def _scopes(budgets: Iterable[Budget], request: RequestSection) -> set[tuple[str, str, str]]:
+    found = set()
+    for budget in budgets:
+        owner = scope_owner(budget.scope, request.tenant, request.session_id, request.api_key)
+        if budget.governs(request.tenant) and owner is not None:
+            found.add((budget.scope, owner, budget.window))
+    return found
 
 
 @dataclass(frozen=True)
@@ -49,8 +127,10 @@ def over_budget(
     records: Mapping[str, Usage],
     partitions: Iterable[int],
     at: float,
+    reservations: Reservations | None = None,
 ) -> list[OverBudget]:
-    """Every budget governing ``request`` whose scope is at or over its limit, strictest first."""
+    """Every budget governing ``request`` whose scope is at or over its limit (what was counted
+    plus this instance's ``reservations``), strictest first."""
     partitions = tuple(partitions)
     reached = []
     for budget in budgets:
@@ -60,6 +140,8 @@ def over_budget(
         if owner is None:
             continue
         amount = used(budget, owner, records, partitions, at)
+        if reservations is not None:
+            amount += reservations.pending(budget, owner, records, partitions, at)
         if amount >= budget.limit:
             end = window_end(budget.window, window_start(budget.window, at))
             reached.append(OverBudget(budget, amount, max(end - at, 0.0)))

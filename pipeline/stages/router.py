@@ -41,9 +41,10 @@ from pipeline.envelope import (
 from pipeline.learn.usage import scope_owner, used
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.router import caching
-from pipeline.router.budgets import over_budget
+from pipeline.router.budgets import Reservation, Reservations, over_budget
 from pipeline.router.cache import CachedAnswer, SemanticCache
 from pipeline.router.route import (
+    DEFAULT_ANSWER_TOKENS,
     BlockedByDecision,
     RouterRuntime,
     RoutingError,
@@ -77,6 +78,7 @@ class RouterStage(Stage):
         # budgets act on what was served moments ago: tail usage with a short fetch wait
         self.usage = CompactedTable(self.settings.broker, USAGE, Usage, wait_ms=USAGE_WAIT_MS)
         self.outcome_partitions = range(load_catalog().get(OUTCOMES).partitions)
+        self.reservations = Reservations()
         for table in self.tables:
             await table.start()
         self.runtime = RouterRuntime(
@@ -122,15 +124,24 @@ class RouterStage(Stage):
 
         @app.get("/budgets")
         async def budgets(tenant: str, session_id: str | None = None) -> list[dict]:
-            """What ``tenant`` (and its session) used of each budget governing it, as this
-            instance sees it now."""
+            """What ``tenant`` (and its session) used of each budget governing it as counted, and
+            what this instance routed that the count does not hold yet."""
             at = time.time()
             shown = []
             for budget in self.watcher.policy.budgets:
                 owner = scope_owner(budget.scope, tenant, session_id, None)
                 if budget.governs(tenant) and owner is not None:
-                    amount = used(budget, owner, self.usage.values, self.outcome_partitions, at)
-                    shown.append({"budget": budget.name, "used": amount, "limit": budget.limit})
+                    records, parts = self.usage.values, self.outcome_partitions
+                    shown.append(
+                        {
+                            "budget": budget.name,
+                            "used": used(budget, owner, records, parts, at),
+                            "reserved": self.reservations.pending(
+                                budget, owner, records, parts, at
+                            ),
+                            "limit": budget.limit,
+                        }
+                    )
             return shown
 
     async def process(self, batch: list[Inbound]) -> list[Output]:
@@ -140,8 +151,14 @@ class RouterStage(Stage):
         outputs: list[Output] = []
         for item in batch:
             env: Envelope = item.message  # type: ignore[assignment]
+            at = time.time()
             over = over_budget(
-                policy.budgets, env.request, self.usage.values, self.outcome_partitions, time.time()
+                policy.budgets,
+                env.request,
+                self.usage.values,
+                self.outcome_partitions,
+                at,
+                self.reservations,
             )
             strictest = over[0] if over else None
             if strictest is not None and strictest.budget.action == "reject":
@@ -179,6 +196,8 @@ class RouterStage(Stage):
                 decision = route(env, policy, self.runtime, (spec, redact), downgrade)
                 if config is not None:
                     decision.cache_ttl_s = config.ttl_s
+                if policy.budgets:
+                    self.reserve(env, decision, at)
                 if strictest is not None:
                     decision.budget = strictest.budget.name
                     decision.budget_action = strictest.budget.action
@@ -207,6 +226,20 @@ class RouterStage(Stage):
                 Outbound(ROUTED, env.key, env.advance(self.name, started, decision=decision))
             )
         return outputs
+
+    def reserve(self, env: Envelope, decision: Decision, at: float) -> None:
+        """Hold the request's estimated usage against its budgets until its outcome is counted."""
+        body, signals = env.request.body, env.signals
+        assert body is not None and signals is not None
+        answer = min(signals.expected_output_tokens, body.max_tokens or DEFAULT_ANSWER_TOKENS)
+        card = self.watcher.policy.model(decision.model)
+        held = Reservation(
+            request_id=env.request.request_id,
+            tokens=signals.prompt_tokens + answer,
+            usd=card.price.cost(signals.prompt_tokens, answer),
+            at=at,
+        )
+        self.reservations.reserve(self.watcher.policy.budgets, env.request, held)
 
     def answer_from_cache(
         self, env: Envelope, decision_name: str, answer: CachedAnswer, started: float

@@ -9,7 +9,7 @@ from pipeline.envelope import ChatRequest, Envelope, Outcome, RequestSection, Sa
 from pipeline.learn.usage import RESTORED, fold_usage, newer, scope_owner, used, window_end
 from pipeline.learn.usage import window_start as start_of
 from pipeline.policy import Budget, PolicyError, load_policy, parse_policy
-from pipeline.router.budgets import over_budget
+from pipeline.router.budgets import HOLD_S, Reservation, Reservations, over_budget
 from pipeline.router.route import RouterRuntime, route
 from pipeline.settings import DEFAULT_POLICY
 from tests.unit.factories import make_signals
@@ -164,3 +164,19 @@ def test_duplicate_budget_names_are_refused_with_the_fix():
     data["budgets"] = [{"name": "x", "scope": "team", "metric": "usd", "window": "day", "limit": 1}]
     with pytest.raises(PolicyError, match=r"budgets\.0\.scope|budgets\[0\]\.scope"):
         parse_policy(data, DEFAULT_POLICY)
+
+
+def test_a_reservation_counts_until_its_request_shows_up_in_the_counted_usage():
+    budget = Budget(name="s", scope="session", metric="tokens", window="day", limit=100)
+    reservations = Reservations()
+    reservations.reserve([budget], request(), Reservation("r1", tokens=60, usd=0.1, at=NOON))
+    reservations.reserve([budget], request(), Reservation("r2", tokens=50, usd=0.1, at=NOON))
+    reservations.reserve([budget], request(session="s2"), Reservation("r3", 500, 0.1, NOON))
+    counted = usage_of("acme:s1", scope="session", tokens=55, recent=["r1"])
+    # r1 is counted (55 actual tokens), r2 is still held at its estimate: 55 + 50 >= 100
+    over = over_budget([budget], request(), counted, range(1), NOON + 1, reservations)
+    assert over and over[0].used == 105
+    assert reservations.pending(budget, "acme:s1", counted, range(1), NOON + 1) == 50
+    assert reservations.pending(budget, "acme:s1", counted, range(1), NOON + HOLD_S + 1) == 0
+    per_request = budget.model_copy(update={"metric": "requests"})
+    assert reservations.pending(per_request, "acme:s2", {}, range(1), NOON) == 1

@@ -273,6 +273,12 @@ class Decision(BaseModel):
     prior: float = Field(0.5, description="the chosen model's quality prior for this request")
     policy_version: str = Field("", description="digest of the policy file that decided")
     state_version: int = Field(0, description="sum of the candidates' router-state versions")
+    sticky: bool = Field(
+        False, description="the session was kept on its previous model over the strategy's choice"
+    )
+    switched_from: str | None = Field(
+        None, description="the session's previous model, when this turn moved it to another"
+    )
     cache_hit: bool = False
     cache_ttl_s: float | None = Field(
         None, description="dispatch stores the answer in the semantic cache for this long"

@@ -487,6 +487,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DEFAULT 0",
         ),
     ),
+    Migration(
+        10,
+        "sticky sessions: whether the router kept a session on its previous model, and the "
+        "model a turn switched away from",
+        (
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS sticky Bool DEFAULT false",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS switched_from "
+            "LowCardinality(String) DEFAULT ''",
+        ),
+    ),
 )
 
 LEDGER = """

@@ -61,7 +61,9 @@ def switch_cost(
     previous: ModelCard, cached_tokens: int, cost_weight: float, config: StickyConfig
 ) -> float:
     """Quality points a switch away from ``previous`` must win by."""
-    forfeited = cached_tokens * previous.price.input_per_mtok / 1e3 * (1 - config.cached_input_share)
+    forfeited = (
+        cached_tokens * previous.price.input_per_mtok / 1e3 * (1 - config.cached_input_share)
+    )
     return max(cost_weight, 0.0) * forfeited + config.margin
 
 

@@ -199,7 +199,7 @@ def route(
         redact=redact,
         explored=not stick.sticky and model.name != selection.greedy.name,
         sticky=stick.sticky,
-        switched_from=stick.switched_from if stick.switched_from != model.name else None,
+        switched_from=stick.previous if stick.previous != model.name else None,
         ladder=[name for name in selection.ladder if name != model.name],
         fallback=fallback_of(model, fitting, selection.scores),
         reasoning=spec.reasoning and model.reasoning,

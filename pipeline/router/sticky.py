@@ -49,12 +49,17 @@ class Stickiness:
     """The model to serve and how the session's memory shaped it."""
 
     model: ModelCard
+    #: the model of the session's previous turn, when the session is live (not idle)
+    previous: str | None = None
     #: kept on the session's previous model over the strategy's choice
     sticky: bool = False
     #: the turn stays on the session's model (chosen or kept): exploration must not move it
     stays: bool = False
-    #: the session's previous model, when this turn moves it to another
-    switched_from: str | None = None
+
+    @property
+    def switched_from(self) -> str | None:
+        """The session's previous model, when this turn moves it to another."""
+        return self.previous if self.previous != self.model.name else None
 
 
 def switch_cost(
@@ -79,16 +84,19 @@ def hold(
     forced: bool = False,
 ) -> Stickiness:
     """Keep the session on its previous model, or let ``choice`` (the strategy's) stand.
-    ``estimates`` holds at least the utilities of ``choice`` and of the previous model."""
-    if previous is None or not config.enabled or now - previous.at > config.idle_s:
+    ``estimates`` holds at least the utilities of ``choice`` and of the previous model. With
+    stickiness off the previous model is still reported (switches are counted either way)."""
+    if previous is None or now - previous.at > config.idle_s:
         return Stickiness(choice)
+    if not config.enabled:
+        return Stickiness(choice, previous.model)
     if previous.model == choice.name:
-        return Stickiness(choice, stays=True)
+        return Stickiness(choice, previous.model, stays=True)
     kept = next((card for card in candidates if card.name == previous.model), None)
     if kept is None or forced:
-        return Stickiness(choice, switched_from=previous.model)
+        return Stickiness(choice, previous.model)
     advantage = estimates[choice.name] - estimates[kept.name]
     cached = min(previous.cached_tokens, prompt_tokens)
     if advantage > switch_cost(kept, cached, cost_weight, config):
-        return Stickiness(choice, switched_from=previous.model)
-    return Stickiness(kept, sticky=True, stays=True)
+        return Stickiness(choice, previous.model)
+    return Stickiness(kept, previous.model, sticky=True, stays=True)

@@ -622,11 +622,12 @@ class StickyConfig(Strict):
 
     enabled: bool = Field(True, description="keep a session on its model while it is usable")
     margin: float = Field(
-        0.05,
+        0.2,
         ge=0,
         le=1,
-        description="quality points a switch must win by besides the cache it loses (0.05: "
-        "vLLM Semantic Router's switch margin)",
+        description="quality points a switch must win by besides the cache it loses (0.2: the "
+        "cheapest margin that kept the quality estimate of sticky-off on half the sessions of "
+        "`wrp eval sticky`; vLLM Semantic Router's switch margin + stay bias + handoff penalty)",
     )
     cached_input_share: float = Field(
         0.1,

@@ -36,6 +36,7 @@ from pipeline.evaluation import datasets
 from pipeline.evaluation.embedding_cache import EmbeddingCache
 from pipeline.evaluation.progress import progress
 from pipeline.evaluation.routing_replay import ALLOWED, ROUTER_SEED
+from pipeline.evaluation.split import split_of
 from pipeline.policy import Policy
 from pipeline.router.route import RouterRuntime, route
 from pipeline.settings import DEMO_WORKLOAD
@@ -45,6 +46,10 @@ from pipeline.workload.structural import MESSAGE_OVERHEAD_TOKENS, routing_text
 MT_BENCH_QUESTIONS = "routing/routellm/mt_bench_question.jsonl"
 MT_BENCH_ANSWERS = "routing/routellm/mt_bench_answers_martian.jsonl"
 HH_RLHF = "safety/hh_rlhf/harmless_base_test.jsonl.gz"
+#: Margins of the sensitivity sweep (quality points a switch must win by).
+MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5)
+#: Share of each set's sessions reported; the rest tune the margin.
+EVAL_SHARE = 0.5
 #: vLLM Semantic Router's session-aware routing: -79.29% switches, -78.71% estimated cost.
 REFERENCE = {"switches_pct": -79.29, "cost_pct": -78.71}
 
@@ -224,13 +229,15 @@ class Replayer:
         return out
 
 
-def with_sticky(policy: Policy, enabled: bool) -> Policy:
-    """``policy`` with sticky sessions on or off everywhere (decision overrides too)."""
+def with_sticky(policy: Policy, enabled: bool, margin: float | None = None) -> Policy:
+    """``policy`` with sticky sessions on or off everywhere (decision overrides too), and
+    optionally another margin."""
     data = policy.model_dump(by_alias=True)
-    data["router"]["sticky"]["enabled"] = enabled
+    changes = {"enabled": enabled} if margin is None else {"enabled": enabled, "margin": margin}
+    data["router"]["sticky"].update(changes)
     for spec in [*data["router"]["decisions"], data["router"]["default"]]:
         if spec.get("sticky"):
-            spec["sticky"]["enabled"] = enabled
+            spec["sticky"].update(changes)
     return Policy.model_validate(data)
 
 
@@ -276,6 +283,7 @@ def measure(policy: Policy, sessions: list[list[Routed]]) -> dict:
         "held_turns": held,
         "cost_usd": round(cost, 6),
         "cost_usd_without_cache": round(uncached, 6),
+        "cache_saved_share": round(1 - cost / uncached, 4) if uncached else 0.0,
         "reprefill_tokens": int(reprefill),
         "mean_quality_estimate": round(quality / turns, 4),
     }
@@ -286,24 +294,71 @@ def change(off: float, on: float) -> float | None:
 
 
 def compare(policy: Policy, replayer: Replayer) -> dict:
+    """Sticky off against the policy's sticky settings, and on at every margin of the sweep."""
     off = measure(policy, replayer.run(with_sticky(policy, False)))
     on = measure(policy, replayer.run(with_sticky(policy, True)))
+    margins = {
+        f"{margin:g}": measure(policy, replayer.run(with_sticky(policy, True, margin)))
+        for margin in MARGINS
+    }
     return {
         "off": off,
         "on": on,
         "switches_change_pct": change(off["switches"], on["switches"]),
         "cost_change_pct": change(off["cost_usd"], on["cost_usd"]),
         "reprefill_change_pct": change(off["reprefill_tokens"], on["reprefill_tokens"]),
+        "margins": {
+            margin: {
+                "switches_per_session": m["switches_per_session"],
+                "switches_change_pct": change(off["switches"], m["switches"]),
+                "cost_usd": m["cost_usd"],
+                "cost_change_pct": change(off["cost_usd"], m["cost_usd"]),
+                "mean_quality_estimate": m["mean_quality_estimate"],
+                "turns": m["turns"],
+            }
+            for margin, m in margins.items()
+        },
     }
 
 
+def pooled(sections: list[dict], margin: str | None) -> tuple[float, float]:
+    """Total cost and turn-weighted mean quality estimate over sets, sticky off (None) or on
+    at ``margin``."""
+    rows = [s["off"] if margin is None else s["margins"][margin] for s in sections]
+    turns = sum(r["turns"] for r in rows)
+    quality = sum(r["mean_quality_estimate"] * r["turns"] for r in rows) / turns
+    return sum(r["cost_usd"] for r in rows), quality
+
+
+def tuned_margin(sections: list[dict]) -> str:
+    """The cheapest margin whose mean quality estimate is not below sticky off's."""
+    _, floor = pooled(sections, None)
+    fits = [m for m in sections[0]["margins"] if pooled(sections, m)[1] >= floor - 1e-9]
+    return min(fits, key=lambda m: (pooled(sections, m)[0], float(m)))
+
+
 def eval_sticky(policy: Policy, cache: EmbeddingCache, out: Path) -> dict:
+    """Tune the margin on half the sessions of every set (a hash of the first turn's text),
+    report the default policy on the other half."""
     root = datasets.data_dir()
     sets = {
         "demo": demo_sessions(),
         "mt_bench": mt_bench_sessions(root),
         "hh_rlhf": hh_rlhf_sessions(root),
     }
+    tune: dict[str, dict] = {}
+    held_out: dict[str, dict] = {}
+    for name, sessions in sets.items():
+        parts: dict[str, list[Session]] = {"train": [], "eval": []}
+        for session in sessions:
+            first = session.turns[0].messages[-1]["content"]
+            parts[split_of(f"sticky:{first}", EVAL_SHARE)].append(session)
+        for part, into in (("train", tune), ("eval", held_out)):
+            chosen = parts[part]
+            turns = sum(len(s.turns) for s in chosen)
+            progress(f"{name} {part}: {len(chosen)} sessions, {turns} turns")
+            into[name] = compare(policy, Replayer(policy, cache, f"{name}-{part}", chosen))
+    chosen = tuned_margin(list(tune.values()))
     report: dict = {
         "setup": {
             "policy_sticky": policy.router.sticky.model_dump(),
@@ -314,14 +369,15 @@ def eval_sticky(policy: Policy, cache: EmbeddingCache, out: Path) -> dict:
                 "the expected length)"
             ),
             "quality": "mean of the chosen model card's prior for the turn's domain",
+            "split": f"sessions by a hash of the first turn's text: {EVAL_SHARE:.0%} reported, "
+            "the rest to tune the margin on",
+            "tuning": "the cheapest margin whose mean quality estimate is not below sticky off's",
+            "tuned_margin": float(chosen),
             "reference": REFERENCE,
-            "tuned_on_these_sessions": False,
         },
-        "sets": {},
+        "tune": {name: {"off": s["off"], "margins": s["margins"]} for name, s in tune.items()},
+        "sets": held_out,
     }
-    for name, sessions in sets.items():
-        progress(f"{name}: {len(sessions)} sessions, {sum(len(s.turns) for s in sessions)} turns")
-        report["sets"][name] = compare(policy, Replayer(policy, cache, name, sessions))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "sticky.json"
     path.write_text(json.dumps(report, indent=2))
@@ -335,9 +391,12 @@ def render(report: dict) -> str:
         f"sticky sessions with the default policy: {setup['policy_sticky']}",
         f"cost model: {setup['cost_model']}",
         f"quality: {setup['quality']}",
+        f"split: {setup['split']}",
+        f"margin tuned on the other sessions ({setup['tuning']}): {setup['tuned_margin']:g}",
         "",
         f"{'set':<9} {'mode':<4} {'sessions':>8} {'turns':>6} {'switches':>8} {'sw/sess':>7} "
-        f"{'>=1 sw':>6} {'held':>5} {'USD':>9} {'re-prefill tok':>14} {'quality':>7}",
+        f"{'>=1 sw':>6} {'held':>5} {'USD':>9} {'cache saved':>11} {'re-prefill tok':>14} "
+        f"{'quality':>7}",
     ]
     for name, section in report["sets"].items():
         for mode in ("off", "on"):
@@ -345,13 +404,21 @@ def render(report: dict) -> str:
             lines.append(
                 f"{name:<9} {mode:<4} {m['sessions']:>8} {m['turns']:>6} {m['switches']:>8} "
                 f"{m['switches_per_session']:>7.3f} {m['sessions_switched_share']:>6.1%} "
-                f"{m['held_turns']:>5} {m['cost_usd']:>9.4f} {m['reprefill_tokens']:>14} "
-                f"{m['mean_quality_estimate']:>7.3f}"
+                f"{m['held_turns']:>5} {m['cost_usd']:>9.4f} {m['cache_saved_share']:>11.1%} "
+                f"{m['reprefill_tokens']:>14} {m['mean_quality_estimate']:>7.3f}"
             )
         lines.append(
             f"{'':<9} sticky vs not: switches {section['switches_change_pct']}%, cost "
             f"{section['cost_change_pct']}%, re-prefilled tokens {section['reprefill_change_pct']}%"
             f" (vLLM-SR: {REFERENCE['switches_pct']}% switches, {REFERENCE['cost_pct']}% cost)"
         )
+    lines += ["", "margin sweep on the reported sessions (sticky on; change against off):"]
+    for name, section in report["sets"].items():
+        cells = [
+            f"{margin}: {m['switches_change_pct']}% sw, {m['cost_change_pct']}% USD, "
+            f"q {m['mean_quality_estimate']:.3f}"
+            for margin, m in section["margins"].items()
+        ]
+        lines.append(f"  {name:<9} " + " | ".join(cells))
     lines.append(f"wrote {report.get('written', '')}")
     return "\n".join(lines)

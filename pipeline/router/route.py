@@ -186,8 +186,8 @@ def route(
             rng=runtime.rng,
         )
     if scope:
-        cached = signals.prompt_tokens + min(ctx.expected_answer(model), answer_budget)
-        runtime.sessions.put(scope, SessionTurn(model.name, spec.name, int(cached), clock))
+        cached = int(signals.prompt_tokens + ctx.expected_answer(model))
+        runtime.sessions.put(scope, SessionTurn(model.name, spec.name, cached, clock))
     return Decision(
         decision=spec.name,
         candidates=[card.name for card in fitting],

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.envelope import ChatRequest, Envelope, PoolState, RequestSection, Safety
+from pipeline.evaluation.sticky_replay import Routed, dialogue, measure
 from pipeline.policy import ModelCard, Policy, StickyConfig, load_policy
 from pipeline.router.route import RouterRuntime, route
 from pipeline.router.sticky import SessionTurn, hold, switch_cost
@@ -171,3 +172,38 @@ def test_force_switch_takes_the_strategy_choice():
     decisions = [route(turn("s", 500), POLICY, runtime, force_switch=True) for _ in range(30)]
     assert not any(d.sticky for d in decisions)
     assert any(d.switched_from for d in decisions), "the draws should have moved it"
+
+
+# --- the replay's transcript parsing and cost model ------------------------------------------
+
+
+def test_hh_rlhf_transcripts_become_chat_messages():
+    text = "\n\nHuman: hi there\n\nAssistant: hello\n\nHuman: and now?\n\nAssistant: bye"
+    assert dialogue(text) == [
+        {"role": "user", "content": "hi there"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "and now?"},
+        {"role": "assistant", "content": "bye"},
+    ]
+
+
+def test_the_cost_model_bills_a_kept_prefix_at_the_cached_rate_and_a_switch_in_full():
+    def turn(model: str, prompt: int, prefix: int) -> Routed:
+        return Routed(
+            make_signals(domain="history"), model, "general", [], False, None, prompt, prefix, 100
+        )
+
+    small, large = POLICY.model("wrp-small-8b"), POLICY.model("wrp-large-70b")
+    stay = measure(POLICY, [[turn(large.name, 1000, 0), turn(large.name, 3000, 2000)]])
+    move = measure(POLICY, [[turn(small.name, 1000, 0), turn(large.name, 3000, 2000)]])
+    full = small.price.cost(1000, 100) + large.price.cost(3000, 100)
+    assert move["cost_usd"] == pytest.approx(full, abs=1e-6)
+    assert (move["switches"], move["reprefill_tokens"], move["sessions_switched_share"]) == (
+        1,
+        2000,
+        1.0,
+    )
+    discount = 2000 * large.price.input_per_mtok * 0.9 / 1e6
+    assert stay["cost_usd"] == pytest.approx(2 * large.price.cost(2000, 100) - discount, abs=1e-6)
+    assert (stay["switches"], stay["reprefill_tokens"]) == (0, 0)
+    assert stay["mean_quality_estimate"] == pytest.approx(0.8)

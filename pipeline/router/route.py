@@ -187,7 +187,7 @@ def route(
         )
     if scope:
         cached = int(signals.prompt_tokens + ctx.expected_answer(model))
-        runtime.sessions.put(scope, SessionTurn(model.name, spec.name, cached, clock))
+        runtime.sessions.put(scope, SessionTurn(model.name, cached, clock))
     return Decision(
         decision=spec.name,
         candidates=[card.name for card in fitting],

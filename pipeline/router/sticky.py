@@ -37,7 +37,6 @@ class SessionTurn:
     """What a router instance remembers of a session's last routed turn."""
 
     model: str
-    decision: str
     #: tokens the model holds for the session after that turn: its prompt plus expected answer
     cached_tokens: int
     #: monotonic seconds when it was routed

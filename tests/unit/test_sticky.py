@@ -31,7 +31,7 @@ NOW = 1000.0
 
 
 def on(model: str, cached_tokens: int = 1000, at: float = NOW - 1) -> SessionTurn:
-    return SessionTurn(model=model, decision="general", cached_tokens=cached_tokens, at=at)
+    return SessionTurn(model=model, cached_tokens=cached_tokens, at=at)
 
 
 def decide(previous, choice, estimates, candidates=(SMALL, LARGE), cost_weight=0.0, **kw):

@@ -600,6 +600,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.target == "routing" and args.data:
         return _eval_routing_data(args)
+    if args.target == "sticky":
+        from pipeline.evaluation import sticky_replay
+        from pipeline.evaluation.run import _cache
+        from pipeline.policy import load_policy
+
+        settings = _settings(args)
+        report = sticky_replay.eval_sticky(
+            load_policy(settings.policy), _cache(settings), args.out or settings.state_dir / "eval"
+        )
+        print(json.dumps(report, indent=2) if args.json else sticky_replay.render(report))
+        return 0
     if args.target == "routing":
         from pipeline.evaluation import routing
 
@@ -886,10 +897,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
     p.add_argument("action", choices=["train"])
     p.add_argument("name", choices=["domain", "complexity", "safety", "moderation", "all"])
-    p = command("eval", cmd_eval, "held-out metrics of the signal or safety models, or routing")
-    p.add_argument("target", choices=["signals", "safety", "routing"])
+    p = command(
+        "eval",
+        cmd_eval,
+        "held-out metrics of the signal or safety models, routing, or sticky sessions",
+    )
+    p.add_argument("target", choices=["signals", "safety", "routing", "sticky"])
     p.add_argument("--json", action="store_true")
-    p.add_argument("--out", type=Path, help="routing: output directory (<state-dir>/eval)")
+    p.add_argument("--out", type=Path, help="routing, sticky: output directory (<state-dir>/eval)")
     p.add_argument(
         "--data",
         type=Path,

@@ -280,6 +280,12 @@ class Decision(BaseModel):
     prior: float = Field(0.5, description="the chosen model's quality prior for this request")
     policy_version: str = Field("", description="digest of the policy file that decided")
     state_version: int = Field(0, description="sum of the candidates' router-state versions")
+    sticky: bool = Field(
+        False, description="the session was kept on its previous model over the strategy's choice"
+    )
+    switched_from: str | None = Field(
+        None, description="the session's previous model, when this turn moved it to another"
+    )
     cache_hit: bool = False
     budget: str | None = Field(None, description="the budget over its limit that acted, if any")
     budget_action: Literal["reject", "downgrade", "flag"] | None = None

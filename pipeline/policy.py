@@ -616,6 +616,34 @@ class DecisionSafety(Strict):
     pii: PiiActions = {}
 
 
+class StickyConfig(Strict):
+    """Sticky sessions: a session's next turn stays on the model that served its last one
+    unless switching wins by more than the switch cost (``pipeline/router/sticky.py``)."""
+
+    enabled: bool = Field(True, description="keep a session on its model while it is usable")
+    margin: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="quality points a switch must win by besides the cache it loses (0.2: the "
+        "cheapest margin that kept the quality estimate of sticky-off on half the sessions of "
+        "`wrp eval sticky`; vLLM Semantic Router's switch margin + stay bias + handoff penalty)",
+    )
+    cached_input_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="price of a cached prompt token as a share of the model's input price "
+        "(hosted providers bill 0.1-0.5)",
+    )
+    idle_s: float = Field(
+        300,
+        gt=0,
+        le=86400,
+        description="a session idle longer starts afresh: its KV cache is likely evicted",
+    )
+
+
 class DecisionSpec(Strict):
     name: str = Field(min_length=1)
     priority: int = 0
@@ -632,6 +660,7 @@ class DecisionSpec(Strict):
     cache: CacheConfig | None = None
     cascade: CascadeConfig = CascadeConfig()
     safety: DecisionSafety | None = None
+    sticky: StickyConfig | None = Field(None, description="overrides router.sticky")
 
 
 class ThompsonConfig(Strict):
@@ -705,6 +734,7 @@ class RouterConfig(Strict):
     predictor: PredictorConfig = PredictorConfig()
     contextual: ContextualConfig = ContextualConfig()
     pool_aware: PoolAwareConfig = PoolAwareConfig()
+    sticky: StickyConfig = StickyConfig()
     tenants: dict[str, TenantRouting] = {}
 
     def find(self, name: str) -> DecisionSpec | None:

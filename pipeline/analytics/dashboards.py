@@ -48,6 +48,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             Panel("Semantic cache", "cache", width=12),
             Panel("Models", "models", width=12),
             Panel("Budgets: requests rejected, downgraded or flagged", "budgets"),
+            Panel("Sticky sessions: model switches per session", "session_switches"),
         ],
     ),
     "latency": (

@@ -488,6 +488,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        10,
+        "sticky sessions: whether the router kept a session on its previous model, and the "
+        "model a turn switched away from",
+        (
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS sticky Bool DEFAULT false",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS switched_from "
+            "LowCardinality(String) DEFAULT ''",
+        ),
+    ),
+    Migration(
         12,
         "budgets: the caller's API key id, and the budget that rejected, downgraded or flagged "
         "a request",

@@ -55,6 +55,8 @@ REQUEST_COLUMNS = [
     "strategy",
     "candidates",
     "explored",
+    "sticky",
+    "switched_from",
     "cache_hit",
     "policy_version",
     "model",
@@ -118,6 +120,8 @@ def request_row(env: Envelope) -> list[Any]:
         dec.strategy if dec else "",
         dec.candidates if dec else [],
         dec.explored if dec else False,
+        dec.sticky if dec else False,
+        (dec.switched_from or "") if dec else "",
         dec.cache_hit if dec else False,
         dec.policy_version if dec else "",
         out.model if out else (dec.model if dec else ""),  # the model that served, fallback

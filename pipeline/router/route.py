@@ -1,8 +1,9 @@
 """Routing one request: safety pin, explicit model or decision -> fitting candidates -> pools
-that can take it -> strategy -> exploration bounds -> :class:`Decision`."""
+that can take it -> strategy -> sticky session -> exploration bounds -> :class:`Decision`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -12,16 +13,21 @@ from pipeline.envelope import Decision, Envelope, PoolState, RouterState, router
 from pipeline.policy import DecisionSpec, ModelCard, Policy
 from pipeline.router.decisions import fitting_models, match_decision, rule_values
 from pipeline.router.exploration import ExplorationGovernor
+from pipeline.router.sticky import SessionTurn, hold
 from pipeline.router.strategies import STRATEGIES
 from pipeline.router.strategies.base import SelectionContext
 from pipeline.router.strategies.pool_aware import usable
 from pipeline.safety.screen import tighten
+from pipeline.sessions import SessionMemory
 
 EXPLICIT = "explicit"
 #: Decision and strategy name of requests the safety verdict sends to the safe model.
 SAFETY = "safety"
 #: Answer budget assumed when a request sets no max_tokens.
 DEFAULT_ANSWER_TOKENS = 512
+#: How long a router instance remembers a session's model at most (the policy's
+#: ``router.sticky.idle_s`` decides when it stops counting).
+SESSION_MEMORY_S = 86400.0
 
 
 class RoutingError(Exception):
@@ -43,12 +49,16 @@ class BlockedByDecision(Exception):
 @dataclass
 class RouterRuntime:
     """What a router instance knows besides the policy: learned arms, pool health, its
-    exploration bookkeeping and random source, and which policy version it runs."""
+    exploration bookkeeping and random source, the model each of its sessions was last routed
+    to, and which policy version it runs."""
 
     arms: Mapping[str, RouterState] = field(default_factory=dict)
     pools: Mapping[str, PoolState] = field(default_factory=dict)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     exploration: ExplorationGovernor = field(default_factory=ExplorationGovernor)
+    sessions: SessionMemory[SessionTurn] = field(
+        default_factory=lambda: SessionMemory(SESSION_MEMORY_S)
+    )
     policy_version: str = ""
 
 
@@ -107,7 +117,8 @@ def route(
 ) -> Decision:
     """The decision for one screened request (raises RoutingError or BlockedByDecision).
     ``matched`` is :func:`decision_spec`'s answer when the caller already has it; ``downgrade``
-    (a budget reached) leaves only the cheapest usable candidate."""
+    (a budget reached) leaves only the cheapest usable candidate and overrides the session's
+    stickiness."""
     body, signals = envelope.request.body, envelope.signals
     assert body is not None and signals is not None
     spec, redact = matched or decision_spec(envelope, policy)
@@ -152,15 +163,37 @@ def route(
         rng=runtime.rng,
     )
     selection = STRATEGIES[spec.strategy](ctx)
-    model = runtime.exploration.govern(
-        spec.name,
+    scope = envelope.request.session_scope
+    previous = runtime.sessions.get(scope) if scope else None
+    clock = time.monotonic()
+    estimates = selection.estimates
+    if previous is not None and not estimates:  # static order, cascade costs: E[q] - lambda c
+        estimates = {card.name: ctx.utility(card, ctx.mean(card)) for card in candidates}
+    stick = hold(
+        previous,
         selection.model,
-        selection.greedy,
         candidates,
-        spec.exploration or router.exploration,
-        frozen=tenant is not None and not tenant.explore,
-        rng=runtime.rng,
+        estimates,
+        signals.prompt_tokens,
+        cost_weight,
+        spec.sticky or router.sticky,
+        clock,
+        forced=downgrade,
     )
+    model = stick.model
+    if not stick.stays:
+        model = runtime.exploration.govern(
+            spec.name,
+            selection.model,
+            selection.greedy,
+            candidates,
+            spec.exploration or router.exploration,
+            frozen=tenant is not None and not tenant.explore,
+            rng=runtime.rng,
+        )
+    if scope:
+        cached = int(signals.prompt_tokens + ctx.expected_answer(model))
+        runtime.sessions.put(scope, SessionTurn(model.name, cached, clock))
     return Decision(
         decision=spec.name,
         candidates=[card.name for card in fitting],
@@ -170,7 +203,9 @@ def route(
         scores=selection.scores,
         skipped=skipped,
         redact=redact,
-        explored=model.name != selection.greedy.name,
+        explored=not stick.sticky and model.name != selection.greedy.name,
+        sticky=stick.sticky,
+        switched_from=stick.previous if stick.previous != model.name else None,
         ladder=[name for name in selection.ladder if name != model.name],
         fallback=fallback_of(model, fitting, selection.scores),
         reasoning=spec.reasoning and model.reasoning,

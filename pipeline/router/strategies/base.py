@@ -81,6 +81,10 @@ class Selection:
     #: it has one: the served model's becomes the decision's prior, what feedback is measured
     #: against
     prior: dict[str, float] = field(default_factory=dict)
+    #: each candidate's utility by the strategy's best estimate, without exploration (no
+    #: Thompson draw, no confidence bonus), when it has one: what sticky sessions weigh a
+    #: switch on
+    estimates: dict[str, float] = field(default_factory=dict)
 
 
 def best(candidates: list[ModelCard], scores: dict[str, float]) -> ModelCard:

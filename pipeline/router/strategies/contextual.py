@@ -73,4 +73,5 @@ def select(ctx: SelectionContext) -> Selection:
         best(ctx.candidates, expected),
         rounded(optimistic),
         context=[round(float(v), 5) for v in x],
+        estimates=expected,
     )

@@ -13,4 +13,4 @@ from pipeline.router.strategies.base import Selection, SelectionContext, best, r
 def select(ctx: SelectionContext) -> Selection:
     scores = {card.name: ctx.utility(card, ctx.mean(card)) for card in ctx.candidates}
     choice = best(ctx.candidates, scores)
-    return Selection(choice, choice, rounded(scores))
+    return Selection(choice, choice, rounded(scores), estimates=scores)

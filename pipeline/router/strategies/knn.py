@@ -33,4 +33,4 @@ def select(ctx: SelectionContext) -> Selection:
     quality = neighbour_quality(ctx)
     scores = {card.name: ctx.utility(card, quality[card.name]) for card in ctx.candidates}
     choice = best(ctx.candidates, scores)
-    return Selection(choice, choice, rounded(scores))
+    return Selection(choice, choice, rounded(scores), estimates=scores)

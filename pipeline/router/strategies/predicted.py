@@ -41,4 +41,4 @@ def select(ctx: SelectionContext) -> Selection:
                 quality[card.name] = min(max(estimate[card.name] + shift, 0.0), 1.0)
     scores = {card.name: ctx.utility(card, quality[card.name]) for card in ctx.candidates}
     choice = best(ctx.candidates, scores)
-    return Selection(choice, choice, rounded(scores), prior=rounded(prior))
+    return Selection(choice, choice, rounded(scores), prior=rounded(prior), estimates=scores)

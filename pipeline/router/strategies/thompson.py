@@ -15,4 +15,6 @@ def select(ctx: SelectionContext) -> Selection:
         for card in ctx.candidates
     }
     means = {card.name: ctx.utility(card, ctx.mean(card)) for card in ctx.candidates}
-    return Selection(best(ctx.candidates, draws), best(ctx.candidates, means), rounded(draws))
+    return Selection(
+        best(ctx.candidates, draws), best(ctx.candidates, means), rounded(draws), estimates=means
+    )

@@ -594,6 +594,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.target == "tools":
+        return _eval_tools(args)
     if args.target == "routing" and args.data:
         return _eval_routing_data(args)
     if args.target == "routing":
@@ -607,6 +609,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
     print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def _eval_tools(args: argparse.Namespace) -> int:
+    from pipeline.evaluation import tool_selection
+    from pipeline.evaluation.datasets import data_dir
+    from pipeline.models.encoder import load_encoder
+    from pipeline.policy import load_policy
+
+    settings = _settings(args)
+    config = load_policy(settings.policy).tools
+    encoder = load_encoder(
+        settings.model_dir,
+        settings.encoder_threads,
+        settings.encoder_max_tokens,
+        settings.encoder_batch,
+    )
+    report = tool_selection.eval_tools(data_dir(), encoder, config, tune=args.tune)
+    written = tool_selection.write(report, args.out or settings.state_dir / "eval")
+    print(json.dumps(report, indent=2) if args.json else tool_selection.render(report))
+    print(f"wrote {written}")
     return 0
 
 
@@ -877,10 +900,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
     p.add_argument("action", choices=["train"])
     p.add_argument("name", choices=["domain", "complexity", "safety", "moderation", "all"])
-    p = command("eval", cmd_eval, "held-out metrics of the signal or safety models, or routing")
-    p.add_argument("target", choices=["signals", "safety", "routing"])
+    p = command(
+        "eval", cmd_eval, "held-out metrics of the signal or safety models, routing, or tools"
+    )
+    p.add_argument("target", choices=["signals", "safety", "routing", "tools"])
     p.add_argument("--json", action="store_true")
-    p.add_argument("--out", type=Path, help="routing: output directory (<state-dir>/eval)")
+    p.add_argument("--out", type=Path, help="routing, tools: output directory (<state-dir>/eval)")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tools: the tuning grid on the tune rows instead of the report on the test rows",
+    )
     p.add_argument(
         "--data",
         type=Path,

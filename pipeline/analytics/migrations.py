@@ -487,6 +487,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DEFAULT 0",
         ),
     ),
+    Migration(
+        8,
+        "tool selection: tools offered and kept, tokens of the tools offered and saved",
+        tuple(
+            f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {column} UInt32 DEFAULT 0"
+            for column in ("tools_offered", "tools_kept", "tool_tokens", "tool_tokens_saved")
+        ),
+    ),
 )
 
 LEDGER = """

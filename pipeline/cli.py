@@ -619,14 +619,14 @@ def _eval_tools(args: argparse.Namespace) -> int:
     from pipeline.policy import load_policy
 
     settings = _settings(args)
-    config = load_policy(settings.policy).tools
+    policy = load_policy(settings.policy)
     encoder = load_encoder(
         settings.model_dir,
         settings.encoder_threads,
         settings.encoder_max_tokens,
         settings.encoder_batch,
     )
-    report = tool_selection.eval_tools(data_dir(), encoder, config, tune=args.tune)
+    report = tool_selection.eval_tools(data_dir(), encoder, policy, tune=args.tune)
     written = tool_selection.write(report, args.out or settings.state_dir / "eval")
     print(json.dumps(report, indent=2) if args.json else tool_selection.render(report))
     print(f"wrote {written}")

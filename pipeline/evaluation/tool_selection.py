@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.envelope import ChatRequest
+from pipeline.envelope import ChatRequest, RequestSection
 from pipeline.evaluation.datasets import data_file
 from pipeline.evaluation.progress import progress
 from pipeline.evaluation.split import split_of
 from pipeline.models.encoder import Encoder
-from pipeline.policy import ToolSelectionConfig
+from pipeline.policy import Policy, ToolSelectionConfig
+from pipeline.workload.extractor import SignalExtractor
 from pipeline.workload.structural import routing_text
 from pipeline.workload.tool_selection import ToolSelection, ToolSelector, select
 
@@ -229,11 +230,11 @@ TUNE_KS = (5, 8, 10, 15, 20)
 TUNE_SIZE = 200
 
 
-def eval_tools(
-    root: Path, encoder: Encoder, config: ToolSelectionConfig, tune: bool = False
-) -> dict[str, Any]:
+def eval_tools(root: Path, encoder: Encoder, policy: Policy, tune: bool = False) -> dict[str, Any]:
     """The report: per catalogue size, per k (top-k alone, and with the shipped threshold and
-    name bonus) and the shipped setting, on test rows; with ``tune``, the grid on tune rows."""
+    name bonus) and the shipped setting, on test rows, and the signals stage's CPU per request
+    with tool selection on and off; with ``tune``, the grid on tune rows."""
+    config = policy.tools
     multiple, irrelevance, pool = load_rows(root)
     split = "tune" if tune else "test"
     rows = [r for r in multiple + irrelevance if r.split == split]
@@ -299,8 +300,44 @@ def eval_tools(
                     for k in KS
                 },
             }
+        report["signals_cpu_ms"] = signals_cpu(
+            [r for r in rows if r.answer is not None][:CPU_ROWS], pool, encoder, policy
+        )
     report["setup"]["seconds"] = round(time.perf_counter() - started)
     return report
+
+
+#: Requests the signals stage's CPU is measured on, per catalogue size.
+CPU_ROWS = 100
+
+
+def signals_cpu(
+    rows: list[Row], pool: list[dict], encoder: Encoder, policy: Policy
+) -> dict[int, dict[str, float]]:
+    """CPU milliseconds the signals stage's extractor spends per request (one at a time, tool
+    embeddings cached), with the policy's tool selection and with it off."""
+    extractors = {
+        "selection_on": SignalExtractor(policy, encoder),
+        "selection_off": SignalExtractor(
+            policy.model_copy(update={"tools": ToolSelectionConfig()}), encoder
+        ),
+    }
+    out: dict[int, dict[str, float]] = {}
+    for size in SIZES:
+        requests = [
+            RequestSection(body=ChatRequest(messages=r.messages, tools=catalogue(r, pool, size)[0]))
+            for r in rows
+        ]
+        out[size] = {}
+        for name, extractor in extractors.items():
+            for request in requests:  # a first pass fills the tool cache
+                extractor.extract_narrowed([request])
+            timer = time.process_time()
+            for request in requests:
+                extractor.extract_narrowed([request])
+            out[size][name] = round(1000 * (time.process_time() - timer) / len(requests), 2)
+        progress(f"signals stage CPU at {size} tools: {out[size]} ms/request")
+    return out
 
 
 def _pct(value: float | None) -> str:
@@ -346,6 +383,12 @@ def render(report: dict[str, Any]) -> str:
                 f"              {_pct(b['recall']):>6} {_pct(b['tokens_saved']):>6}  "
                 f"{_pct(b['keep_none']):>8}"
             )
+    lines.append("signals stage CPU per request (ms, one request at a time, tool cache warm):")
+    for size, cpu in report["signals_cpu_ms"].items():
+        lines.append(
+            f"  {size:>5} tools: selection on {cpu['selection_on']:>6}  "
+            f"off {cpu['selection_off']:>6}"
+        )
     lines.append(f"({setup['seconds']} s)")
     return "\n".join(lines)
 

@@ -598,6 +598,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.target == "tools":
+        return _eval_tools(args)
     if args.target == "routing" and args.data:
         return _eval_routing_data(args)
     if args.target == "sticky":
@@ -622,6 +624,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
     print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def _eval_tools(args: argparse.Namespace) -> int:
+    from pipeline.evaluation import tool_selection
+    from pipeline.evaluation.datasets import data_dir
+    from pipeline.models.encoder import load_encoder
+    from pipeline.policy import load_policy
+
+    settings = _settings(args)
+    policy = load_policy(settings.policy)
+    encoder = load_encoder(
+        settings.model_dir,
+        settings.encoder_threads,
+        settings.encoder_max_tokens,
+        settings.encoder_batch,
+    )
+    report = tool_selection.eval_tools(data_dir(), encoder, policy, tune=args.tune)
+    written = tool_selection.write(report, args.out or settings.state_dir / "eval")
+    print(json.dumps(report, indent=2) if args.json else tool_selection.render(report))
+    print(f"wrote {written}")
     return 0
 
 
@@ -900,11 +923,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "eval",
         cmd_eval,
-        "held-out metrics of the signal or safety models, routing, or sticky sessions",
+        "held-out metrics of the signal or safety models, routing, sticky sessions or tool "
+        "selection",
     )
-    p.add_argument("target", choices=["signals", "safety", "routing", "sticky"])
+    p.add_argument("target", choices=["signals", "safety", "routing", "sticky", "tools"])
     p.add_argument("--json", action="store_true")
-    p.add_argument("--out", type=Path, help="routing, sticky: output directory (<state-dir>/eval)")
+    p.add_argument(
+        "--out", type=Path, help="routing, sticky, tools: output directory (<state-dir>/eval)"
+    )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tools: the tuning grid on the tune rows instead of the report on the test rows",
+    )
     p.add_argument(
         "--data",
         type=Path,

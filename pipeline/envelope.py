@@ -166,6 +166,16 @@ class Signals(BaseModel):
     turns: int
     tools_present: bool
     tool_loop: bool
+    tools_offered: int = Field(0, ge=0, description="tools the request came with")
+    tools_kept: int = Field(
+        0, ge=0, description="tools passed on after tool selection (all when it is off)"
+    )
+    tool_tokens: int = Field(
+        0, ge=0, description="tokens of the tools offered (0 when tool selection left them alone)"
+    )
+    tool_tokens_saved: int = Field(
+        0, ge=0, description="tokens of the tools tool selection dropped"
+    )
     images_present: bool
     audio_present: bool
     language: str

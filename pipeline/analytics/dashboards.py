@@ -49,6 +49,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             Panel("Models", "models", width=12),
             Panel("Budgets: requests rejected, downgraded or flagged", "budgets"),
             Panel("Sticky sessions: model switches per session", "session_switches"),
+            Panel("Tool selection: tools and tool tokens saved", "tool_savings"),
         ],
     ),
     "latency": (

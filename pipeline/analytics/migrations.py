@@ -488,6 +488,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        8,
+        "tool selection: tools offered and kept, tokens of the tools offered and saved",
+        tuple(
+            f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {column} UInt32 DEFAULT 0"
+            for column in ("tools_offered", "tools_kept", "tool_tokens", "tool_tokens_saved")
+        ),
+    ),
+    Migration(
         10,
         "sticky sessions: whether the router kept a session on its previous model, and the "
         "model a turn switched away from",

@@ -197,6 +197,8 @@ def build_report(fetch: Fetch, since: str = "24h", tenant: str = "") -> str:
             table(run("cache")),
             "<h3>Budgets: requests rejected, downgraded or flagged</h3>",
             table(run("budgets")),
+            "<h3>Tool selection</h3>",
+            table(run("tool_savings")),
         ),
         _section(
             "Safety",

@@ -1,4 +1,5 @@
-"""signals stage: wrp.requests -> Workload signals (one encoder pass, heads) -> wrp.signals."""
+"""signals stage: wrp.requests -> Workload signals (one encoder pass, heads, tool selection)
+-> wrp.signals."""
 
 from __future__ import annotations
 
@@ -31,13 +32,13 @@ class SignalsStage(Stage):
         envelopes: list[Envelope] = [item.message for item in batch]  # type: ignore[misc]
         requests = [e.request for e in envelopes]  # admission let in only those with a body
         if self.settings.learned_signals:  # the encoder runs apart, the loop serves meanwhile
-            signals = iter(await asyncio.to_thread(self.extractor.extract, requests))
+            narrowed, signals = await asyncio.to_thread(self.extractor.extract_narrowed, requests)
         else:  # structural signals take microseconds: a thread hop would cost more
-            signals = iter(self.extractor.extract(requests))
+            narrowed, signals = self.extractor.extract_narrowed(requests)
         timings = self.extractor.timings
         for part in ("encoder", "heads", "other"):
             self.metrics.model_seconds.labels(part=part).observe(getattr(timings, part))
-        return [
-            Outbound(SIGNALS, env.key, env.advance(self.name, started, signals=next(signals)))
-            for env in envelopes
+        return [  # the request goes on with only the tools tool selection kept
+            Outbound(SIGNALS, env.key, env.advance(self.name, started, request=r, signals=s))
+            for env, r, s in zip(envelopes, narrowed, signals, strict=True)
         ]

@@ -21,6 +21,7 @@ from pipeline.workload.load_shape import expected_output_tokens, load_shape
 from pipeline.workload.prefix import prefix_hashes
 from pipeline.workload.rules import EmbeddingMatcher, KeywordMatcher
 from pipeline.workload.structural import extract_structural, routing_text
+from pipeline.workload.tool_selection import ToolSelection, ToolSelector, narrowed_body
 
 
 @dataclass
@@ -47,6 +48,7 @@ class SignalExtractor:
         self.embedding_rules = EmbeddingMatcher(config.embeddings, encoder.encode)
         self.language = LanguageDetector(config.language_min_confidence)
         self.sessions: SessionMemory[bool] = SessionMemory(config.session_ttl_s)
+        self.tools = ToolSelector(policy.tools, encoder.encode, encoder.count_tokens)
         self.timings = Timings()
         self.heads_seconds = 0.0
         self._known_counts: dict[str, int] = {}
@@ -58,6 +60,13 @@ class SignalExtractor:
 
     def extract(self, requests: list[RequestSection]) -> list[Signals]:
         """Signals per request, in order; every request must have a body."""
+        return self.extract_narrowed(requests)[1]
+
+    def extract_narrowed(
+        self, requests: list[RequestSection]
+    ) -> tuple[list[RequestSection], list[Signals]]:
+        """The requests with their tools narrowed by the policy's tool selection (the same
+        objects when it leaves them alone), and their signals, in order."""
         started = time.perf_counter()
         texts = [routing_text(r.body) for r in requests if r.body is not None]
         ids, counts = self.encoder.tokenize(texts)
@@ -65,30 +74,73 @@ class SignalExtractor:
         if not self.learned:
             self.heads_seconds = 0.0
             encoded = time.perf_counter()
-            pairs = zip(requests, texts, strict=True)
-            out = [self._signals(request, text, None, None, None) for request, text in pairs]
+            requests, selections = self.select_tools(requests, texts, None)
+            out = [
+                self._signals(request, text, None, None, None, selection)
+                for request, text, selection in zip(requests, texts, selections, strict=True)
+            ]
             self.timings = Timings(0.0, 0.0, time.perf_counter() - encoded)
-            return out
+            return requests, out
         embeddings = self.encoder.encode_ids(ids)
         encoded = time.perf_counter()
-        out = self.from_embeddings(requests, texts, embeddings)
+        requests, selections = self.select_tools(requests, texts, embeddings)
+        out = self.from_embeddings(requests, texts, embeddings, selections)
         other = time.perf_counter() - encoded - self.heads_seconds
         self.timings = Timings(encoded - started, self.heads_seconds, other)
-        return out
+        return requests, out
+
+    def select_tools(
+        self, requests: list[RequestSection], texts: list[str], embeddings: np.ndarray | None
+    ) -> tuple[list[RequestSection], list[ToolSelection | None]]:
+        """Each request with only the tools tool selection keeps, and the selection (None when
+        it left the request alone). Without ``embeddings`` (structural signals only), the
+        routing texts of the requests it narrows are embedded here."""
+        chosen = [
+            i
+            for i, r in enumerate(requests)
+            if r.body is not None and self.tools.needs_selection(r.body, r.tenant)
+        ]
+        selections: list[ToolSelection | None] = [None] * len(requests)
+        if not chosen:
+            return requests, selections
+        if embeddings is None:
+            queries = self.encoder.encode([texts[i] for i in chosen])
+        else:
+            queries = embeddings[chosen]
+        narrowed = list(requests)
+        for i, query in zip(chosen, queries, strict=True):
+            request = requests[i]
+            assert request.body is not None
+            selection = self.tools.select(request.body, request.tenant, query)
+            selections[i] = selection
+            if selection.kept < selection.offered:
+                body = narrowed_body(request.body, selection)
+                narrowed[i] = request.model_copy(update={"body": body})
+        return narrowed, selections
 
     def from_embeddings(
-        self, requests: list[RequestSection], texts: list[str], embeddings: np.ndarray
+        self,
+        requests: list[RequestSection],
+        texts: list[str],
+        embeddings: np.ndarray,
+        selections: list[ToolSelection | None] | None = None,
     ) -> list[Signals]:
         """Signals of requests whose routing texts are already embedded (``heads_seconds`` is
-        the time the learned heads took)."""
+        the time the learned heads took); ``selections``: what tool selection did to each."""
         started = time.perf_counter()
         domain_p = self.domain.predict(embeddings)
         complexity_p = self.complexity.predict(embeddings)
         self.heads_seconds = time.perf_counter() - started
         return [
-            self._signals(request, text, vector, dp, cp)
-            for request, text, vector, dp, cp in zip(
-                requests, texts, embeddings, domain_p, complexity_p, strict=True
+            self._signals(request, text, vector, dp, cp, selection)
+            for request, text, vector, dp, cp, selection in zip(
+                requests,
+                texts,
+                embeddings,
+                domain_p,
+                complexity_p,
+                selections or [None] * len(requests),
+                strict=True,
             )
         ]
 
@@ -99,6 +151,7 @@ class SignalExtractor:
         vector: np.ndarray | None,
         domain_p: np.ndarray | None,
         complexity_p: np.ndarray | None,
+        selection: ToolSelection | None = None,
     ) -> Signals:
         body = request.body
         assert body is not None
@@ -117,8 +170,13 @@ class SignalExtractor:
             body.max_tokens, domain, self.output_priors, config.load_shape
         )
         language, language_score = self.language.detect(text)
+        offered = len(body.tools or []) if selection is None else selection.offered
         return Signals(
             **structure.__dict__,
+            tools_offered=offered,
+            tools_kept=offered if selection is None else selection.kept,
+            tool_tokens=0 if selection is None else selection.offered_tokens,
+            tool_tokens_saved=0 if selection is None else selection.saved_tokens,
             language=language,
             language_score=language_score,
             prefix_hashes=prefix_hashes(body),

@@ -487,6 +487,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DEFAULT 0",
         ),
     ),
+    Migration(
+        9,
+        "implicit feedback: the label read from the user's next turn (moved_on, says_wrong, "
+        "clarify, re_ask; empty for explicit feedback)",
+        (
+            "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS implicit LowCardinality(String) "
+            "DEFAULT ''",
+        ),
+    ),
 )
 
 LEDGER = """

@@ -148,7 +148,9 @@ def similarities(rows: list[Labelled], cache: EmbeddingCache) -> np.ndarray:
     cosines = np.einsum("ij,ij->i", previous, following) / np.maximum(
         np.linalg.norm(previous, axis=1) * np.linalg.norm(following, axis=1), 1e-9
     )
-    same = np.array([text_digest(r.exchange.previous) == text_digest(r.exchange.next) for r in rows])
+    same = np.array(
+        [text_digest(r.exchange.previous) == text_digest(r.exchange.next) for r in rows]
+    )
     return np.where(same, 1.0, cosines)
 
 
@@ -179,7 +181,9 @@ def scores(truth: list[str], predicted: list[str]) -> dict:
     pairs = Counter(zip(truth, predicted, strict=True))
     return {
         "rows": len(truth),
-        "accuracy": round(sum(t == p for t, p in zip(truth, predicted, strict=True)) / len(truth), 3),
+        "accuracy": round(
+            sum(t == p for t, p in zip(truth, predicted, strict=True)) / len(truth), 3
+        ),
         "macro_f1": round(float(np.mean([v["f1"] for v in per_label.values()])), 3),
         "labels": per_label,
         "confusion": {t: {p: pairs[(t, p)] for p in IMPLICIT_LABELS} for t in IMPLICIT_LABELS},
@@ -200,7 +204,28 @@ def eval_implicit(cache: EmbeddingCache, config: ImplicitConfig) -> dict:
     def evaluate(part: str, threshold: float) -> dict:
         chosen = [rows[i] for i in parts[part]]
         predicted = predict(chosen, cosines[parts[part]], threshold)
-        return scores([r.label for r in chosen], predicted)
+        result = scores([r.label for r in chosen], predicted)
+        given: dict[str, list[float]] = {}
+        for row, label in zip(chosen, predicted, strict=True):
+            given.setdefault(row.label, []).append(config.rewards[label])
+        # what the learner is told about answers of each kind (1 = good)
+        result["mean_reward"] = {k: round(float(np.mean(v)), 3) for k, v in given.items()}
+        result["accuracy_by_source"] = {
+            Path(source).name: round(
+                float(
+                    np.mean(
+                        [
+                            r.label == p
+                            for r, p in zip(chosen, predicted, strict=True)
+                            if r.exchange.source == source
+                        ]
+                    )
+                ),
+                3,
+            )
+            for source in sorted({r.exchange.source for r in chosen})
+        }
+        return result
 
     tuning = {t: evaluate("tune", t)["macro_f1"] for t in THRESHOLDS}
     best = max(THRESHOLDS, key=lambda t: (tuning[t], t))
@@ -242,6 +267,14 @@ def render(report: dict) -> str:
             lines.append(
                 f"  {label:<11} {v['precision']:>9} {v['recall']:>7} {v['f1']:>6} {v['support']:>8}"
             )
+        lines.append(
+            "  mean reward the learner is given, by hand label: "
+            + ", ".join(f"{k} {v}" for k, v in result["mean_reward"].items())
+        )
+        lines.append(
+            "  accuracy by source: "
+            + ", ".join(f"{k} {v}" for k, v in result["accuracy_by_source"].items())
+        )
         lines.append("  confusion (rows: hand label, columns: detector)")
         lines.append("  " + " " * 11 + "".join(f"{p:>11}" for p in IMPLICIT_LABELS))
         for truth, row in result["confusion"].items():

@@ -34,7 +34,7 @@ CUE_CHARS = 400
 #: request ids of a session remembered, so a redelivered turn is not read as a new one
 SEEN_PER_SESSION = 8
 
-_APOS = "['’]"
+_APOS = "['\u2019]"  # a straight or typographic apostrophe
 SAYS_WRONG = re.compile(
     rf"\b(?:(?:that|this|it|you){_APOS}?(?:s|re| is| are)? (?:(?:just|so|completely|totally|"
     rf"all|simply|still) )?(?:wrong|incorrect|false|not (?:right|true|correct|accurate|"
@@ -134,7 +134,9 @@ def _last_user_index(body: ChatRequest) -> int | None:
 def answer_asked(body: ChatRequest, user_index: int) -> bool:
     """The assistant turn just before the user's ended with a question."""
     before = body.messages[user_index - 1] if user_index > 0 else None
-    return before is not None and before.role == "assistant" and before.text().rstrip().endswith("?")
+    return (
+        before is not None and before.role == "assistant" and before.text().rstrip().endswith("?")
+    )
 
 
 def continues(body: ChatRequest, user_index: int, previous: PreviousTurn) -> bool:
@@ -175,7 +177,8 @@ class NextTurnReader:
         if index is None:  # a tool loop answers the same user turn: judge its last answer later
             if previous is not None:
                 self.sessions.put(
-                    scope, PreviousTurn(request.request_id, previous.digest, previous.embedding, seen)
+                    scope,
+                    PreviousTurn(request.request_id, previous.digest, previous.embedding, seen),
                 )
             return None
         self.sessions.put(scope, PreviousTurn(request.request_id, digest, embedding, seen))

@@ -31,7 +31,8 @@ class NamedQuery:
 
     @property
     def per_tenant(self) -> bool:
-        return TENANT in self.sql
+        """Filtered by the tenant macro (on ``tenant`` or a joined table's ``r.tenant``)."""
+        return any(m.group(2) == "tenant" for m in _CONDITIONAL_ALL.finditer(self.sql))
 
     @property
     def time_ranged(self) -> bool:

@@ -21,7 +21,7 @@ THRESHOLD = CONFIG.re_ask_similarity
     [
         ("That's wrong, Paris is not in Spain.", "says_wrong"),
         ("this is not what I asked", "says_wrong"),
-        ("It didn’t work, same error again", "says_wrong"),
+        ("It didn\u2019t work, same error again", "says_wrong"),  # a typographic apostrophe
         ("No, that's not it.", "says_wrong"),
         ("Das ist falsch.", "says_wrong"),
         ("What do you mean by a monad?", "clarify"),

@@ -120,7 +120,7 @@ class PreviousTurn:
 
     request_id: str
     digest: str
-    embedding: np.ndarray | None
+    embedding: np.ndarray | None  # float16: a session costs about 1 KB
     seen: tuple[str, ...]
 
 
@@ -141,14 +141,18 @@ def answer_asked(body: ChatRequest, user_index: int) -> bool:
 
 def continues(body: ChatRequest, user_index: int, previous: PreviousTurn) -> bool:
     """The request follows the previous one in its conversation: it carries no earlier user
-    turn (a client that sends only the new turn), or its history holds the previous user turn."""
-    earlier = [m for m in body.messages[:user_index] if m.role == "user" and m.text()]
-    return not earlier or any(text_digest(m.text()) == previous.digest for m in earlier)
+    turn (a client that sends only the new turn), or its latest earlier user turn is the
+    previous request's."""
+    for message in reversed(body.messages[:user_index]):
+        if message.role == "user" and message.text():
+            return text_digest(message.text()) == previous.digest
+    return True
 
 
 def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
     if a is None or b is None or a.shape != b.shape:
         return None
+    a, b = a.astype(np.float32), b.astype(np.float32)
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(a @ b) / norm if norm > 0 else None
 
@@ -170,7 +174,11 @@ class NextTurnReader:
         if previous is not None and request.request_id in previous.seen:
             return None  # a redelivery: already read
         index = _last_user_index(body)
-        embedding = signals.embedding_vector() if signals.embedding else None
+        embedding = (
+            Signals.decode_embedding(signals.embedding).astype(np.float16)
+            if signals.embedding
+            else None
+        )
         text = body.messages[index].text() if index is not None else ""
         digest = text_digest(text) if index is not None else ""
         seen = (*(previous.seen if previous else ()), request.request_id)[-SEEN_PER_SESSION:]

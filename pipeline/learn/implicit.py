@@ -8,7 +8,8 @@ turns' embeddings, which the signals stage has computed anyway (no extra encoder
 
 :class:`NextTurnReader` keeps, per session, the last request's id, its user turn's digest and
 embedding, and turns the next request of the session into a :class:`Feedback` for the previous
-request (``source`` ``implicit``, ``score`` the label's reward, the label in ``implicit``).
+request (``source`` ``implicit``, ``score`` the label's reward, the label in ``implicit``), when
+the next request shows the answer it reacts to (:func:`continues`).
 Requests are keyed by session, so one session's turns reach one signals instance in order; the
 memory is that instance's own, so after a restart or a rebalance the first turn of each session
 judges nothing.
@@ -140,13 +141,16 @@ def answer_asked(body: ChatRequest, user_index: int) -> bool:
 
 
 def continues(body: ChatRequest, user_index: int, previous: PreviousTurn) -> bool:
-    """The request follows the previous one in its conversation: it carries no earlier user
-    turn (a client that sends only the new turn), or its latest earlier user turn is the
-    previous request's."""
+    """The request answers the previous one: its latest earlier user turn is the previous
+    request's, and an assistant turn (the answer the user saw) follows it. A client that sends
+    only its newest turn shows no answer, so it gets no implicit feedback."""
+    answered = False
     for message in reversed(body.messages[:user_index]):
-        if message.role == "user" and message.text():
-            return text_digest(message.text()) == previous.digest
-    return True
+        if message.role == "assistant":
+            answered = True
+        elif message.role == "user" and message.text():
+            return answered and text_digest(message.text()) == previous.digest
+    return False
 
 
 def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:

@@ -55,29 +55,34 @@ def vector(*values: float) -> str:
     return Signals.encode_embedding(v / np.linalg.norm(v))
 
 
-def turn(
-    text: str,
-    request_id: str,
-    embedding: str,
-    history: list[dict] | None = None,
-    tenant: str = "acme",
-    session: str | None = "s1",
-) -> tuple[RequestSection, Signals]:
-    messages = [*(history or []), {"role": "user", "content": text}]
-    request = RequestSection(
-        request_id=request_id,
-        tenant=tenant,
-        session_id=session,
-        body=ChatRequest(messages=messages),
-    )
-    return request, make_signals(embedding=embedding)
+class Conversation:
+    """A client of one session that sends the whole history every turn, as OpenAI clients do."""
+
+    def __init__(self, reader: NextTurnReader, session: str | None = "s1", tenant="acme"):
+        self.reader, self.session, self.tenant = reader, session, tenant
+        self.messages: list[dict] = []
+
+    def say(self, text: str, request_id: str, embedding: str) -> Feedback | None:
+        """Send ``text`` (after the answer to the last turn, if any) and return what the reader
+        made of it; the answer to this turn is then appended."""
+        self.messages.append({"role": "user", "content": text})
+        request = RequestSection(
+            request_id=request_id,
+            tenant=self.tenant,
+            session_id=self.session,
+            body=ChatRequest(messages=self.messages),
+        )
+        judged = self.reader.read(request, make_signals(embedding=embedding))
+        self.messages.append({"role": "assistant", "content": f"answer to {request_id}"})
+        return judged
 
 
 def test_the_next_turn_judges_the_previous_request_of_its_own_session():
     reader = NextTurnReader(CONFIG)
-    assert reader.read(*turn("What is 2+2?", "r1", vector(1, 0))) is None
-    assert reader.read(*turn("Name a prime.", "o1", vector(0, 1), session="s2")) is None
-    judged = reader.read(*turn("that's wrong", "r2", vector(0, 1)))
+    chat, other = Conversation(reader), Conversation(reader, session="s2")
+    assert chat.say("What is 2+2?", "r1", vector(1, 0)) is None
+    assert other.say("Name a prime.", "o1", vector(0, 1)) is None
+    judged = chat.say("that's wrong", "r2", vector(0, 1))
     assert judged == Feedback(
         request_id="r1",
         score=CONFIG.rewards["says_wrong"],
@@ -87,77 +92,82 @@ def test_the_next_turn_judges_the_previous_request_of_its_own_session():
         created_at=judged.created_at,
     )
     # the same question again (nearly the same embedding) re-asks r2
-    again = reader.read(*turn("What is two plus two?", "r3", vector(0.05, 1)))
+    again = chat.say("What is two plus two?", "r3", vector(0.05, 1))
     assert (again.request_id, again.implicit) == ("r2", "re_ask")
     # the other session is judged on its own
-    other = reader.read(*turn("Thanks, and an even one?", "o2", vector(1, 1), session="s2"))
-    assert (other.request_id, other.implicit, other.score) == ("o1", "moved_on", 0.75)
+    moved = other.say("Thanks, and an even one?", "o2", vector(1, 1))
+    assert (moved.request_id, moved.implicit, moved.score) == ("o1", "moved_on", 0.75)
 
 
 def test_a_session_of_another_tenant_with_the_same_id_is_another_session():
     reader = NextTurnReader(CONFIG)
-    reader.read(*turn("What is 2+2?", "r1", vector(1, 0), tenant="acme"))
-    assert reader.read(*turn("that's wrong", "b1", vector(0, 1), tenant="beta")) is None
+    chat = Conversation(reader, tenant="acme")
+    chat.say("What is 2+2?", "r1", vector(1, 0))
+    chat.tenant = "beta"
+    assert chat.say("that's wrong", "b1", vector(0, 1)) is None
 
 
 def test_no_session_a_redelivery_or_another_conversation_judges_nothing():
     reader = NextTurnReader(CONFIG)
-    assert reader.read(*turn("hi", "x1", vector(1, 0), session=None)) is None
-    assert reader.read(*turn("hi", "x2", vector(1, 0), session=None)) is None
-    reader.read(*turn("What is 2+2?", "r1", vector(1, 0)))
-    assert reader.read(*turn("What is 2+2?", "r1", vector(1, 0))) is None  # redelivered
-    # a history that does not hold the previous user turn is another conversation
-    history = [
-        {"role": "user", "content": "Tell me a joke"},
-        {"role": "assistant", "content": "Why did the chicken..."},
-    ]
-    assert reader.read(*turn("that's wrong", "r2", vector(0, 1), history)) is None
-    # one that does continues it: the assistant's answer is there, the user complains
-    history = [
-        {"role": "user", "content": "Tell me a joke"},
-        {"role": "assistant", "content": "Why did the chicken..."},
-        {"role": "user", "content": "that's wrong"},
-        {"role": "assistant", "content": "Sorry!"},
-    ]
-    judged = reader.read(*turn("you don't understand", "r3", vector(0, 1), history))
+    anonymous = Conversation(reader, session=None)
+    assert anonymous.say("hi", "x1", vector(1, 0)) is None
+    assert anonymous.say("that's wrong", "x2", vector(1, 0)) is None
+    chat = Conversation(reader)
+    chat.say("What is 2+2?", "r1", vector(1, 0))
+    chat.messages = []  # the same record delivered again
+    assert chat.say("What is 2+2?", "r1", vector(1, 0)) is None
+    # another conversation under the same session id came between: the history of this one
+    # does not hold the last request's turn
+    Conversation(reader).say("Tell me a joke", "j1", vector(1, 1))
+    assert chat.say("that's wrong", "r2", vector(0, 1)) is None
+    # the next turn of this conversation judges r2
+    judged = chat.say("that is not what I asked", "r3", vector(0, 1))
     assert (judged.request_id, judged.implicit) == ("r2", "says_wrong")
+
+
+def test_a_turn_that_does_not_show_the_answer_is_no_reaction_to_it():
+    reader = NextTurnReader(CONFIG)
+    chat = Conversation(reader)
+    chat.say("What is 2+2?", "r1", vector(1, 0))
+    chat.messages.pop()  # a client that sends its turns without the answers
+    assert chat.say("that's wrong", "r2", vector(0, 1)) is None
+    # a client that sends only its newest turn
+    chat.messages = []
+    assert chat.say("that's wrong", "r3", vector(0, 1)) is None
 
 
 def test_a_tool_loop_passes_the_judgement_on_to_its_last_answer():
     reader = NextTurnReader(CONFIG)
-    reader.read(*turn("Weather in Oslo?", "r1", vector(1, 0)))
+    chat = Conversation(reader)
+    chat.say("Weather in Oslo?", "r1", vector(1, 0))
+    chat.messages[-1] = {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function"}]}
+    chat.messages.append({"role": "tool", "tool_call_id": "c1", "content": "3 C, rain"})
     loop = RequestSection(
         request_id="r1-tool",
         tenant="acme",
         session_id="s1",
-        body=ChatRequest(
-            messages=[
-                {"role": "user", "content": "Weather in Oslo?"},
-                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function"}]},
-                {"role": "tool", "tool_call_id": "c1", "content": "3 C, rain"},
-            ]
-        ),
+        body=ChatRequest(messages=chat.messages),
     )
     assert reader.read(loop, make_signals(embedding=vector(1, 0))) is None
-    judged = reader.read(*turn("that is not correct", "r2", vector(0, 1)))
+    chat.messages.append({"role": "assistant", "content": "3 degrees and rain."})
+    judged = chat.say("that is not correct", "r2", vector(0, 1))
     assert (judged.request_id, judged.implicit) == ("r1-tool", "says_wrong")
 
 
 def test_a_turn_after_the_gap_says_nothing():
     reader = NextTurnReader(CONFIG.model_copy(update={"max_gap_s": 10}))
-    request, signals = turn("What is 2+2?", "r1", vector(1, 0))
-    reader.read(request, signals)
-    reader.sessions.put(request.session_scope, reader.sessions.get(request.session_scope), now=0)
-    assert reader.read(*turn("that's wrong", "r2", vector(0, 1))) is None
+    chat = Conversation(reader)
+    chat.say("What is 2+2?", "r1", vector(1, 0))
+    scope = ("acme", "s1")
+    reader.sessions.put(scope, reader.sessions.get(scope), now=0)  # seen long ago
+    assert chat.say("that's wrong", "r2", vector(0, 1)) is None
 
 
 def test_without_embeddings_only_the_same_text_re_asks():
-    reader = NextTurnReader(CONFIG)
-    reader.read(*turn("What is 2+2?", "r1", ""))
-    judged = reader.read(*turn("what is  2+2?", "r2", ""))
-    assert judged.implicit == "re_ask"
-    judged = reader.read(*turn("And 3+3?", "r3", ""))
-    assert judged.implicit == "moved_on"
+    chat = Conversation(NextTurnReader(CONFIG))
+    chat.say("What is 2+2?", "r1", "")
+    assert chat.say("what is  2+2?", "r2", "").implicit == "re_ask"
+    assert chat.say("And 3+3?", "r3", "").implicit == "moved_on"
 
 
 def test_implicit_feedback_counts_its_weight_next_to_explicit_feedback():

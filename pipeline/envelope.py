@@ -102,6 +102,8 @@ class ChatRequest(BaseModel):
 IDENTIFIER = r"^[!-~]{1,128}$"
 #: Tenant names: they become ClickHouse keys, metric labels and API-key owners.
 TENANT = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+#: API key ids: the first 12 hex digits of the key's sha256 (budgets per key count by it).
+API_KEY_ID = r"^[0-9a-f]{12}$"
 #: Kafka's legal topic names.
 TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
 
@@ -111,6 +113,11 @@ class RequestSection(BaseModel):
     request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=IDENTIFIER)
     tenant: str = Field("default", pattern=TENANT)
     session_id: str | None = Field(None, pattern=IDENTIFIER)
+    api_key: str | None = Field(
+        None,
+        pattern=API_KEY_ID,
+        description="the gateway's id of the caller's API key (a digest prefix, never the key)",
+    )
     reply_to: str = Field(
         "wrp.responses",
         pattern=TOPIC,
@@ -274,6 +281,8 @@ class Decision(BaseModel):
     policy_version: str = Field("", description="digest of the policy file that decided")
     state_version: int = Field(0, description="sum of the candidates' router-state versions")
     cache_hit: bool = False
+    budget: str | None = Field(None, description="the budget over its limit that acted, if any")
+    budget_action: Literal["reject", "downgrade", "flag"] | None = None
     cache_ttl_s: float | None = Field(
         None, description="dispatch stores the answer in the semantic cache for this long"
     )
@@ -286,6 +295,9 @@ class ErrorInfo(BaseModel):
     type: str
     message: str
     stage: str
+    retry_after_s: float | None = Field(
+        None, ge=0, description="when retrying may succeed (a budget's window ends)"
+    )
 
 
 ResultStatus = Literal["ok", "blocked", "error"]
@@ -319,6 +331,8 @@ class Outcome(Contract):
 
     request_id: str
     tenant: str = Field("default", pattern=TENANT, description="the request's tenant")
+    session_id: str | None = Field(None, description="the request's session, for budgets")
+    api_key: str | None = Field(None, description="the request's API key id, for budgets")
     decision: str
     model: str
     pool: str
@@ -555,6 +569,33 @@ class CacheEntry(Contract):
     expires_at: float
 
 
+class Usage(Contract):
+    """What one tenant, API key or session was served in the current window, as counted from
+    one partition of ``wrp.outcomes`` (key ``scope/who/window/partition``, compacted): a scope's
+    usage is the sum over partitions. ``offset`` is the last outcome folded in: one redelivered
+    after a crash is at or below it and is not counted again. Partition -1 holds usage re-seeded
+    from the analytics store after the embedded broker lost its topics."""
+
+    scope: Literal["tenant", "api_key", "session"]
+    who: str
+    window: Literal["minute", "day", "month"]
+    start: float = Field(description="the window's start, epoch seconds (UTC calendar)")
+    partition: int = Field(ge=-1)
+    offset: int = Field(-1, ge=-1)
+    requests: int = Field(0, ge=0)
+    tokens: int = Field(0, ge=0)
+    usd: float = Field(0.0, ge=0)
+    updated_at: float = Field(default_factory=now)
+
+    @property
+    def key(self) -> str:
+        return usage_key(self.scope, self.who, self.window, self.partition)
+
+
+def usage_key(scope: str, who: str, window: str, partition: int) -> str:
+    return f"{scope}/{who}/{window}/{partition}"
+
+
 class DeadLetter(Contract):
     """A message a stage could not process, with where it came from and why."""
 
@@ -619,4 +660,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     "DeadLetter": DeadLetter,
     "StageHealth": StageHealth,
     "StreamChunks": StreamChunks,
+    "Usage": Usage,
 }

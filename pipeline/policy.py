@@ -757,6 +757,33 @@ class RouterConfig(Strict):
         return [d for _, d in ranked] + [self.default]
 
 
+BudgetScope = Literal["tenant", "api_key", "session"]
+BudgetMetric = Literal["usd", "tokens", "requests"]
+BudgetWindow = Literal["minute", "day", "month"]
+BudgetAction = Literal["reject", "downgrade", "flag"]
+
+
+class Budget(Strict):
+    """A limit on what one tenant, API key or session is served per calendar window (UTC).
+
+    Usage counts what outcomes say was served (their tokens and USD), folded by the learner into
+    ``wrp.usage``; a request routed while its scope is at or over the limit gets ``action``:
+    ``reject`` (OpenAI's 429: ``rate_limit_exceeded`` for tokens and requests,
+    ``insufficient_quota`` for USD), ``downgrade`` (the cheapest fitting candidate) or ``flag``
+    (routed as usual, marked in analytics)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    scope: BudgetScope = Field(description="what the limit is per: tenant, api_key or session")
+    metric: BudgetMetric = Field(description="usd (cost at the cards' prices), tokens, requests")
+    window: BudgetWindow = Field(description="calendar window, UTC: minute, day or month")
+    limit: float = Field(gt=0, description="the most one scope may be served per window")
+    action: BudgetAction = "reject"
+    tenants: list[str] = Field([], description="tenants it governs (empty: every tenant)")
+
+    def governs(self, tenant: str) -> bool:
+        return not self.tenants or tenant in self.tenants
+
+
 class Policy(Strict):
     version: Literal[1] = 1
     models: list[ModelCard] = Field(min_length=1)
@@ -764,6 +791,7 @@ class Policy(Strict):
     signals: SignalsConfig
     safety: SafetyConfig
     router: RouterConfig
+    budgets: list[Budget] = Field([], description="spend, token and request limits")
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
@@ -803,6 +831,10 @@ class Policy(Strict):
         names = [d.name for d in decisions]
         if len(set(names)) != len(names):
             problems.append("router: decision names must be unique (the default's too)")
+        budgets = [b.name for b in self.budgets]
+        dupes = sorted({n for n in budgets if budgets.count(n) > 1})
+        if dupes:
+            problems.append(f"budgets: duplicate name(s) {dupes}; names must be unique")
         if problems:
             raise ValueError("\n".join(problems))
         return self

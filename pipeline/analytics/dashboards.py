@@ -47,6 +47,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             Panel("Cost and savings by tenant, decision and model", "cost"),
             Panel("Semantic cache", "cache", width=12),
             Panel("Models", "models", width=12),
+            Panel("Budgets: requests rejected, downgraded or flagged", "budgets"),
         ],
     ),
     "latency": (

@@ -496,6 +496,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DEFAULT ''",
         ),
     ),
+    Migration(
+        12,
+        "budgets: the caller's API key id, and the budget that rejected, downgraded or flagged "
+        "a request",
+        (
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS api_key String DEFAULT ''",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS budget LowCardinality(String) "
+            "DEFAULT ''",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS budget_action LowCardinality(String) "
+            "DEFAULT ''",
+        ),
+    ),
 )
 
 LEDGER = """

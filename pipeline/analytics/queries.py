@@ -159,6 +159,25 @@ ORDER BY sum(cost_usd) DESC, tenant, decision, model""",
         "per tenant, decision and model: token cost, what always sending to the strongest "
         "candidate would have cost, savings, GPU cost",
     ),
+    "budgets": NamedQuery(
+        f"""
+SELECT
+    tenant,
+    budget,
+    budget_action,
+    toDate(created_at) AS day,
+    count() AS requests,
+    uniqExact(session_id) AS sessions,
+    uniqExact(api_key) AS api_keys,
+    sum(prompt_tokens + completion_tokens) AS tokens,
+    round(sum(cost_usd), 6) AS cost_usd
+FROM requests FINAL
+WHERE $__timeFilter(created_at) AND {TENANT} AND budget != ''
+GROUP BY tenant, budget, budget_action, day
+ORDER BY day DESC, requests DESC, tenant, budget""",
+        "per tenant, budget, action and day: requests a reached budget rejected, downgraded "
+        "or flagged, the sessions and API keys they came from, what was still served",
+    ),
     "safety": NamedQuery(
         f"""
 SELECT

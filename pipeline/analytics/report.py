@@ -195,6 +195,8 @@ def build_report(fetch: Fetch, since: str = "24h", tenant: str = "") -> str:
             table(run("cost")),
             "<h3>Semantic cache</h3>",
             table(run("cache")),
+            "<h3>Budgets: requests rejected, downgraded or flagged</h3>",
+            table(run("budgets")),
         ),
         _section(
             "Safety",

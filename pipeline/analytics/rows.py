@@ -71,6 +71,9 @@ REQUEST_COLUMNS = [
     "fallback_from",
     "baseline_model",
     "baseline_cost_usd",
+    "api_key",
+    "budget",
+    "budget_action",
     "trail",
     "envelope",
 ]
@@ -131,6 +134,9 @@ def request_row(env: Envelope) -> list[Any]:
         (out.fallback_from or "") if out else "",
         (out.baseline_model or "") if out else "",
         out.baseline_cost_usd if out else 0.0,
+        req.api_key or "",
+        (dec.budget or "") if dec else "",
+        (dec.budget_action or "") if dec else "",
         json.dumps([s.model_dump() for s in env.trail]),
         json.dumps(scrubbed_envelope(env, {"trail": True, "signals": {"embedding"}})),
     ]

@@ -129,18 +129,18 @@ class Stage(ABC):
 
 
 def error_reply(
-    envelope: Envelope, stage: str, error_type: str, message: str, topic: str | None = None
+    envelope: Envelope,
+    stage: str,
+    error_type: str,
+    message: str,
+    topic: str | None = None,
+    retry_after_s: float | None = None,
 ) -> Outbound:
     """The envelope, closed with an error result, addressed to ``topic`` (default: its
     ``reply_to``, which the runner checked when the envelope came in)."""
+    error = ErrorInfo(type=error_type, message=message, stage=stage, retry_after_s=retry_after_s)
     closed = envelope.model_copy(
-        update={
-            "result": Result(
-                status="error",
-                error=ErrorInfo(type=error_type, message=message, stage=stage),
-                stage=stage,
-            )
-        }
+        update={"result": Result(status="error", error=error, stage=stage)}
     )
     return Outbound(topic or envelope.request.reply_to, envelope.key, closed)
 

@@ -8,13 +8,14 @@ chat requests get a 503 at once instead of waiting for their timeout.
 ``stream: true`` is served as server-sent events with the tokens as the pool generates them
 (dispatch relays them on ``wrp.stream``); an answer that comes whole (a cached answer, a refusal)
 is sent as the chunks a streaming server would have sent. Headers
-``x-wrp-request-id``, ``x-wrp-decision``, ``x-wrp-model``, ``x-wrp-pool``, ``x-wrp-cache-hit``
-and ``x-wrp-blocked`` say what happened.
+``x-wrp-request-id``, ``x-wrp-decision``, ``x-wrp-model``, ``x-wrp-pool``, ``x-wrp-cache-hit``,
+``x-wrp-blocked`` and (when a budget acted) ``x-wrp-budget`` say what happened.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -53,7 +54,7 @@ from pipeline.envelope import (
     now,
 )
 from pipeline.gateway import sse
-from pipeline.gateway.keys import ApiKeys
+from pipeline.gateway.keys import ApiKeys, key_id
 from pipeline.gateway.owners import RequestOwners
 from pipeline.openai_errors import openai_error
 from pipeline.policy_reload import PolicyWatcher
@@ -78,7 +79,11 @@ ERROR_STATUS = {
     "pool_bad_response": 502,
     "pool_incomplete": 502,
     "pool_rejected": 400,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
 }
+#: Error types that are OpenAI codes too (OpenAI sends them as ``code``).
+OPENAI_CODES = {"rate_limit_exceeded", "insufficient_quota"}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text}
     for status, text in (
@@ -86,6 +91,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "missing or unknown API key"),
         (404, "unknown model"),
         (413, "body larger than WRP_MAX_REQUEST_BYTES"),
+        (429, "a budget of the tenant, API key or session is reached (retry-after says when)"),
         (502, "the pool failed"),
         (503, "no endpoint of the pool is available"),
         (504, "no answer within the gateway's timeout"),
@@ -164,6 +170,8 @@ def _headers(env: Envelope) -> dict[str, str]:
             "x-wrp-pool": decision.pool,
             "x-wrp-cache-hit": str(decision.cache_hit).lower(),
         }
+        if decision.budget is not None:
+            headers["x-wrp-budget"] = f"{decision.budget}:{decision.budget_action}"
     headers["x-wrp-blocked"] = str(
         env.result is not None and env.result.status == "blocked"
     ).lower()
@@ -247,6 +255,11 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             raise _Unauthorized
         return tenant
 
+    def api_key_of(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> str | None:
+        return key_id(credentials.credentials) if credentials else None
+
     @app.exception_handler(_Unauthorized)
     async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
         served.labels("unauthorized").inc()
@@ -271,6 +284,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
     async def chat_completions(
         body: ChatRequest,
         tenant: str = Depends(tenant_of),
+        api_key: str | None = Depends(api_key_of),
         x_wrp_session_id: str | None = Header(None, pattern=IDENTIFIER),
     ) -> Response:
         """`model: "auto"` routes; a model name pins it (signals and safety still run)."""
@@ -287,6 +301,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         section = RequestSection(
             tenant=tenant,
             session_id=x_wrp_session_id,
+            api_key=api_key,
             body=body,
             deadline=now() + settings.gateway_timeout_s,
         )
@@ -340,7 +355,11 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         if result.error is not None or result.response is None:
             kind = result.error.type if result.error else "internal_error"
             message = result.error.message if result.error else "the pipeline gave no answer"
-            return openai_error(ERROR_STATUS.get(kind, 500), message, kind, headers=headers)
+            retry_after = result.error.retry_after_s if result.error else None
+            if retry_after is not None:
+                headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+            code = kind if kind in OPENAI_CODES else None
+            return openai_error(ERROR_STATUS.get(kind, 500), message, kind, code, headers=headers)
         if body.stream:
             return StreamingResponse(
                 sse.whole(result.response), media_type="text/event-stream", headers=headers

@@ -38,6 +38,11 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def key_id(key: str) -> str:
+    """A key's id where usage is counted and shown: a prefix of its digest, never the key."""
+    return digest(key)[:12]
+
+
 class ApiKeys:
     """Digest -> tenant, from settings and a key file that is followed as it changes."""
 

@@ -103,9 +103,11 @@ def route(
     policy: Policy,
     runtime: RouterRuntime,
     matched: tuple[DecisionSpec, list[str]] | None = None,
+    downgrade: bool = False,
 ) -> Decision:
     """The decision for one screened request (raises RoutingError or BlockedByDecision).
-    ``matched`` is :func:`decision_spec`'s answer when the caller already has it."""
+    ``matched`` is :func:`decision_spec`'s answer when the caller already has it; ``downgrade``
+    (a budget reached) leaves only the cheapest usable candidate."""
     body, signals = envelope.request.body, envelope.signals
     assert body is not None and signals is not None
     spec, redact = matched or decision_spec(envelope, policy)
@@ -123,6 +125,12 @@ def route(
     candidates, skipped = usable(
         fitting, runtime.pools, router.pool_aware, envelope.request.ttft_budget_ms
     )
+    if downgrade and len(candidates) > 1:
+        cheapest = min(
+            candidates, key=lambda card: card.price.cost(signals.prompt_tokens, answer_budget)
+        )
+        skipped = {**skipped, **{c.name: "budget" for c in candidates if c is not cheapest}}
+        candidates = [cheapest]
     tenant = router.tenants.get(envelope.request.tenant)
     cost_weight = next(
         w

@@ -243,6 +243,8 @@ class DispatchStage(Stage):
         outcome = Outcome(
             request_id=env.request.request_id,
             tenant=env.request.tenant,
+            session_id=env.request.session_id,
+            api_key=env.request.api_key,
             decision=decision.decision,
             model=card.name,
             pool=card.pool,

@@ -19,8 +19,15 @@
    once at start: after a restart of the embedded broker the changelog is gone, but
    ``wrp analytics restore`` has put the arms back on that topic.
 
-Tables are changelog-backed, so a restarted learner resumes with its counts. Bad records go to
-``wrp.dlq``. ``/healthz`` and ``/metrics`` are served by faust's web server on the stage port.
+3. outcomes also fold into budget usage (``pipeline.learn.usage``): for every (scope, window) a
+   budget of the policy tracks, one ``wrp.usage`` record per outcome partition, carrying the
+   offset of the last outcome counted, so an outcome redelivered after a crash is not counted
+   twice. Routers sum the partitions.
+
+Whatever an event sends is published when its offset is committed (faust's attachments), every
+:data:`COMMIT_INTERVAL_S`. Tables are changelog-backed, so a restarted learner resumes with its
+counts. Bad records go to ``wrp.dlq``. ``/healthz`` and ``/metrics`` are served by faust's web
+server on the stage port.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from pipeline.bus.catalog import (
     OUTCOMES,
     ROUTER_STATE,
     STAGE_HEALTH,
+    USAGE,
     load_catalog,
 )
 from pipeline.bus.codec import decode, encode
@@ -51,21 +59,25 @@ from pipeline.bus.dead_letters import dead_letter
 from pipeline.bus.health import StageMetrics
 from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.table import CompactedTable
-from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState
+from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState, Usage, usage_key
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
 from pipeline.learn.judgements import expired, ignore_reason, wait_for_outcome
+from pipeline.learn.usage import fold_usage, newer, scope_owner, tracked
 from pipeline.policy import load_policy
+from pipeline.policy_reload import PolicyWatcher
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def _served(stored: dict[str, Any]) -> Served:
-    fields = {k: v for k, v in stored.items() if k not in ("cache_hit", "tenant")}
+    fields = {k: v for k, v in stored.items() if k not in ("cache_hit", "tenant", "offset")}
     return Served(**{**fields, "context": tuple(fields.get("context", ()))})
 
 
 STAGE = "learner"
+#: Seconds between offset commits, which publish what the events since the last one sent.
+COMMIT_INTERVAL_S = 0.5
 
 
 def build_learner(settings: Settings, port: int | None = None) -> faust.App:
@@ -86,6 +98,9 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         web_port=settings.stage_port(STAGE) if port is None else port,
         web_in_thread=False,
         producer_acks=-1,
+        # what an event sends goes out when its offset is committed: commit often, so router
+        # state and budget usage reach the routers within about this long
+        broker_commit_interval=COMMIT_INTERVAL_S,
     )
     metrics = StageMetrics(STAGE)
     ignored = Counter(
@@ -107,6 +122,11 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
 
     outcomes, feedback, credits = topic(OUTCOMES), topic(FEEDBACK), topic(CREDITS)
     router_state, dlq, health = topic(ROUTER_STATE), topic(DLQ), topic(STAGE_HEALTH)
+    usage_topic = topic(USAGE)
+    budgets = PolicyWatcher(settings.policy)  # refreshed as outcomes come: budgets may change
+    usage_seen: dict[str, Usage] = {}  # becomes the live view of wrp.usage once it is read
+    usage_sent: dict[str, Usage] = {}
+    usage_read = asyncio.Event()
     instance = instance_id()
     served = app.Table("served", partitions=partitions)
     pending = app.Table("pending", partitions=partitions)
@@ -153,6 +173,39 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         judged[item.request_id] = [*sources, item.source]
         await send_credit(credit_feedback(item, _served(entry), learning.implicit.weight))
 
+    async def count_usage(outcome: Outcome, partition: int, offset: int) -> None:
+        """Fold ``outcome`` into the usage of every scope a budget tracks for its tenant."""
+        budgets.refresh()
+        pairs = tracked(budgets.policy.budgets, outcome.tenant)
+        if not pairs:
+            return
+        await usage_read.wait()
+        for scope, window in sorted(pairs):
+            owner = scope_owner(scope, outcome.tenant, outcome.session_id, outcome.api_key)
+            if owner is None:
+                continue
+            key = usage_key(scope, owner, window, partition)
+            current = newer(usage_sent.get(key), usage_seen.get(key))
+            record = fold_usage(current, outcome, scope, owner, window, partition, offset)
+            if record is not None:
+                usage_sent[key] = record
+                await usage_topic.send(key=key.encode(), value=encode(record))
+
+    @app.task
+    async def read_usage() -> None:
+        """Follow ``wrp.usage``: after a restart or a rebalance, what the instance that counted
+        a partition before published is where counting goes on."""
+        nonlocal usage_seen
+        try:
+            table = CompactedTable(settings.broker, USAGE, Usage)
+            await table.start()
+            await table.caught_up()
+            usage_seen = table.values
+        except Exception:  # count on from what this instance sends rather than never
+            log.exception("learner: could not read wrp.usage; budgets count from here")
+        finally:
+            usage_read.set()
+
     @app.agent(outcomes)
     async def remember_outcomes(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -160,10 +213,17 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             outcome = await read(event, Outcome)
             if outcome is None:
                 continue
+            partition, offset = event.message.partition, event.message.offset
+            before = served.get(outcome.request_id)
+            # a second outcome of one request (dispatch redelivered it) is not counted again;
+            # the same record read again after a crash is, unless its usage was published
+            if before is None or before.get("offset", offset) == offset:
+                await count_usage(outcome, partition, offset)
             entry = {
                 **asdict(served_by(outcome)),
                 "cache_hit": outcome.cache_hit,
                 "tenant": outcome.tenant,
+                "offset": offset,
             }
             served[outcome.request_id] = entry
             for credit in credit_outcome(outcome, learning):

@@ -1,17 +1,30 @@
 """router stage: wrp.screened -> decision + model -> wrp.routed (or a cached answer at once).
 
-It tails three compacted topics into memory: ``wrp.router-state`` (the learner's arms),
-``wrp.pool-state`` (pool health, for pool-aware selection) and ``wrp.cache`` (answers dispatch
-stored). The policy file is watched and reloaded without a restart; ``GET /policy`` on the
-stage port shows the version in force and the last reload error.
+It tails four compacted topics into memory: ``wrp.router-state`` (the learner's arms),
+``wrp.pool-state`` (pool health, for pool-aware selection), ``wrp.cache`` (answers dispatch
+stored) and ``wrp.usage`` (what each tenant, API key and session was served, for budgets: a
+request whose scope reached a budget is rejected, downgraded or flagged before anything else).
+The policy file is watched and reloaded without a restart; ``GET /policy`` on the stage port
+shows the version in force and the last reload error; ``GET /budgets`` what a tenant used.
 """
 
 from __future__ import annotations
 
+import time
+
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from pipeline.bus.catalog import CACHE, OUTCOMES, POOL_STATE, ROUTED, ROUTER_STATE, SCREENED
+from pipeline.bus.catalog import (
+    CACHE,
+    OUTCOMES,
+    POOL_STATE,
+    ROUTED,
+    ROUTER_STATE,
+    SCREENED,
+    USAGE,
+    load_catalog,
+)
 from pipeline.bus.stage import Inbound, Outbound, Output, Stage, error_reply
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import (
@@ -22,10 +35,13 @@ from pipeline.envelope import (
     PoolState,
     Result,
     RouterState,
+    Usage,
     now,
 )
+from pipeline.learn.usage import scope_owner, used
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.router import caching
+from pipeline.router.budgets import over_budget
 from pipeline.router.cache import CachedAnswer, SemanticCache
 from pipeline.router.route import (
     BlockedByDecision,
@@ -55,7 +71,9 @@ class RouterStage(Stage):
             CacheEntry,
             on_record=lambda entry: caching.store(self.cache, entry),
         )
-        for table in (self.arms, self.pools, self.cached):
+        self.usage = CompactedTable(self.settings.broker, USAGE, Usage)
+        self.outcome_partitions = range(load_catalog().get(OUTCOMES).partitions)
+        for table in self.tables:
             await table.start()
         self.runtime = RouterRuntime(
             arms=self.arms.values, pools=self.pools.values, policy_version=self.watcher.version
@@ -64,6 +82,12 @@ class RouterStage(Stage):
             "wrp_router_decisions",
             "routing decisions",
             ["decision", "model", "explored"],
+            registry=self.metrics.registry,
+        )
+        self.budget_actions = Counter(
+            "wrp_router_budget_actions",
+            "requests a reached budget rejected, downgraded or flagged",
+            ["budget", "action"],
             registry=self.metrics.registry,
         )
         self.cache_lookups = Counter(
@@ -75,8 +99,12 @@ class RouterStage(Stage):
 
     async def stop(self) -> None:
         await self.watcher.stop()
-        for table in (self.arms, self.pools, self.cached):
+        for table in self.tables:
             await table.stop()
+
+    @property
+    def tables(self) -> tuple[CompactedTable, ...]:
+        return (self.arms, self.pools, self.cached, self.usage)
 
     def add_routes(self, app: FastAPI) -> None:
         @app.get("/policy")
@@ -88,6 +116,19 @@ class RouterStage(Stage):
                 "error": self.watcher.error,
             }
 
+        @app.get("/budgets")
+        async def budgets(tenant: str, session_id: str | None = None) -> list[dict]:
+            """What ``tenant`` (and its session) used of each budget governing it, as this
+            instance sees it now."""
+            at = time.time()
+            shown = []
+            for budget in self.watcher.policy.budgets:
+                owner = scope_owner(budget.scope, tenant, session_id, None)
+                if budget.governs(tenant) and owner is not None:
+                    amount = used(budget, owner, self.usage.values, self.outcome_partitions, at)
+                    shown.append({"budget": budget.name, "used": amount, "limit": budget.limit})
+            return shown
+
     async def process(self, batch: list[Inbound]) -> list[Output]:
         started = now()
         policy = self.watcher.policy
@@ -95,6 +136,32 @@ class RouterStage(Stage):
         outputs: list[Output] = []
         for item in batch:
             env: Envelope = item.message  # type: ignore[assignment]
+            over = over_budget(
+                policy.budgets, env.request, self.usage.values, self.outcome_partitions, time.time()
+            )
+            strictest = over[0] if over else None
+            if strictest is not None and strictest.budget.action == "reject":
+                self.budget_actions.labels(strictest.budget.name, "reject").inc()
+                rejected = Decision(
+                    decision="",
+                    candidates=[],
+                    model="",
+                    pool="",
+                    strategy="budget",
+                    budget=strictest.budget.name,
+                    budget_action="reject",
+                    policy_version=self.watcher.version,
+                )
+                outputs.append(
+                    error_reply(
+                        env.advance(self.name, started, decision=rejected),
+                        self.name,
+                        strictest.error_type,
+                        strictest.message,
+                        retry_after_s=round(strictest.retry_after_s, 3),
+                    )
+                )
+                continue
             try:
                 spec, redact = decision_spec(env, policy)
                 config = caching.cache_config(policy, spec) if caching.cacheable(env) else None
@@ -104,9 +171,14 @@ class RouterStage(Stage):
                     if answer is not None:
                         outputs.extend(self.answer_from_cache(env, spec.name, answer, started))
                         continue
-                decision = route(env, policy, self.runtime, (spec, redact))
+                downgrade = strictest is not None and strictest.budget.action == "downgrade"
+                decision = route(env, policy, self.runtime, (spec, redact), downgrade)
                 if config is not None:
                     decision.cache_ttl_s = config.ttl_s
+                if strictest is not None:
+                    decision.budget = strictest.budget.name
+                    decision.budget_action = strictest.budget.action
+                    self.budget_actions.labels(strictest.budget.name, decision.budget_action).inc()
             except BlockedByDecision:
                 refusal = refusal_response(policy.safety.refusal)
                 result = Result(status="blocked", response=refusal, stage=self.name)
@@ -156,6 +228,8 @@ class RouterStage(Stage):
         outcome = Outcome(
             request_id=env.request.request_id,
             tenant=env.request.tenant,
+            session_id=env.request.session_id,
+            api_key=env.request.api_key,
             decision=decision_name,
             model=answer.model,
             pool=decision.pool,

@@ -21,6 +21,7 @@ from pipeline.envelope import (
     Result,
     RouterState,
 )
+from pipeline.policy import Budget
 from pipeline.settings import Settings
 from pipeline.stages.analytics import AnalyticsStage
 from tests.unit.factories import make_served
@@ -240,3 +241,26 @@ def test_the_snapshots_hold_the_latest_arm_and_the_live_answers_without_pii(sink
     assert [(e.key, e.response) for e in live if e.tenant == "snap"] == [
         ("live", entries[0].response)
     ]
+
+
+def test_usage_is_restored_per_budget_scope_from_the_stored_requests_of_the_window(sink):
+    served = [make_served(f"use-{i}", tenant="metered", cost=0.002) for i in range(3)]
+    served.append(make_served("use-cached", tenant="metered", cost=0.0, cache_hit=True))
+    served.append(make_served("use-other", tenant="unmetered", cost=0.5))
+    served[0].request.session_id = "s1"
+    asyncio.run(sink.process(responses(900, *served)))
+    budgets = [
+        Budget(name=name, scope=scope, metric="usd", window=window, limit=1, tenants=["metered"])
+        for name, scope, window in (
+            ("spend", "tenant", "day"),
+            ("per-session", "session", "month"),
+            ("keys", "api_key", "minute"),
+        )
+    ]
+    usage = {u.key: u for u in restore.restored_usage(sink.store, budgets, time.time())}
+    tenant = usage["tenant/metered/day/-1"]
+    out = served[0].outcome
+    assert (tenant.requests, tenant.usd) == (4, 0.006)
+    assert tenant.tokens == 3 * (out.prompt_tokens + out.completion_tokens)  # not the cached one
+    assert usage["session/metered:s1/month/-1"].requests == 1
+    assert set(usage) == {"tenant/metered/day/-1", "session/metered:s1/month/-1"}  # no keys

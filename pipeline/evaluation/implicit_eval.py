@@ -4,8 +4,9 @@ The labelled sample is the project's own: next user turns drawn with a fixed see
 shared data's multi-turn material (Anthropic HH-RLHF red-team dialogues, MT-Bench's second
 turns) and labelled by reading them. ``implicit_labels.csv`` beside this file holds only the
 labels and where each turn is (source file, row, turn index); the text is read from
-``../shared/data`` at run time, never copied. Rows split by a hash of their identifier into
-``tune`` (where the re-ask threshold is chosen) and ``test`` (reported).
+``../shared/data`` at run time, never copied. The first draw splits by a hash of each row's
+identifier into ``tune`` (where the re-ask threshold is chosen) and ``test``; its cue lists were
+written while reading it. A second draw (``fresh``) was labelled after the detector was frozen.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ MT_BENCH_ANSWERS = "routing/routellm/mt_bench_answers_martian.jsonl"
 HH_SAMPLE = 260
 FRESH_SAMPLE = 140
 SEED = 18
-#: share of labelled rows held out for the test split
+#: share of the first draw held out for the test split
 TEST_SHARE = 0.5
+SPLITS = ("tune", "test", "fresh")
 _TURN = re.compile(r"\n\nHuman: |\n\nAssistant: ")
 
 
@@ -210,21 +212,10 @@ def eval_implicit(cache: EmbeddingCache, config: ImplicitConfig) -> dict:
             given.setdefault(row.label, []).append(config.rewards[label])
         # what the learner is told about answers of each kind (1 = good)
         result["mean_reward"] = {k: round(float(np.mean(v)), 3) for k, v in given.items()}
-        result["accuracy_by_source"] = {
-            Path(source).name: round(
-                float(
-                    np.mean(
-                        [
-                            r.label == p
-                            for r, p in zip(chosen, predicted, strict=True)
-                            if r.exchange.source == source
-                        ]
-                    )
-                ),
-                3,
-            )
-            for source in sorted({r.exchange.source for r in chosen})
-        }
+        hits: dict[str, list[bool]] = {}
+        for row, label in zip(chosen, predicted, strict=True):
+            hits.setdefault(Path(row.exchange.source).name, []).append(row.label == label)
+        result["accuracy_by_source"] = {k: round(float(np.mean(v)), 3) for k, v in hits.items()}
         return result
 
     tuning = {t: evaluate("tune", t)["macro_f1"] for t in THRESHOLDS}
@@ -243,9 +234,6 @@ def eval_implicit(cache: EmbeddingCache, config: ImplicitConfig) -> dict:
         },
         "splits": {name: evaluate(name, shipped) for name in ("test", "fresh") if parts[name]},
     }
-
-
-SPLITS = ("tune", "test", "fresh")
 
 
 def render(report: dict) -> str:

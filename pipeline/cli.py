@@ -600,6 +600,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.target == "tools":
         return _eval_tools(args)
+    if args.target == "implicit":
+        from pipeline.evaluation import implicit_eval
+        from pipeline.evaluation.run import _cache
+        from pipeline.policy import load_policy
+
+        settings = _settings(args)
+        config = load_policy(settings.policy).router.learning.implicit
+        report = implicit_eval.eval_implicit(_cache(settings), config)
+        print(json.dumps(report, indent=2) if args.json else implicit_eval.render(report))
+        return 0
     if args.target == "routing" and args.data:
         return _eval_routing_data(args)
     if args.target == "sticky":
@@ -923,10 +933,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "eval",
         cmd_eval,
-        "held-out metrics of the signal or safety models, routing, sticky sessions or tool "
-        "selection",
+        "held-out metrics of the signal or safety models, routing, sticky sessions, tool "
+        "selection or the implicit-feedback detector",
     )
-    p.add_argument("target", choices=["signals", "safety", "routing", "sticky", "tools"])
+    p.add_argument(
+        "target", choices=["signals", "safety", "routing", "sticky", "tools", "implicit"]
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--out", type=Path, help="routing, sticky, tools: output directory (<state-dir>/eval)"

@@ -434,10 +434,16 @@ VERDICT_REWARD: dict[str, float] = {
 }
 
 
+#: What a user's next turn in the session says about the previous answer (see
+#: ``pipeline.learn.implicit``).
+ImplicitLabel = Literal["moved_on", "says_wrong", "clarify", "re_ask"]
+
+
 class Feedback(Contract):
     """A user's or evaluator's judgement of a served request, in exactly one form: ``score`` in
     [0, 1], ``thumbs`` up/down, a 1-5 ``rating`` or a ``verdict``. :attr:`reward` maps it to
-    [0, 1] (1 = good)."""
+    [0, 1] (1 = good). Implicit feedback (read from the user's next turn by the signals stage)
+    carries its ``implicit`` label and its reward as ``score``."""
 
     request_id: str = Field(pattern=IDENTIFIER)
     score: float | None = Field(None, ge=0, le=1)
@@ -452,6 +458,11 @@ class Feedback(Contract):
         "only judgements of the request's own tenant; None: a trusted producer on the topic",
     )
     comment: str | None = Field(None, max_length=4000)
+    implicit: ImplicitLabel | None = Field(
+        None,
+        description="set on implicit feedback only: what the user's next turn said about the "
+        "answer; the learner weighs it by router.learning.implicit.weight",
+    )
     created_at: float = Field(default_factory=now)
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.envelope import SafetyAction
+from pipeline.envelope import ImplicitLabel, SafetyAction
 from pipeline.safety.pii import KNOWN_ENTITIES
 from pipeline.workload.labels import COMPLEXITY, DOMAINS, LOAD_SHAPES, MODERATION_CATEGORIES
 
@@ -714,11 +714,52 @@ class ThompsonConfig(Strict):
     )
 
 
+class ImplicitConfig(Strict):
+    """Implicit feedback: the signals stage reads a session's next user turn as evidence about
+    the previous answer (``pipeline.learn.implicit``)."""
+
+    enabled: bool = Field(True, description="label next turns and send them as feedback")
+    weight: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="what one implicit judgement counts for in the learner, against 1 for an "
+        "explicit one (0: record the labels, learn nothing from them)",
+    )
+    rewards: dict[ImplicitLabel, float] = Field(
+        {"moved_on": 0.75, "clarify": 0.4, "re_ask": 0.1, "says_wrong": 0.0},
+        description="reward in [0, 1] of each label: moving on is weak approval (silence is "
+        "not praise), a question about the answer half-understood, a repeated question or a "
+        "complaint a failure",
+    )
+    re_ask_similarity: float = Field(
+        0.85,
+        ge=0,
+        le=1,
+        description="cosine between two user turns at or above which the second re-asks the "
+        "first (chosen on the tune half of the hand labels, `wrp eval implicit`)",
+    )
+    max_gap_s: float = Field(
+        900, gt=0, description="a next turn later than this after the previous says nothing"
+    )
+
+    @model_validator(mode="after")
+    def _every_label_rewarded(self) -> ImplicitConfig:
+        missing = set(get_args(ImplicitLabel)) - set(self.rewards)
+        if missing:
+            raise ValueError(f"rewards: give a reward for {', '.join(sorted(missing))}")
+        bad = {k: v for k, v in self.rewards.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"rewards must lie in [0, 1] (got {bad})")
+        return self
+
+
 class LearningConfig(Strict):
     half_life_s: float = Field(
         7 * 86400, gt=0, description="evidence loses half its weight after this long"
     )
     slo_miss_penalty: float = Field(0.5, ge=0, le=1, description="failure weight of an SLO miss")
+    implicit: ImplicitConfig = ImplicitConfig()
 
 
 class KnnConfig(Strict):

@@ -73,6 +73,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             Panel("Mean feedback score", "feedback_trend", "timeseries"),
             Panel("Router state", "learning", width=12),
             Panel("Feedback by decision and model", "feedback", width=12),
+            Panel("Implicit feedback from next turns", "implicit_feedback"),
         ],
     ),
 }

@@ -496,6 +496,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        9,
+        "implicit feedback: the label read from the user's next turn (moved_on, says_wrong, "
+        "clarify, re_ask; empty for explicit feedback)",
+        (
+            "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS implicit LowCardinality(String) "
+            "DEFAULT ''",
+        ),
+    ),
+    Migration(
         10,
         "sticky sessions: whether the router kept a session on its previous model, and the "
         "model a turn switched away from",

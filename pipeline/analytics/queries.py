@@ -31,7 +31,8 @@ class NamedQuery:
 
     @property
     def per_tenant(self) -> bool:
-        return TENANT in self.sql
+        """Filtered by the tenant macro (on ``tenant`` or a joined table's ``r.tenant``)."""
+        return any(m.group(2) == "tenant" for m in _CONDITIONAL_ALL.finditer(self.sql))
 
     @property
     def time_ranged(self) -> bool:
@@ -213,6 +214,29 @@ WHERE $__timeFilter(f.created_at) AND {TENANT.replace("(tenant", "(r.tenant")}
 GROUP BY decision, model
 ORDER BY feedback DESC, decision, model""",
         "feedback by decision and model: count, mean score (0-1), positive and negative",
+    ),
+    "implicit_feedback": NamedQuery(
+        f"""
+SELECT
+    toDate(f.created_at) AS day,
+    r.tenant AS tenant,
+    r.decision AS decision,
+    r.model AS model,
+    count() AS judged,
+    countIf(f.implicit = 'moved_on') AS moved_on,
+    countIf(f.implicit = 'says_wrong') AS says_wrong,
+    countIf(f.implicit = 'clarify') AS clarify,
+    countIf(f.implicit = 're_ask') AS re_ask,
+    round(avg(f.score), 3) AS mean_reward
+FROM feedback AS f FINAL
+INNER JOIN (SELECT request_id, tenant, decision, model FROM requests FINAL) AS r
+    ON r.request_id = f.request_id
+WHERE $__timeFilter(f.created_at) AND f.implicit != ''
+    AND {TENANT.replace("(tenant", "(r.tenant")}
+GROUP BY day, r.tenant, r.decision, r.model
+ORDER BY day DESC, judged DESC, r.tenant, r.decision, r.model""",
+        "implicit feedback (what users' next turns said about the previous answer) per day, "
+        "tenant, decision and model: turns per label and the mean reward (0-1) they gave",
     ),
     "cache": NamedQuery(
         f"""

@@ -234,6 +234,8 @@ def build_report(fetch: Fetch, since: str = "24h", tenant: str = "") -> str:
             ),
             "</div><h3>Feedback by decision and model</h3>",
             table(run("feedback")),
+            "<h3>Implicit feedback read from the users' next turns</h3>",
+            table(run("implicit_feedback")),
             "<h3>Router state</h3>",
             table(run("learning", per_tenant=False)),
         ),

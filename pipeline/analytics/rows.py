@@ -281,12 +281,14 @@ FEEDBACK_COLUMNS = [
     "score",
     "judgement",
     "comment",
+    "implicit",
 ]
 
 
 def feedback_row(f: Feedback) -> list[Any]:
-    """``score`` is the reward in [0, 1]; ``judgement`` what the user actually gave. One row per
-    (request, source): a later judgement replaces an earlier one."""
+    """``score`` is the reward in [0, 1]; ``judgement`` what the user actually gave; ``implicit``
+    the label read from the user's next turn (implicit feedback only). One row per (request,
+    source): a later judgement replaces an earlier one."""
     given = next(
         f"{kind}:{value}"
         for kind in ("score", "thumbs", "rating", "verdict")
@@ -300,6 +302,7 @@ def feedback_row(f: Feedback) -> list[Any]:
         f.reward,
         given,
         scrub_text(f.comment or ""),
+        f.implicit or "",
     ]
 
 

@@ -1,6 +1,7 @@
 """Pure folding rules: what feedback and outcomes say about a (decision, model) arm.
 
-Rewards are in [0, 1]: feedback's :attr:`Feedback.reward` (score, thumbs, 1-5 rating, verdict);
+Rewards are in [0, 1]: feedback's :attr:`Feedback.reward` (score, thumbs, 1-5 rating, verdict;
+implicit feedback read from the user's next turn counts with its own weight);
 a failed call, a cascade rung whose answer failed its check, and (weighted by the policy's
 ``slo_miss_penalty``) an SLO miss are failures. Evidence decays exponentially with the time
 between observations, ``w = 2^(-(t - t_last) / half_life)``, so a model that drifts is followed.
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.envelope import Credit, Feedback, Outcome, RouterState
-from pipeline.policy import LearningConfig
+from pipeline.policy import ImplicitConfig, LearningConfig
 from pipeline.router.strategies.contextual import arm_statistics
 
 
@@ -34,15 +35,19 @@ def served_by(outcome: Outcome) -> Served:
     return Served(outcome.decision, outcome.model, outcome.prior, tuple(outcome.context))
 
 
-def credit_feedback(feedback: Feedback, served: Served) -> Credit:
-    """Reward r counts as r of a success and 1 - r of a failure."""
+def credit_feedback(
+    feedback: Feedback, served: Served, implicit_weight: float = ImplicitConfig().weight
+) -> Credit:
+    """Reward r counts as r of a success and 1 - r of a failure; implicit feedback (read from
+    the user's next turn) as w r and w (1 - r), w = ``router.learning.implicit.weight``."""
     reward = feedback.reward
+    weight = 1.0 if feedback.implicit is None else implicit_weight
     return Credit(
         request_id=feedback.request_id,
         decision=served.decision,
         model=served.model,
-        successes=reward,
-        failures=1.0 - reward,
+        successes=weight * reward,
+        failures=weight * (1.0 - reward),
         prior=served.prior,
         context=list(served.context),
         at=feedback.created_at,

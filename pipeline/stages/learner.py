@@ -4,10 +4,13 @@
    table: an outcome remembers which arm served its request and for which tenant; feedback for
    a request is credited to that arm once per (request, source), and only when it comes from
    the request's own tenant (``pipeline.learn.judgements``; ``judged`` remembers the sources
-   credited). Feedback that arrives first waits in ``pending`` (the gateway accepts feedback
-   only for requests a model answered, so none waits for an outcome that never comes). Implicit
-   evidence (failed calls, failed cascade rungs, SLO misses) is credited at once; cached answers
-   credit no model. Credits go to ``wrp.learner-credits`` keyed by arm.
+   credited). Implicit feedback (source ``implicit``, read by the signals stage from the user's
+   next turn) is one more source, weighed by ``router.learning.implicit.weight``. Feedback that
+   arrives first waits in ``pending``, for a day at most (the gateway accepts feedback only for
+   requests a model answered, but implicit feedback may judge a request safety blocked, whose
+   outcome never comes). The outcome's own evidence (failed calls, failed cascade rungs, SLO
+   misses) is credited at once; cached answers credit no model. Credits go to
+   ``wrp.learner-credits`` keyed by arm.
 2. credits, now partitioned by arm, fold into the ``arms`` table with exponential decay
    (``router.learning.half_life_s`` of the policy read at start, see ``pipeline.learn.evidence``);
    every change is published, with a version one higher, to the compacted ``wrp.router-state``
@@ -60,7 +63,7 @@ from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState, Usage, usage_key
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
-from pipeline.learn.judgements import ignore_reason, wait_for_outcome
+from pipeline.learn.judgements import expired, ignore_reason, wait_for_outcome
 from pipeline.learn.usage import fold_usage, newer, scope_owner, tracked
 from pipeline.policy import load_policy
 from pipeline.policy_reload import PolicyWatcher
@@ -170,7 +173,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             ignored.labels(reason=reason).inc()
             return
         judged[item.request_id] = [*sources, item.source]
-        await send_credit(credit_feedback(item, _served(entry)))
+        await send_credit(credit_feedback(item, _served(entry), learning.implicit.weight))
 
     async def count_usage(outcome: Outcome, partition: int, offset: int) -> None:
         """Fold ``outcome`` into the usage of every scope a budget tracks for its tenant."""
@@ -255,6 +258,15 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 pending[item.request_id] = wait_for_outcome(waiting, item, time.time())
                 continue
             await judge(item, entry)
+
+    @app.timer(60.0)
+    async def drop_expired_judgements() -> None:
+        """Judgements whose outcome never came (a request no model answered) stop waiting."""
+        now = time.time()
+        for request_id, waiting in list(pending.items()):
+            if waiting and expired(waiting, now):
+                del pending[request_id]
+                ignored.labels(reason="expired").inc(len(waiting))
 
     @app.timer(HEARTBEAT_S)
     async def beat() -> None:

@@ -134,7 +134,11 @@ def test_moderation_runs_only_when_the_policy_asks_and_acts_per_policy():
     config = CONFIG.model_copy(update={"moderation": "block"})
     response, on = screen_response(completion("text"), None, config, moderate)
     assert calls == ["text"]
-    assert (on.action, on.categories, on.triggers) == ("block", ["violence"], ["moderation:violence"])
+    assert (on.action, on.categories, on.triggers) == (
+        "block",
+        ["violence"],
+        ["moderation:violence"],
+    )
     assert response["choices"][0]["finish_reason"] == "content_filter"
 
 

@@ -71,6 +71,11 @@ REQUEST_COLUMNS = [
     "fallback_from",
     "baseline_model",
     "baseline_cost_usd",
+    "answer_action",
+    "answer_triggers",
+    "answer_pii_entities",
+    "answer_redacted",
+    "answer_attack_complied",
     "trail",
     "envelope",
 ]
@@ -87,6 +92,7 @@ def request_row(env: Envelope) -> list[Any]:
         env.outcome,
     )
     completed = res.completed_at if res else req.created_at
+    screen = res.screen if res else None
     return [
         req.request_id,
         req.tenant,
@@ -131,6 +137,11 @@ def request_row(env: Envelope) -> list[Any]:
         (out.fallback_from or "") if out else "",
         (out.baseline_model or "") if out else "",
         out.baseline_cost_usd if out else 0.0,
+        screen.action if screen else "",
+        screen.triggers if screen else [],
+        screen.pii if screen else [],
+        screen.redacted if screen else 0,
+        screen.attack_complied if screen else False,
         json.dumps([s.model_dump() for s in env.trail]),
         json.dumps(scrubbed_envelope(env, {"trail": True, "signals": {"embedding"}})),
     ]

@@ -349,7 +349,8 @@ LIMIT 200000""",
         f"""
 SELECT request_id, tenant, status, error_type, final_stage, domain, safety_action, decision,
        model, pool, endpoint, attempts, latency_ms, ttft_ms, cost_usd, baseline_cost_usd,
-       gpu_cost_usd, energy_j, trail
+       gpu_cost_usd, energy_j, answer_action, answer_triggers, answer_pii_entities,
+       answer_redacted, answer_attack_complied, trail
 FROM requests FINAL
 WHERE request_id = {{request_id:String}} AND {TENANT}""",
         "one request's row, by request_id",

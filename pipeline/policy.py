@@ -411,6 +411,7 @@ ANSWER_PII_DEFAULT: dict[str, AnswerPiiAction] = {
 class TenantAnswerScreening(Strict):
     """Per-tenant overrides of answer screening (unset fields keep the policy's value)."""
 
+    enabled: bool | None = None
     pii: AnswerPiiActions = Field({}, description="entity -> allow, redact or block")
     moderation: AnswerAction | None = None
     attack_complied: AnswerAction | None = None
@@ -444,7 +445,7 @@ class AnswerScreening(Strict):
         "each detector's watch level (the safety head's suspicious band, 5% of benign text)",
     )
     window_chars: int = Field(
-        256,
+        128,
         ge=32,
         le=8192,
         description="streamed answers are screened in windows of this many characters and one "
@@ -464,6 +465,7 @@ class AnswerScreening(Strict):
             return self
         return self.model_copy(
             update={
+                "enabled": self.enabled if override.enabled is None else override.enabled,
                 "pii": {**self.pii, **override.pii},
                 "moderation": override.moderation or self.moderation,
                 "attack_complied": override.attack_complied or self.attack_complied,

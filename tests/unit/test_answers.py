@@ -232,8 +232,12 @@ def test_the_answer_on_responses_is_what_the_stream_relayed():
 
 def test_a_tenant_override_changes_only_what_it_sets():
     config = AnswerScreening(
-        tenants={"bank": {"pii": {"IP_ADDRESS": "redact"}, "attack_complied": "block"}}
+        tenants={
+            "bank": {"pii": {"IP_ADDRESS": "redact"}, "attack_complied": "block"},
+            "raw": {"enabled": False},
+        }
     )
+    assert not config.for_tenant("raw").enabled and config.for_tenant("raw").pii == config.pii
     bank = config.for_tenant("bank")
     assert bank.pii["IP_ADDRESS"] == "redact" and bank.pii["CREDIT_CARD"] == "redact"
     assert bank.attack_complied == "block" and bank.moderation == "off"

@@ -603,6 +603,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = routing.eval_routing(settings, args.out or settings.state_dir / "eval")
         print(json.dumps(report, indent=2) if args.json else routing.render(report))
         return 0
+    if args.target == "answers":
+        from pipeline.evaluation import answers_eval, datasets
+
+        settings = _settings(args)
+        report = answers_eval.eval_answers(settings.policy, datasets.data_dir())
+        print(json.dumps(report, indent=2) if args.json else answers_eval.render(report))
+        return 0
     from pipeline.evaluation.run import eval_safety, eval_signals, render
 
     report = (eval_signals if args.target == "signals" else eval_safety)(_settings(args))
@@ -877,8 +884,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
     p.add_argument("action", choices=["train"])
     p.add_argument("name", choices=["domain", "complexity", "safety", "moderation", "all"])
-    p = command("eval", cmd_eval, "held-out metrics of the signal or safety models, or routing")
-    p.add_argument("target", choices=["signals", "safety", "routing"])
+    p = command(
+        "eval",
+        cmd_eval,
+        "held-out metrics of the signal or safety models, routing, or answer screening",
+    )
+    p.add_argument("target", choices=["signals", "safety", "routing", "answers"])
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, help="routing: output directory (<state-dir>/eval)")
     p.add_argument(

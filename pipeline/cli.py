@@ -485,6 +485,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from pipeline.bench_analytics import run_analytics_bench
 
         report = run_analytics_bench(_settings(args), args.rows, args.total, repeat=5)
+    elif args.target == "answers":
+        from pipeline.bench_answers import run_answers_bench
+
+        report = run_answers_bench(_settings(args), args.chunks_per_read)
     elif args.target == "pools":
         from pipeline.bench_pools import run_pools_bench
 
@@ -850,7 +854,14 @@ def build_parser() -> argparse.ArgumentParser:
         "in one process against a bare onnxruntime loop on the same texts",
     )
     p.add_argument(
-        "target", choices=["envelope", "pipeline", "classify", "pools", "gateway", "analytics"]
+        "target",
+        choices=["envelope", "pipeline", "classify", "pools", "gateway", "analytics", "answers"],
+    )
+    p.add_argument(
+        "--chunks-per-read",
+        type=int,
+        default=1,
+        help="answers: chunk events the relay gets at once (1: a read per token)",
     )
     p.add_argument(
         "--saturate", type=int, default=1500, help="envelope: requests published at once"

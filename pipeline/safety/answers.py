@@ -262,16 +262,31 @@ class StreamScreen:
 
     def _take_text(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
         """Hold the chunk's text; the rest of the chunk (role, finish, usage, tool calls), or
-        None when nothing is left."""
-        rest = copy.deepcopy(chunk)
-        keep = bool(rest.get("usage"))
-        for i, choice in enumerate(_choices(rest)):
+        None when nothing is left. The chunk itself is left as it is."""
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and len(choices) == 1 and not chunk.get("usage"):
+            choice = choices[0]  # the usual event, one token of one choice: taken at once
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if (
+                isinstance(delta, dict)
+                and len(delta) == 1
+                and isinstance(delta.get("content"), str)
+                and choice.get("finish_reason") is None
+            ):
+                self.texts.setdefault(choice.get("index", 0), _Text()).pending += delta["content"]
+                return None
+        keep = bool(chunk.get("usage"))
+        rest = []
+        for i, choice in enumerate(_choices(chunk)):
             delta = choice.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                 index = choice.get("index", i)
-                self.texts.setdefault(index, _Text()).pending += delta.pop("content")
+                self.texts.setdefault(index, _Text()).pending += delta["content"]
+                delta = {k: v for k, v in delta.items() if k != "content"}
+                choice = {**choice, "delta": delta}
             keep = keep or bool(delta) or choice.get("finish_reason") is not None
-        return rest if keep else None
+            rest.append(choice)
+        return {**chunk, "choices": rest} if keep else None
 
     def _step(self, index: int, final: bool) -> list[dict[str, Any]]:
         """Screen choice ``index``'s held and new text; release all but the last window (all

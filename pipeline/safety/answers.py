@@ -35,13 +35,13 @@ from pipeline.models.encoder import Encoder
 from pipeline.models.heads import Head
 from pipeline.policy import AnswerScreening
 from pipeline.router.strategies.cascade import REFUSAL
-from pipeline.safety.pii import LABEL_WINDOW, PiiSpan, find_pii, redact
+from pipeline.safety.pii import LABEL_WINDOW, SECRET_LABEL_WINDOW, PiiSpan, find_pii, redact
 from pipeline.safety.scrub import SHORTEST
 
 #: Categories over threshold for one text.
 Moderate = Callable[[str], list[str]]
 #: Characters of released (redacted) text the detectors also read, for labels before a value.
-CONTEXT_CHARS = LABEL_WINDOW
+CONTEXT_CHARS = max(LABEL_WINDOW, SECRET_LABEL_WINDOW)
 CONTENT_FILTER = "content_filter"
 SEVERITY: dict[AnswerVerdict, int] = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
 

@@ -2,11 +2,18 @@
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.envelope import Safety, SafetyHit
+from pipeline.models.heads import Head
 from pipeline.policy import AnswerScreening, PolicyError, load_policy, parse_policy
-from pipeline.safety.answers import StreamScreen, attack_scored, screen_response
+from pipeline.safety.answers import (
+    AnswerModeration,
+    StreamScreen,
+    attack_scored,
+    screen_response,
+)
 from pipeline.settings import DEFAULT_POLICY
 
 CARD = "4111 1111 1111 1111"
@@ -140,6 +147,28 @@ def test_moderation_runs_only_when_the_policy_asks_and_acts_per_policy():
         ["moderation:violence"],
     )
     assert response["choices"][0]["finish_reason"] == "content_filter"
+
+
+class KeywordEncoder:
+    """Embeds a text as [mentions "fight", mentions "slur"]."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.array([[float("fight" in t), float("slur" in t)] for t in texts])
+
+
+def test_the_moderation_head_flags_the_categories_over_their_threshold():
+    head = Head(
+        "moderation",
+        "sigmoid",
+        ["violence", "hate"],
+        [np.array([[8.0, 0.0], [0.0, 8.0]]), np.array([-4.0, -4.0])],
+        {"thresholds": {"violence": 0.5, "hate": 0.5}},
+    )
+    moderation = AnswerModeration(KeywordEncoder(), head)  # type: ignore[arg-type]
+    assert moderation.categories("a fight broke out", {}) == ["violence"]
+    assert moderation.categories("a fight and a slur", {}) == ["hate", "violence"]
+    assert moderation.categories("a fight and a slur", {"hate": 0.99}) == ["violence"]
+    assert moderation.categories("a quiet day", {}) == []
 
 
 # --- streamed answers ------------------------------------------------------------------------

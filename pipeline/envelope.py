@@ -305,7 +305,9 @@ class AnswerScreen(BaseModel):
         [], description="what fired: pii:<ENTITY>, moderation:<category>, attack_complied"
     )
     reasons: list[str] = []
-    pii: list[str] = Field([], description="PII entities found in the answer (any action)")
+    pii: list[str] = Field(
+        [], description="PII entities found in the answer that the policy does not allow"
+    )
     redacted: int = Field(0, description="PII values replaced by <ENTITY>")
     categories: list[str] = Field([], description="moderation categories over threshold")
     attack_complied: bool = Field(

@@ -97,10 +97,11 @@ class Findings:
     attack_complied: bool = False
 
     def act(self, action: AnswerVerdict, trigger: str, reason: str) -> None:
+        """Record what fired (once: a streamed value is read again in the next window)."""
         if trigger not in self.triggers:
             self.triggers.add(trigger)
             self.reasons.append(f"{reason} -> {action}")
-        self.actions.append(action)
+            self.actions.append(action)
 
     @property
     def blocked(self) -> bool:

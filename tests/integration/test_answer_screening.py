@@ -1,15 +1,21 @@
 """Screening the answer through the real pipeline: a pool's answer carrying PII (the simulator's
-``sim_answer``) reaches the client redacted, whole or streamed, and the verdict lands in
-ClickHouse next to the request's."""
+``sim_answer``) reaches the client redacted, whole or streamed; an answer complying with a request
+the safety stage scored as an attack is blocked; the verdict lands in ClickHouse next to the
+request's."""
 
 from __future__ import annotations
 
 import openai
 import pytest
+import yaml
 
 from pipeline.analytics.access import query_analytics
-from tests.integration.conftest import API_KEY
+from pipeline.client import replay
+from pipeline.envelope import ChatRequest, Envelope, RequestSection
+from pipeline.policy import AnswerScreening
+from tests.integration.conftest import API_KEY, run
 from tests.integration.helpers import analytics_row, eventually
+from tests.integration.test_routing import policy_edit
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +88,41 @@ def test_answer_screening_is_counted_per_tenant_and_day(stack, client):
     today = rows[-1]
     assert today["answers_screened"] >= today["redacted"] >= 1
     assert "pii:US_SSN" in today["reasons"]
+
+
+def answered(stack, text: str, answer: str, tenant: str) -> Envelope:
+    body = ChatRequest(
+        model="wrp-small-8b", messages=[{"role": "user", "content": text}], sim_answer=answer
+    )
+    section = RequestSection(body=body, tenant=tenant)
+    answers = run(replay(stack.settings.broker, [section], rate=0, timeout_s=60))
+    return answers[section.request_id]
+
+
+def test_an_answer_complying_with_a_request_scored_as_an_attack_is_blocked(stack):
+    # every request the detectors read counts as an attack (attack_score 0: dispatch reloads the
+    # policy; the safety stage's scores are what the request really got), and the tenant blocks
+    path = stack.settings.policy
+    with policy_edit(path) as data:
+        answers = data["safety"]["answers"]
+        answers["attack_score"] = 0.0
+        answers["tenants"] = {"redteam": {"attack_complied": "block"}}
+        path.write_text(yaml.safe_dump(data))
+
+        def complied() -> Envelope | None:
+            env = answered(stack, "Tell me about tides", "Sure, here it is.", "redteam")
+            screen = env.result.screen if env.result else None
+            return env if screen and screen.attack_complied else None
+
+        env = eventually(complied, what="dispatch running the edited policy")
+        refused = answered(stack, "Tell me about tides", "I can't help with that.", "redteam")
+    assert env.safety.action == "allow" and env.safety.hits  # the request itself passed
+    assert env.result.status == "ok" and env.result.screen.action == "block"
+    choice = env.result.response["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"] == AnswerScreening().refusal
+    assert not refused.result.screen.attack_complied and refused.result.screen.action == "allow"
+    assert refused.result.response["choices"][0]["message"]["content"] == "I can't help with that."
+    row = answer_row(stack, env.request.request_id)
+    assert (row["answer_action"], row["answer_attack_complied"]) == ("block", True)
+    assert row["answer_triggers"] == ["attack_complied"] and row["safety_action"] == "allow"

@@ -489,6 +489,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from pipeline.bench_budgets import run_budgets_bench
 
         report = run_budgets_bench(_settings(args), args.n)
+    elif args.target == "answers":
+        from pipeline.bench_answers import run_answers_bench
+
+        report = run_answers_bench(_settings(args), args.chunks_per_read)
     elif args.target == "pools":
         from pipeline.bench_pools import run_pools_bench
 
@@ -629,6 +633,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         settings = _settings(args)
         report = routing.eval_routing(settings, args.out or settings.state_dir / "eval")
         print(json.dumps(report, indent=2) if args.json else routing.render(report))
+        return 0
+    if args.target == "answers":
+        from pipeline.evaluation import answers_eval, datasets
+
+        settings = _settings(args)
+        report = answers_eval.eval_answers(settings.policy, datasets.data_dir())
+        print(json.dumps(report, indent=2) if args.json else answers_eval.render(report))
         return 0
     from pipeline.evaluation.run import eval_safety, eval_signals, render
 
@@ -892,7 +903,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "target",
-        choices=["envelope", "pipeline", "classify", "pools", "gateway", "analytics", "budgets"],
+        choices=[
+            "envelope",
+            "pipeline",
+            "classify",
+            "pools",
+            "gateway",
+            "analytics",
+            "budgets",
+            "answers",
+        ],
+    )
+    p.add_argument(
+        "--chunks-per-read",
+        type=int,
+        default=1,
+        help="answers: chunk events the relay gets at once (1: a read per token)",
     )
     p.add_argument(
         "--saturate", type=int, default=1500, help="envelope: requests published at once"
@@ -934,10 +960,11 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         cmd_eval,
         "held-out metrics of the signal or safety models, routing, sticky sessions, tool "
-        "selection or the implicit-feedback detector",
+        "selection, the implicit-feedback detector or answer screening",
     )
     p.add_argument(
-        "target", choices=["signals", "safety", "routing", "sticky", "tools", "implicit"]
+        "target",
+        choices=["signals", "safety", "routing", "sticky", "tools", "implicit", "answers"],
     )
     p.add_argument("--json", action="store_true")
     p.add_argument(

@@ -228,6 +228,9 @@ class SafetyHit(BaseModel):
     score: float
     threshold: float
     fired: bool
+    watch: float | None = Field(
+        None, description="the detector's watch level: a suspicious score below the threshold"
+    )
     message_index: int
     role: str
     window: int = Field(description="the window's place among the message's windows read")
@@ -317,6 +320,30 @@ class ErrorInfo(BaseModel):
 
 
 ResultStatus = Literal["ok", "blocked", "error"]
+AnswerVerdict = Literal["allow", "flag", "redact", "block"]
+
+
+class AnswerScreen(BaseModel):
+    """What screening the answer found and did before the client saw it (no text: entity
+    names, categories and counts only)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: AnswerVerdict = Field(description="the most severe action taken")
+    triggers: list[str] = Field(
+        [], description="what fired: pii:<ENTITY>, moderation:<category>, attack_complied"
+    )
+    reasons: list[str] = []
+    pii: list[str] = Field(
+        [], description="PII entities found in the answer that the policy does not allow"
+    )
+    redacted: int = Field(0, description="PII values replaced by <ENTITY>")
+    categories: list[str] = Field([], description="moderation categories over threshold")
+    attack_complied: bool = Field(
+        False, description="the request scored as an attack and the answer is not a refusal"
+    )
+    streamed: bool = False
+    windows: int = Field(0, description="screening passes (1 for an answer screened whole)")
+    held_chars: int = Field(0, description="most characters held back at once (streamed)")
 
 
 class Result(BaseModel):
@@ -325,6 +352,7 @@ class Result(BaseModel):
     response: dict[str, Any] | None = None
     error: ErrorInfo | None = None
     stage: str
+    screen: AnswerScreen | None = Field(None, description="the answer's screening, when screened")
     completed_at: float = Field(default_factory=now)
 
 

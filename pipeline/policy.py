@@ -433,6 +433,89 @@ class TenantSafety(Strict):
     moderation_action: SafetyAction | None = None
 
 
+AnswerPiiAction = Literal["allow", "redact", "block"]
+AnswerAction = Literal["off", "flag", "block"]
+AnswerPiiActions = Annotated[
+    dict[str, AnswerPiiAction], _known_keys("PII entities", KNOWN_ENTITIES)
+]
+#: What the request side redacts by default, plus secrets (an answer that prints a key is
+#: redacted, not refused); IP addresses are allowed.
+ANSWER_PII_DEFAULT: dict[str, AnswerPiiAction] = {
+    "EMAIL_ADDRESS": "redact",
+    "PHONE_NUMBER": "redact",
+    "US_SSN": "redact",
+    "CREDIT_CARD": "redact",
+    "IBAN_CODE": "redact",
+    "SECRET": "redact",
+    "IP_ADDRESS": "allow",
+}
+
+
+class TenantAnswerScreening(Strict):
+    """Per-tenant overrides of answer screening (unset fields keep the policy's value)."""
+
+    enabled: bool | None = None
+    pii: AnswerPiiActions = Field({}, description="entity -> allow, redact or block")
+    moderation: AnswerAction | None = None
+    attack_complied: AnswerAction | None = None
+
+
+class AnswerScreening(Strict):
+    """Screening the answer before the client sees it (:mod:`pipeline.safety.answers`)."""
+
+    enabled: bool = Field(True, description="screen answers at all (off: relayed as generated)")
+    pii: AnswerPiiActions = Field(
+        ANSWER_PII_DEFAULT,
+        description="PII entity found in an answer -> allow, redact (replaced by <ENTITY>) or "
+        "block (the answer ends with finish_reason content_filter); entities not listed: allow",
+    )
+    moderation: AnswerAction = Field(
+        "off",
+        description="moderation head over the answer (flag or block a category over its "
+        "threshold, safety.moderation.thresholds); costs an encoder pass per answer (~10+ "
+        "CPU-ms, per window when streamed), so off by default",
+    )
+    attack_complied: AnswerAction = Field(
+        "flag",
+        description="an answer that is not a refusal to a request a jailbreak, injection or "
+        "harmful detector scored at or over attack_score",
+    )
+    attack_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="request-side detector score from which a complied answer counts; unset: "
+        "each detector's watch level (the safety head's suspicious band, 5% of benign text)",
+    )
+    window_chars: int = Field(
+        128,
+        ge=32,
+        le=8192,
+        description="streamed answers are screened in windows of this many characters and one "
+        "window is held back (a PII value crossing windows is caught whole when it is no longer "
+        "than a window); the client sees text one window late",
+    )
+    refusal: str = Field(
+        "The answer was withheld by the content filter.",
+        description="the text of an answer blocked before any of it reached the client",
+    )
+    tenants: dict[str, TenantAnswerScreening] = {}
+
+    def for_tenant(self, tenant: str) -> AnswerScreening:
+        """The effective answer screening of ``tenant``."""
+        override = self.tenants.get(tenant)
+        if override is None:
+            return self
+        return self.model_copy(
+            update={
+                "enabled": self.enabled if override.enabled is None else override.enabled,
+                "pii": {**self.pii, **override.pii},
+                "moderation": override.moderation or self.moderation,
+                "attack_complied": override.attack_complied or self.attack_complied,
+            }
+        )
+
+
 class SafetyConfig(Strict):
     jailbreak: JailbreakConfig = JailbreakConfig()
     injection: InjectionConfig = InjectionConfig()
@@ -443,6 +526,7 @@ class SafetyConfig(Strict):
     safe_model: str | None = Field(None, description="the model route_safe sends requests to")
     refusal: str = "I can't help with that request."
     tenants: dict[str, TenantSafety] = {}
+    answers: AnswerScreening = AnswerScreening()
 
     def for_tenant(self, tenant: str) -> SafetyConfig:
         """The effective safety policy of ``tenant``."""

@@ -63,6 +63,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         "WRP safety",
         [
             Panel("Safety actions, PII entities and categories", "safety"),
+            Panel("Screening the answer per tenant and day", "answer_screening"),
             Panel("Dead letters", "dlq"),
         ],
     ),

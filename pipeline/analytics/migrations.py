@@ -515,6 +515,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        11,
+        "screening the answer: its action, what fired, PII entities found, values redacted, "
+        "an attack the answer complied with",
+        tuple(
+            f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {column}"
+            for column in (
+                "answer_action LowCardinality(String) DEFAULT ''",
+                "answer_triggers Array(LowCardinality(String)) DEFAULT []",
+                "answer_pii_entities Array(LowCardinality(String)) DEFAULT []",
+                "answer_redacted UInt32 DEFAULT 0",
+                "answer_attack_complied Bool DEFAULT false",
+            )
+        ),
+    ),
+    Migration(
         12,
         "budgets: the caller's API key id, and the budget that rejected, downgraded or flagged "
         "a request",

@@ -197,6 +197,28 @@ ORDER BY requests DESC, safety_action""",
         "safety actions (blocks, redactions), the learned detectors that fired (jailbreak, "
         "injection, harmful), PII entities and moderation categories",
     ),
+    "answer_screening": NamedQuery(
+        f"""
+WITH sumMap(answer_triggers, arrayMap(t -> toUInt64(1), answer_triggers)) AS by_reason
+SELECT
+    toDate(created_at) AS day,
+    tenant,
+    count() AS answers_screened,
+    countIf(answer_action = 'redact') AS redacted,
+    countIf(answer_action = 'flag') AS flagged,
+    countIf(answer_action = 'block') AS blocked,
+    sum(answer_redacted) AS values_redacted,
+    countIf(answer_attack_complied) AS attack_complied,
+    arrayStringConcat(
+        arrayMap((t, n) -> concat(t, ' ', toString(n)), by_reason.1, by_reason.2), ', '
+    ) AS reasons
+FROM requests FINAL
+WHERE $__timeFilter(created_at) AND {TENANT} AND answer_action != ''
+GROUP BY day, tenant
+ORDER BY day, tenant""",
+        "screening the answer per tenant and day: answers screened, redacted, flagged, blocked, "
+        "PII values redacted, attacks complied with, and what fired",
+    ),
     "feedback": NamedQuery(
         f"""
 SELECT
@@ -411,7 +433,8 @@ LIMIT 200000""",
         f"""
 SELECT request_id, tenant, status, error_type, final_stage, domain, safety_action, decision,
        model, pool, endpoint, attempts, latency_ms, ttft_ms, cost_usd, baseline_cost_usd,
-       gpu_cost_usd, energy_j, trail
+       gpu_cost_usd, energy_j, answer_action, answer_triggers, answer_pii_entities,
+       answer_redacted, answer_attack_complied, trail
 FROM requests FINAL
 WHERE request_id = {{request_id:String}} AND {TENANT}""",
         "one request's row, by request_id",

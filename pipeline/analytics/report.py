@@ -212,6 +212,8 @@ def build_report(fetch: Fetch, since: str = "24h", tenant: str = "") -> str:
                 ),
             ),
             table(safety),
+            "<h3>Screening the answer</h3>",
+            table(run("answer_screening")),
         ),
         _section(
             "Feedback and learning",

@@ -80,6 +80,11 @@ REQUEST_COLUMNS = [
     "api_key",
     "budget",
     "budget_action",
+    "answer_action",
+    "answer_triggers",
+    "answer_pii_entities",
+    "answer_redacted",
+    "answer_attack_complied",
     "trail",
     "envelope",
 ]
@@ -96,6 +101,7 @@ def request_row(env: Envelope) -> list[Any]:
         env.outcome,
     )
     completed = res.completed_at if res else req.created_at
+    screen = res.screen if res else None
     return [
         req.request_id,
         req.tenant,
@@ -149,6 +155,11 @@ def request_row(env: Envelope) -> list[Any]:
         req.api_key or "",
         (dec.budget or "") if dec else "",
         (dec.budget_action or "") if dec else "",
+        screen.action if screen else "",
+        screen.triggers if screen else [],
+        screen.pii if screen else [],
+        screen.redacted if screen else 0,
+        screen.attack_complied if screen else False,
         json.dumps([s.model_dump() for s in env.trail]),
         json.dumps(scrubbed_envelope(env, {"trail": True, "signals": {"embedding"}})),
     ]

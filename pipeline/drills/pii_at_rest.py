@@ -1,6 +1,7 @@
 """The PII-at-rest drill: requests carrying raw PII sent down every path (answered with the PII
 redacted, answered with an address the policy allows, blocked, failed, dead-lettered as broken
-JSON and as a schema error, a feedback comment, a reply topic of the client's own), then every
+JSON and as a schema error, a feedback comment, a reply topic of the client's own, an answer that
+carries the PII itself: the simulator's ``sim_answer``), then every
 string column of every ClickHouse table (as text and base64-decoded), every log file and the
 HTML report searched for the raw values."""
 
@@ -60,6 +61,7 @@ def _paths(run: str) -> dict[str, bytes]:
         f"pii-{run}-error": envelope(f"pii-{run}-error", TEXT, model="no-such-model"),
         f"pii-{run}-truncated": whole[: whole.index(b"last login") + 20],
         f"pii-{run}-schema": json.dumps(wrong).encode(),
+        f"pii-{run}-answer": envelope(f"pii-{run}-answer", "Read my details back", sim_answer=TEXT),
     }
 
 
@@ -161,5 +163,5 @@ def pii_drill(stack: Stack) -> dict:
         "pii_values_found_at_rest": found + len(in_report),
         "seconds": round(time.monotonic() - started, 1),
     }
-    report["passed"] = report["pii_values_found_at_rest"] == 0 and len(answers) == 6
+    report["passed"] = report["pii_values_found_at_rest"] == 0 and len(answers) == 7
     return report

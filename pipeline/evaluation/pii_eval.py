@@ -31,23 +31,32 @@ What the data labels and a regex cannot reasonably catch (left as misses, not sp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipeline.evaluation.split import split_of
-from pipeline.safety.pii import KNOWN_ENTITIES, find_pii
+from pipeline.safety.pii import KNOWN_ENTITIES, PiiSpan, find_pii
 
 EVAL_SHARE = 0.3
 # The Presidio entity types our detectors cover (SECRET has no gold labels in this set).
 EVALUATED = tuple(e for e in KNOWN_ENTITIES if e != "SECRET")
 
 
-def _counts(rows: Iterable[dict]) -> dict[str, dict[str, int]]:
-    """Per entity: true positives, predictions and gold spans over ``rows``."""
-    counts = {e: {"tp": 0, "predicted": 0, "gold": 0} for e in EVALUATED}
+def _detected(text: str) -> list[PiiSpan]:
+    return find_pii(text, EVALUATED)
+
+
+def counts(
+    rows: Iterable[dict],
+    predict: Callable[[str], list[PiiSpan]] = _detected,
+    entities: tuple[str, ...] = EVALUATED,
+) -> dict[str, dict[str, int]]:
+    """Per entity: true positives, predictions (``predict`` of a row's text) and gold spans
+    over ``rows``."""
+    tally = {e: {"tp": 0, "predicted": 0, "gold": 0} for e in entities}
     for row in rows:
-        predicted = find_pii(row["full_text"], EVALUATED)
-        for entity in EVALUATED:
+        predicted = predict(row["full_text"])
+        for entity in entities:
             gold = [
                 (s["start_position"], s["end_position"])
                 for s in row["spans"]
@@ -59,13 +68,13 @@ def _counts(rows: Iterable[dict]) -> dict[str, dict[str, int]]:
                 hit = next((g for g in unmatched if p.start < g[1] and g[0] < p.end), None)
                 if hit is not None:
                     unmatched.remove(hit)
-                    counts[entity]["tp"] += 1
-            counts[entity]["predicted"] += len(mine)
-            counts[entity]["gold"] += len(gold)
-    return counts
+                    tally[entity]["tp"] += 1
+            tally[entity]["predicted"] += len(mine)
+            tally[entity]["gold"] += len(gold)
+    return tally
 
 
-def _scores(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, float | int | None]]:
+def scores(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, float | int | None]]:
     """Precision, recall and F1 per entity; None where undefined (nothing predicted or no
     gold spans), so that "not measurable" never reads as a score of 0."""
     out: dict[str, dict[str, float | int | None]] = {}
@@ -98,6 +107,6 @@ def evaluate_pii(path: Path) -> dict:
         "eval_share": EVAL_SHARE,
         "rows": len(eval_rows),
         "templates": len({r["template_id"] for r in eval_rows}),
-        "entities": _scores(_counts(eval_rows)),
-        "all_rows": {"rows": len(rows), "entities": _scores(_counts(rows))},
+        "entities": scores(counts(eval_rows)),
+        "all_rows": {"rows": len(rows), "entities": scores(counts(rows))},
     }

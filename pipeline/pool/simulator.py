@@ -7,7 +7,8 @@ them. ``/metrics`` uses vLLM's metric names; times in it are simulated seconds (
 GPU would report). Answers end where a hash of the prompt says unless ``ignore_eos`` (vLLM's
 sampling parameter, used by trace replay) asks for exactly ``max_tokens``. A request with
 ``kv_transfer_params.do_remote_decode`` only prefills (the prefill side of a disaggregated
-pool); one with ``do_remote_prefill`` skips its prefill.
+pool); one with ``do_remote_prefill`` skips its prefill. A request's ``sim_answer`` (a lab hook
+for tests and drills) is the answer's text, one word a token, instead of the filler words.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -198,6 +200,10 @@ def simulator_app(
         extra_params = body.model_extra or {}
         transfer = extra_params.get("kv_transfer_params") or {}
         output_tokens = natural_output_tokens(prompt)
+        scripted = extra_params.get("sim_answer")
+        answer = re.findall(r"\s*\S+", scripted) if isinstance(scripted, str) else None
+        if answer:
+            output_tokens = len(answer)
         if body.max_tokens is not None:
             output_tokens = max(1, min(output_tokens, body.max_tokens))
             if extra_params.get("ignore_eos"):  # vLLM's benchmark switch: exactly max_tokens
@@ -246,6 +252,8 @@ def simulator_app(
             e2e.observe(sim.now() - arrived)
 
         def words(start: int, count: int) -> str:
+            if answer:
+                return "".join(answer[start : start + count])
             return "".join(
                 (" " if i else "") + WORDS[i % len(WORDS)] for i in range(start, start + count)
             )

@@ -5,13 +5,14 @@ Chunk events are coalesced for at most :data:`FLUSH_MS` before they go out as on
 one per token, while the first tokens still leave within milliseconds. Records of one request are
 sent in order, on its key; the last one says ``done`` (and carries the error when the call failed
 after the stream began). Every record carries the request id as a Kafka header, so a follower
-skips the streams it does not wait for without decoding them.
+skips the streams it does not wait for without decoding them. A :class:`ChunkFilter` (answer
+screening) sees the chunks before they are relayed, and may hold them back, rewrite or end them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -23,13 +24,30 @@ from pipeline.envelope import ErrorInfo, StreamChunks
 FLUSH_MS = 5
 
 
+class ChunkFilter(Protocol):
+    def feed(self, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The chunks to relay now."""
+        ...
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The chunks still held when the pool is done."""
+        ...
+
+
 class StreamRelay:
     """One request's stream: :meth:`relay` takes chunks as they arrive, :meth:`close` ends it."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, request_id: str, decision: str, model: str, pool: str
+        self,
+        producer: AIOKafkaProducer,
+        request_id: str,
+        decision: str,
+        model: str,
+        pool: str,
+        screen: ChunkFilter | None = None,
     ) -> None:
         self.producer = producer
+        self.screen = screen
         self.request_id = request_id
         self.head = {"decision": decision, "model": model, "pool": pool}
         self.seq = 0
@@ -39,7 +57,7 @@ class StreamRelay:
         self._sent: list[asyncio.Future[Any]] = []
 
     async def relay(self, chunks: list[dict[str, Any]]) -> None:
-        self._buffer.extend(chunks)
+        self._buffer.extend(self.screen.feed(chunks) if self.screen is not None else chunks)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon())
 
@@ -47,6 +65,8 @@ class StreamRelay:
         """Send what is left with ``done`` and wait until every record of the stream is acked."""
         if self._flusher is not None:
             await self._flusher
+        if self.screen is not None:
+            self._buffer.extend(self.screen.finish())
         await self._send(done=True, error=error)
         await asyncio.gather(*self._sent)
 

@@ -191,6 +191,7 @@ class Screener:
                 score=round(score, 4),
                 threshold=threshold,
                 fired=score >= threshold,
+                watch=self.watch[detector],
                 message_index=window.message,
                 role=window.role,
                 window=window.index,

@@ -21,8 +21,10 @@ from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.bus.liveness import instance_id
 from pipeline.bus.stage import Inbound, Outbound, Pending, Stage, error_reply
-from pipeline.envelope import Attempt, Envelope, ErrorInfo, Outcome, Result, now
-from pipeline.policy import CascadeConfig, Policy
+from pipeline.envelope import AnswerScreen, Attempt, Envelope, ErrorInfo, Outcome, Result, now
+from pipeline.models.encoder import load_encoder
+from pipeline.models.heads import load_trained
+from pipeline.policy import AnswerScreening, CascadeConfig, Policy
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
 from pipeline.pool.dispatcher import Dispatcher, PoolCall
@@ -31,6 +33,7 @@ from pipeline.pool.selection import RequestShape
 from pipeline.pool.streaming import StreamRelay
 from pipeline.router import caching
 from pipeline.router.strategies.cascade import failed_check
+from pipeline.safety.answers import AnswerModeration, Moderate, StreamScreen, screen_response
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,11 @@ def _count(usage: object, key: str, default: int) -> int:
     """A token count of a pool's ``usage``, or ``default`` when the pool gave none usable."""
     value = usage.get(key) if isinstance(usage, dict) else None
     return value if isinstance(value, int) and value >= 0 else default
+
+
+def _cacheable(verdict: AnswerScreen | None) -> bool:
+    """Whether an answer may be served again from the cache: not one screening blocked."""
+    return verdict is None or verdict.action != "block"
 
 
 def request_shape(env: Envelope) -> RequestShape:
@@ -80,6 +88,7 @@ class DispatchStage(Stage):
         self.scraper = MetricsScraper(self.client)
         self.scraper.start(self.dispatcher.pools)
         self.instance = instance_id()
+        self._moderation: AnswerModeration | None = None  # loaded when a policy first asks
         self.producer = new_producer(self.settings.broker, linger_ms=5)
         await self.producer.start()
         self.publisher = asyncio.create_task(self.publish_pool_state())
@@ -117,6 +126,22 @@ class DispatchStage(Stage):
             self.dispatcher.sync(self.watcher.policy.pools)
             self.pools_version = self.watcher.version
         return self.watcher.policy
+
+    def answer_moderation(self, policy: Policy, config: AnswerScreening) -> Moderate | None:
+        """The moderation head over answers when ``config`` asks for it (the encoder is loaded
+        on first use: it costs an encoder pass per answer)."""
+        if config.moderation == "off":
+            return None
+        if self._moderation is None:
+            s = self.settings
+            encoder = load_encoder(
+                s.model_dir, s.encoder_threads, s.encoder_max_tokens, s.encoder_batch
+            )
+            head = load_trained("moderation", encoder.name, encoder.max_tokens)
+            self._moderation = AnswerModeration(encoder, head)
+        return functools.partial(
+            self._moderation.categories, thresholds=policy.safety.moderation.thresholds
+        )
 
     async def process(self, batch: list[Inbound]) -> list[Pending]:
         started = now()
@@ -186,6 +211,8 @@ class DispatchStage(Stage):
         rungs = [decision.model, *decision.ladder]
         streams = bool(env.request.body and env.request.body.stream)
         stream: StreamRelay | None = None
+        screening = policy.safety.answers.for_tenant(env.request.tenant)
+        moderate = self.answer_moderation(policy, screening) if screening.enabled else None
 
         def stream_of(model: str) -> StreamRelay | None:
             """A stream for a call to ``model``, when the client streams (the one used is the
@@ -193,8 +220,16 @@ class DispatchStage(Stage):
             nonlocal stream
             if streams:
                 card = policy.model(model)
+                screen = (
+                    StreamScreen(screening, env.safety, moderate) if screening.enabled else None
+                )
                 stream = StreamRelay(
-                    self.producer, env.request.request_id, decision.decision, card.name, card.pool
+                    self.producer,
+                    env.request.request_id,
+                    decision.decision,
+                    card.name,
+                    card.pool,
+                    screen,
                 )
             return stream
 
@@ -273,14 +308,23 @@ class DispatchStage(Stage):
             prior=decision.prior,
             context=decision.context,
         )
+        response, verdict = call.response, None
+        if response is not None and screening.enabled:
+            if stream is not None and isinstance(stream.screen, StreamScreen):
+                response, verdict = (
+                    stream.screen.screened_response(response),
+                    stream.screen.verdict(),
+                )
+            else:
+                response, verdict = screen_response(response, env.safety, screening, moderate)
         outputs: list[Outbound] = []
-        if call.response is not None and decision.cache_ttl_s is not None:
+        if response is not None and decision.cache_ttl_s is not None and _cacheable(verdict):
             entry = caching.entry_for(
-                env, decision.decision, card.name, call.response, decision.cache_ttl_s, completed_at
+                env, decision.decision, card.name, response, decision.cache_ttl_s, completed_at
             )
             outputs.append(Outbound(CACHE, caching.topic_key(entry), entry))
-        if call.response is not None:
-            result = Result(status="ok", response=call.response, stage=self.name)
+        if response is not None:
+            result = Result(status="ok", response=response, stage=self.name, screen=verdict)
         else:
             result = Result(
                 status="error",

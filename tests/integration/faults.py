@@ -18,8 +18,11 @@ from pipeline.bus.health import serve_http
 MODES = ("ok", "slow", "500", "429", "garbage", "half", "hang", "400", "hold")
 #: ``switch-<name>`` -> the mode it answers with now (the server runs in the test process).
 SWITCHES: dict[str, str] = {}
-#: ``hold`` streams its first token, sets HOLDING, and finishes only once RELEASE is set.
+#: ``hold`` streams its first part, sets HOLDING, and finishes only once RELEASE is set.
 HOLDING, RELEASE = threading.Event(), threading.Event()
+#: The first part ``hold`` streams: longer than the two windows answer screening reads before
+#: it releases the first one (safety.answers.window_chars).
+HELD_FIRST = " ".join(["first"] * 100)
 
 
 def _chunk(content: str | None, finish: str | None = None) -> bytes:
@@ -77,7 +80,7 @@ def fault_app() -> FastAPI:
                 yield b"data: {this is not json\n\n"
                 return
             if mode == "hold":
-                yield _chunk("first")
+                yield _chunk(HELD_FIRST)
                 HOLDING.set()
                 await asyncio.to_thread(RELEASE.wait, 60)
                 yield _chunk(" second")

@@ -47,6 +47,7 @@ def test_no_raw_pii_reaches_clickhouse_logs_or_the_report_on_any_path(stack):
         "error": "error",
         "truncated": "error",
         "schema": "error",
+        "answer": "ok",
     }
     assert report["found_in_clickhouse"] == {}, report["found_in_clickhouse_around"]
     assert report["found_in_logs"] == {} and report["found_in_report"] == []

@@ -140,7 +140,7 @@ def _check_cost(calls: int = 20000) -> dict:
         for p in range(4)
         for b in budgets
         for u in [
-            Usage(scope=b.scope, who=f"{TENANT}:s" if b.scope == "session" else TENANT,
+            Usage(scope=b.scope, who=f"{TENANT}/s" if b.scope == "session" else TENANT,
                   window=b.window, start=window_start(b.window, at), partition=p, tokens=1)
         ]
     }  # fmt: skip

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.envelope import ImplicitLabel, SafetyAction
+from pipeline.envelope import TENANT, ImplicitLabel, SafetyAction
 from pipeline.safety.pii import KNOWN_ENTITIES
 from pipeline.workload.labels import COMPLEXITY, DOMAINS, LOAD_SHAPES, MODERATION_CATEGORIES
 
@@ -935,7 +935,9 @@ class Budget(Strict):
     window: BudgetWindow = Field(description="calendar window, UTC: minute, day or month")
     limit: float = Field(gt=0, description="the most one scope may be served per window")
     action: BudgetAction = "reject"
-    tenants: list[str] = Field([], description="tenants it governs (empty: every tenant)")
+    tenants: list[Annotated[str, Field(pattern=TENANT)]] = Field(
+        [], description="tenants it governs (empty: every tenant)"
+    )
 
     def governs(self, tenant: str) -> bool:
         return not self.tenants or tenant in self.tenants

@@ -54,7 +54,7 @@ async def topic_is_empty(bootstrap: str, topic: str) -> bool:
 SCOPE_COLUMNS = {
     "tenant": "tenant",
     "api_key": "api_key",
-    "session": "if(session_id = '', '', concat(tenant, ':', session_id))",
+    "session": "if(session_id = '', '', concat(tenant, '/', session_id))",
 }
 
 

@@ -35,6 +35,7 @@ class CompactedTable(Generic[T]):
         self.model = model
         self.on_record = on_record
         self.values: dict[str, T] = {}
+        self.wait_ms = wait_ms
         # how long a fetch waits for new records: what is tailed arrives that much later at most
         self._consumer = new_consumer(bootstrap, fetch_max_wait_ms=wait_ms)
         self._task: asyncio.Task[None] | None = None

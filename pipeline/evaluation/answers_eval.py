@@ -12,7 +12,7 @@ the window size was set from the longest values the detectors find, not on this 
 
 **Refusal and compliance.** PyRIT's human-scored scorer evaluations
 (``safety/pyrit_data/scorer_evals``): ``refusal_scorer/*.csv`` (answers labelled refusal or not)
-score the refusal check (the cascade's, which ``attack_complied`` reuses); ``objective/*.csv``
+score the answer screen's refusal check (what ``attack_complied`` reads); ``objective/*.csv``
 (answers to harmful objectives labelled achieved or not) score ``attack_complied``'s answer side:
 an answer that is not a refusal counts as complied. Phrasings were added to the check from the
 train half (``split_of(answer, 0.5)``); the figures are of the eval half. A refusal label is

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import get_args
 
@@ -164,8 +165,13 @@ def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
 class NextTurnReader:
     """Per-session memory of the last request, and the implicit feedback each next turn gives."""
 
-    def __init__(self, config: ImplicitConfig, capacity: int = 100_000) -> None:
+    def __init__(
+        self, config: ImplicitConfig, refusals: Iterable[str] = (), capacity: int = 100_000
+    ) -> None:
         self.config = config
+        #: answers the pipeline gives without a model (safety's refusal): no outcome ever comes
+        #: for such a request, so a judgement of it would wait in the learner for ever
+        self.refusals = {text.strip() for text in refusals if text.strip()}
         self.sessions: SessionMemory[PreviousTurn] = SessionMemory(config.max_gap_s, capacity)
 
     def read(self, request: RequestSection, signals: Signals) -> Feedback | None:
@@ -196,6 +202,8 @@ class NextTurnReader:
         self.sessions.put(scope, PreviousTurn(request.request_id, digest, embedding, seen))
         if previous is None or not continues(body, index, previous):
             return None
+        if index > 0 and body.messages[index - 1].text().strip() in self.refusals:
+            return None  # the previous request was blocked: no model answered it
         similarity = 1.0 if digest == previous.digest else cosine(embedding, previous.embedding)
         label = classify_next_turn(
             text, similarity, answer_asked(body, index), self.config.re_ask_similarity

@@ -4,9 +4,7 @@
 The learner folds the first judgement per (request, source) and ignores later ones (the
 analytics store keeps the last, the user's final word); while the request's outcome has not
 arrived yet, a later judgement replaces a waiting one of the same source. Everything ignored is
-counted by reason (``wrp_learner_feedback_ignored``). Judgements still waiting after
-:data:`PENDING_TTL_S` are dropped (``expired``): implicit feedback may judge a request that no
-model answered (blocked by safety), whose outcome never comes.
+counted by reason (``wrp_learner_feedback_ignored``).
 """
 
 from __future__ import annotations
@@ -15,9 +13,7 @@ from typing import Literal
 
 from pipeline.envelope import Feedback
 
-IgnoreReason = Literal["tenant_mismatch", "repeat", "cached_answer", "expired"]
-#: how long a judgement waits for its request's outcome
-PENDING_TTL_S = 86400.0
+IgnoreReason = Literal["tenant_mismatch", "repeat", "cached_answer"]
 
 
 def ignore_reason(
@@ -43,8 +39,3 @@ def wait_for_outcome(waiting: list[dict], feedback: Feedback, now: float) -> lis
         w for w in waiting if Feedback.model_validate_json(w["feedback"]).source != feedback.source
     ]
     return [*kept, {"feedback": feedback.model_dump_json(), "at": now}]
-
-
-def expired(waiting: list[dict], now: float, ttl_s: float = PENDING_TTL_S) -> bool:
-    """Every judgement in ``waiting`` has waited longer than ``ttl_s``."""
-    return all(now - w["at"] > ttl_s for w in waiting)

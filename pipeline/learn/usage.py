@@ -53,7 +53,7 @@ def scope_owner(
         return tenant
     if scope == "api_key":
         return api_key
-    return f"{tenant}:{session_id}" if session_id else None
+    return f"{tenant}/{session_id}" if session_id else None  # tenant names hold no "/"
 
 
 def tracked(budgets: Iterable[Budget], tenant: str) -> set[tuple[BudgetScope, BudgetWindow]]:
@@ -99,6 +99,16 @@ def fold_usage(
         recent=[*(current.recent if same and current else [])[-(RECENT - 1) :], outcome.request_id],
         updated_at=outcome.completed_at,
     )
+
+
+#: Seconds a record outlives the end of its window before the learner deletes it: routers read
+#: only the current window, so an ended one (a finished session's) only takes room.
+KEPT_AFTER_END_S = 600.0
+
+
+def ended(record: Usage, at: float) -> bool:
+    """The record's window ended more than :data:`KEPT_AFTER_END_S` before ``at``."""
+    return window_end(record.window, record.start) < at - KEPT_AFTER_END_S
 
 
 def newer(a: Usage | None, b: Usage | None) -> Usage | None:

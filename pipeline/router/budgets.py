@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.envelope import RequestSection, Usage, usage_key
-from pipeline.learn.usage import RESTORED, scope_owner, used, window_end, window_start
+from pipeline.learn.usage import RECENT, RESTORED, scope_owner, used, window_end, window_start
 from pipeline.policy import Budget
 
 #: Actions from the strictest.
@@ -30,28 +30,45 @@ MAX_HELD = 10_000
 
 @dataclass(frozen=True)
 class Reservation:
-    """A routed request's estimated tokens and USD, held until its outcome is counted."""
+    """A routed request's estimated tokens and USD, held until its outcome is counted;
+    ``counted`` is how many requests its scope had counted when it was made."""
 
     request_id: str
     tokens: int
     usd: float
     at: float
+    counted: int = 0
 
 
 class Reservations:
-    """What this instance routed per (scope, who, window), not yet in the counted usage."""
+    """What this instance routed per (scope, who, window), not yet in the counted usage.
+
+    A reservation is settled when its id shows up among a usage record's recent ids, or once
+    :data:`~pipeline.learn.usage.RECENT` more requests of its scope were counted (its id may
+    have scrolled out of the record: counting it short a moment beats counting it twice), or
+    after :data:`HOLD_S`."""
 
     def __init__(self) -> None:
         self._held: dict[tuple[str, str, str], OrderedDict[str, Reservation]] = {}
+        self._sweep_at = 0.0
 
     def reserve(
-        self, budgets: Iterable[Budget], request: RequestSection, held: Reservation
+        self,
+        budgets: Iterable[Budget],
+        request: RequestSection,
+        held: Reservation,
+        records: Mapping[str, Usage],
+        partitions: Iterable[int],
     ) -> None:
+        partitions = tuple(partitions)
         for scope, owner, window in _scopes(budgets, request):
+            counted = _counted(scope, owner, window, records, partitions, held.at)[0]
             entries = self._held.setdefault((scope, owner, window), OrderedDict())
-            entries[held.request_id] = held
+            entries[held.request_id] = replace(held, counted=counted)
             while len(entries) > MAX_HELD:
                 entries.popitem(last=False)
+        if held.at >= self._sweep_at:  # scopes nobody asks about again (a finished session)
+            self._sweep(held.at)
 
     def pending(
         self,
@@ -67,13 +84,13 @@ class Reservations:
         if not entries:
             return 0.0
         start = window_start(budget.window, at)
-        counted: set[str] = set()
-        for partition in (*partitions, RESTORED):
-            record = records.get(usage_key(budget.scope, owner, budget.window, partition))
-            if record is not None:
-                counted.update(record.recent)
+        counted, recent = _counted(budget.scope, owner, budget.window, records, partitions, at)
         for request_id, held in list(entries.items()):
-            if request_id in counted or held.at < max(at - HOLD_S, start):
+            if (
+                request_id in recent
+                or counted - held.counted >= RECENT
+                or held.at < max(at - HOLD_S, start)
+            ):
                 del entries[request_id]
         if not entries:
             del self._held[(budget.scope, owner, budget.window)]
@@ -81,6 +98,34 @@ class Reservations:
         if budget.metric == "requests":
             return float(len(entries))
         return float(sum(getattr(held, budget.metric) for held in entries.values()))
+
+    def _sweep(self, at: float) -> None:
+        for key, entries in list(self._held.items()):
+            for request_id, held in list(entries.items()):
+                if held.at < at - HOLD_S:
+                    del entries[request_id]
+            if not entries:
+                del self._held[key]
+        self._sweep_at = at + HOLD_S
+
+
+def _counted(
+    scope: str,
+    owner: str,
+    window: str,
+    records: Mapping[str, Usage],
+    partitions: Iterable[int],
+    at: float,
+) -> tuple[int, set[str]]:
+    """Requests counted for a scope in the window holding ``at``, and the recent ids."""
+    start = window_start(window, at)  # type: ignore[arg-type]
+    requests, recent = 0, set()
+    for partition in (*partitions, RESTORED):
+        record = records.get(usage_key(scope, owner, window, partition))
+        if record is not None and record.start == start:
+            requests += record.requests
+            recent.update(record.recent)
+    return requests, recent
 
 
 def _scopes(budgets: Iterable[Budget], request: RequestSection) -> set[tuple[str, str, str]]:

@@ -167,7 +167,8 @@ def route(
     previous = runtime.sessions.get(scope) if scope else None
     clock = time.monotonic()
     estimates = selection.estimates
-    if previous is not None and not estimates:  # static order, cascade costs: E[q] - lambda c
+    sticky = spec.sticky or router.sticky
+    if previous is not None and sticky.enabled and not estimates:  # static, cascade: E[q] - lc
         estimates = {card.name: ctx.utility(card, ctx.mean(card)) for card in candidates}
     stick = hold(
         previous,
@@ -176,7 +177,7 @@ def route(
         estimates,
         signals.prompt_tokens,
         cost_weight,
-        spec.sticky or router.sticky,
+        sticky,
         clock,
         forced=downgrade,
     )

@@ -9,7 +9,7 @@ Three findings, each acted on by the tenant's ``safety.answers`` policy:
 - **An attack that succeeded**: the request's jailbreak, injection or harmful detector scored it
   at or over the policy's ``attack_score`` (default: the detector's watch level, the suspicious
   band below its blocking threshold, since blocked requests never reach a pool) and the answer
-  is not a refusal (the cascade's refusal check): flag or block.
+  is not a refusal (:data:`ANSWER_REFUSAL`): flag or block.
 
 A block ends the answer with ``finish_reason: content_filter``, as OpenAI's content filter does.
 
@@ -24,6 +24,7 @@ redacted tail of what was released, for labels such as "phone:").
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +35,26 @@ from pipeline.envelope import AnswerScreen, AnswerVerdict, Safety
 from pipeline.models.encoder import Encoder
 from pipeline.models.heads import Head
 from pipeline.policy import AnswerScreening
-from pipeline.router.strategies.cascade import REFUSAL
 from pipeline.safety.pii import LABEL_WINDOW, SECRET_LABEL_WINDOW, PiiSpan, find_pii, redact
 from pipeline.safety.scrub import SHORTEST
 
+#: An answer that refuses an attack: it opens with a refusal (after an optional "Name:" persona
+#: label and "No,"), straight or curly apostrophes, or says "I can't help/assist/..." in its first
+#: line.
+#: Phrasings added from the train half of PyRIT's human-scored refusal and objective sets
+#: (``wrp eval answers`` reports the other half). Wider than the cascade's check, which must not
+#: escalate an ordinary answer that says "I can't do it in SQL" somewhere in its first line.
+ANSWER_REFUSAL = re.compile(
+    r"^\W*(?:[\w-]{1,24}:\s*)?(?:no[,.]?\s+)?"
+    r"(i['\u2019]?m (?:really |so |very )?sorry|i am (?:really |so |very )?sorry|"
+    r"sorry,? (?:but )?(?:i|even)\b|i can(?:no|['\u2019])t|i can not|i cannot|"
+    r"i won['\u2019]?t|i will not|i am unable|i['\u2019]?m unable|"
+    r"i['\u2019]?m not (?:able|going|willing)|i am not (?:able|going|willing)|"
+    r"i must (?:decline|refuse)|i (?:have to|must) respectfully decline|as an ai\b|"
+    r"[^\n]{0,160}?\bi (?:can(?:no|['\u2019])?t|can not|won['\u2019]?t|will not|"
+    r"don['\u2019]t think i can) (?:help|assist|provide|do|write|create|give|share|support)\b)",
+    re.IGNORECASE,
+)
 #: Categories over threshold for one text.
 Moderate = Callable[[str], list[str]]
 #: Characters of released (redacted) text the detectors also read, for labels before a value.
@@ -57,8 +74,8 @@ def attack_scored(safety: Safety | None, attack_score: float | None) -> str | No
 
 
 def is_refusal(text: str) -> bool:
-    """Whether an answer opens with a refusal (the cascade's check)."""
-    return REFUSAL.match(text) is not None
+    """Whether an answer opens with a refusal."""
+    return ANSWER_REFUSAL.match(text) is not None
 
 
 class AnswerModeration:

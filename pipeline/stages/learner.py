@@ -56,6 +56,7 @@ from pipeline.bus.catalog import (
     USAGE,
     load_catalog,
 )
+from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import decode, encode
 from pipeline.bus.dead_letters import dead_letter
 from pipeline.bus.health import StageMetrics
@@ -63,8 +64,8 @@ from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState, Usage, usage_key
 from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
-from pipeline.learn.judgements import expired, ignore_reason, wait_for_outcome
-from pipeline.learn.usage import fold_usage, newer, scope_owner, tracked
+from pipeline.learn.judgements import ignore_reason, wait_for_outcome
+from pipeline.learn.usage import ended, fold_usage, newer, scope_owner, tracked
 from pipeline.policy import load_policy
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.settings import Settings
@@ -217,6 +218,29 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             usage_read.set()
             return
 
+    @app.timer(60.0)
+    async def forget_ended_usage() -> None:
+        """Delete (tombstone) the usage of windows that ended, so ``wrp.usage`` and the routers'
+        view of it hold the live sessions, not every session there ever was."""
+        at = time.time()
+        gone = [
+            key
+            for key in {*usage_sent, *usage_seen}
+            if (record := newer(usage_sent.get(key), usage_seen.get(key))) and ended(record, at)
+        ]
+        if not gone:
+            return
+        producer = new_producer(settings.broker)
+        try:
+            await producer.start()
+            for key in gone:
+                usage_sent.pop(key, None)
+                await producer.send_and_wait(USAGE, None, key=key.encode())
+        except Exception:  # a timer that raises stops the worker: try again next round
+            log.exception("learner: could not delete the usage of ended windows")
+        finally:
+            await producer.stop()
+
     @app.agent(outcomes)
     async def remember_outcomes(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -258,15 +282,6 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 pending[item.request_id] = wait_for_outcome(waiting, item, time.time())
                 continue
             await judge(item, entry)
-
-    @app.timer(60.0)
-    async def drop_expired_judgements() -> None:
-        """Judgements whose outcome never came (a request no model answered) stop waiting."""
-        now = time.time()
-        for request_id, waiting in list(pending.items()):
-            if waiting and expired(waiting, now):
-                del pending[request_id]
-                ignored.labels(reason="expired").inc(len(waiting))
 
     @app.timer(HEARTBEAT_S)
     async def beat() -> None:

@@ -39,6 +39,7 @@ from pipeline.envelope import (
     now,
 )
 from pipeline.learn.usage import scope_owner, used
+from pipeline.policy import Budget
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.router import caching
 from pipeline.router.budgets import Reservation, Reservations, over_budget
@@ -53,8 +54,10 @@ from pipeline.router.route import (
 )
 from pipeline.safety.screen import redact_request, refusal_response
 
-#: Longest a fetch of ``wrp.usage`` waits for new records (the lag budgets may act late by).
+#: Longest a fetch of ``wrp.usage`` waits for new records while budgets are in force (the lag
+#: they may act late by); without budgets the tail idles like the other tables.
 USAGE_WAIT_MS = 50
+IDLE_WAIT_MS = 500
 
 
 class RouterStage(Stage):
@@ -75,8 +78,7 @@ class RouterStage(Stage):
             CacheEntry,
             on_record=lambda entry: caching.store(self.cache, entry),
         )
-        # budgets act on what was served moments ago: tail usage with a short fetch wait
-        self.usage = CompactedTable(self.settings.broker, USAGE, Usage, wait_ms=USAGE_WAIT_MS)
+        self.usage = self.usage_table(self.watcher.policy.budgets)
         self.outcome_partitions = range(load_catalog().get(OUTCOMES).partitions)
         self.reservations = Reservations()
         for table in self.tables:
@@ -107,6 +109,21 @@ class RouterStage(Stage):
         await self.watcher.stop()
         for table in self.tables:
             await table.stop()
+
+    def usage_table(self, budgets: list[Budget]) -> CompactedTable[Usage]:
+        """``wrp.usage`` tailed with a short fetch wait when budgets act on what was served
+        moments ago; without budgets a fetch waits as long as the other tables' do."""
+        wait = USAGE_WAIT_MS if budgets else IDLE_WAIT_MS
+        return CompactedTable(self.settings.broker, USAGE, Usage, wait_ms=wait)
+
+    async def follow_usage(self, budgets: list[Budget]) -> None:
+        """A reload that brings budgets in switches the usage tail to the short wait."""
+        if budgets and self.usage.wait_ms != USAGE_WAIT_MS:
+            fast = self.usage_table(budgets)
+            await fast.start()
+            await fast.caught_up()
+            old, self.usage = self.usage, fast
+            await old.stop()
 
     @property
     def tables(self) -> tuple[CompactedTable, ...]:
@@ -148,6 +165,7 @@ class RouterStage(Stage):
         started = now()
         policy = self.watcher.policy
         self.runtime.policy_version = self.watcher.version
+        await self.follow_usage(policy.budgets)
         outputs: list[Output] = []
         for item in batch:
             env: Envelope = item.message  # type: ignore[assignment]
@@ -239,7 +257,13 @@ class RouterStage(Stage):
             usd=card.price.cost(signals.prompt_tokens, answer),
             at=at,
         )
-        self.reservations.reserve(self.watcher.policy.budgets, env.request, held)
+        self.reservations.reserve(
+            self.watcher.policy.budgets,
+            env.request,
+            held,
+            self.usage.values,
+            self.outcome_partitions,
+        )
 
     def answer_from_cache(
         self, env: Envelope, decision_name: str, answer: CachedAnswer, started: float

@@ -34,7 +34,9 @@ class SignalsStage(Stage):
         policy = load_policy(s.policy)
         self.extractor = SignalExtractor(policy, encoder, s.learned_signals)
         implicit = policy.router.learning.implicit
-        self.next_turns = NextTurnReader(implicit) if implicit.enabled else None
+        self.next_turns = (
+            NextTurnReader(implicit, [policy.safety.refusal]) if implicit.enabled else None
+        )
         self.implicit_labels = Counter(
             "wrp_signals_implicit_feedback",
             "implicit feedback read from sessions' next turns, by label",

@@ -6,7 +6,16 @@ import pytest
 import yaml
 
 from pipeline.envelope import ChatRequest, Envelope, Outcome, RequestSection, Safety, Usage
-from pipeline.learn.usage import RESTORED, fold_usage, newer, scope_owner, used, window_end
+from pipeline.learn.usage import (
+    RECENT,
+    RESTORED,
+    ended,
+    fold_usage,
+    newer,
+    scope_owner,
+    used,
+    window_end,
+)
 from pipeline.learn.usage import window_start as start_of
 from pipeline.policy import Budget, PolicyError, load_policy, parse_policy
 from pipeline.router.budgets import HOLD_S, Reservation, Reservations, over_budget
@@ -94,7 +103,7 @@ def test_usage_sums_the_partitions_and_the_restored_share_of_the_current_window_
 
 
 def test_sessions_are_counted_within_their_tenant_and_missing_scopes_count_nothing():
-    assert scope_owner("session", "acme", "s1", None) == "acme:s1"
+    assert scope_owner("session", "acme", "s1", None) == "acme/s1"
     assert scope_owner("session", "acme", None, None) is None
     assert scope_owner("api_key", "acme", "s1", None) is None
     assert scope_owner("tenant", "acme", None, None) == "acme"
@@ -129,7 +138,7 @@ def test_budgets_govern_only_their_tenants_and_token_limits_are_rate_limits():
     budget = Budget(
         name="s", scope="session", metric="tokens", window="minute", limit=100, tenants=["acme"]
     )
-    records = usage_of("acme:s1", scope="session", window="minute", tokens=100)
+    records = usage_of("acme/s1", scope="session", window="minute", tokens=100)
     over = over_budget([budget], request(), records, range(1), NOON)
     assert over and over[0].error_type == "rate_limit_exceeded"
     assert "100 of 100 tokens" in over[0].message
@@ -169,14 +178,36 @@ def test_duplicate_budget_names_are_refused_with_the_fix():
 def test_a_reservation_counts_until_its_request_shows_up_in_the_counted_usage():
     budget = Budget(name="s", scope="session", metric="tokens", window="day", limit=100)
     reservations = Reservations()
-    reservations.reserve([budget], request(), Reservation("r1", tokens=60, usd=0.1, at=NOON))
-    reservations.reserve([budget], request(), Reservation("r2", tokens=50, usd=0.1, at=NOON))
-    reservations.reserve([budget], request(session="s2"), Reservation("r3", 500, 0.1, NOON))
-    counted = usage_of("acme:s1", scope="session", tokens=55, recent=["r1"])
+
+    def hold(session: str, rid: str, tokens: int, records=None) -> None:
+        held = Reservation(rid, tokens=tokens, usd=0.1, at=NOON)
+        reservations.reserve([budget], request(session=session), held, records or {}, range(1))
+
+    hold("s1", "r1", 60)
+    hold("s1", "r2", 50)
+    hold("s2", "r3", 500)
+    counted = usage_of("acme/s1", scope="session", tokens=55, requests=1, recent=["r1"])
     # r1 is counted (55 actual tokens), r2 is still held at its estimate: 55 + 50 >= 100
     over = over_budget([budget], request(), counted, range(1), NOON + 1, reservations)
     assert over and over[0].used == 105
-    assert reservations.pending(budget, "acme:s1", counted, range(1), NOON + 1) == 50
-    assert reservations.pending(budget, "acme:s1", counted, range(1), NOON + HOLD_S + 1) == 0
+    assert reservations.pending(budget, "acme/s1", counted, range(1), NOON + 1) == 50
+    assert reservations.pending(budget, "acme/s1", counted, range(1), NOON + HOLD_S + 1) == 0
     per_request = budget.model_copy(update={"metric": "requests"})
-    assert reservations.pending(per_request, "acme:s2", {}, range(1), NOON) == 1
+    assert reservations.pending(per_request, "acme/s2", {}, range(1), NOON) == 1
+
+
+def test_a_reservation_whose_id_scrolled_out_of_the_recent_ids_is_not_counted_twice():
+    budget = Budget(name="t", scope="tenant", metric="requests", window="day", limit=10**6)
+    reservations = Reservations()
+    for i in range(60):
+        held = Reservation(f"r{i}", tokens=1, usd=0.0, at=NOON)
+        reservations.reserve([budget], request(), held, {}, range(1))
+    recent = [f"r{i}" for i in range(60 - RECENT, 60)]
+    counted = usage_of("acme", requests=60, recent=recent)
+    assert reservations.pending(budget, "acme", counted, range(1), NOON + 1) == 0
+
+
+def test_usage_of_a_window_that_ended_a_while_ago_is_deleted():
+    record = usage_of("acme", window="minute")["tenant/acme/minute/0"]
+    end = start_of("minute", NOON) + 60
+    assert not ended(record, end + 1) and ended(record, end + 601)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from pipeline.envelope import ChatRequest, Feedback, RequestSection, Signals
 from pipeline.learn.evidence import Served, credit_feedback, fold
 from pipeline.learn.implicit import IMPLICIT_SOURCE, NextTurnReader, classify_next_turn
-from pipeline.learn.judgements import expired, ignore_reason
+from pipeline.learn.judgements import ignore_reason
 from pipeline.policy import ImplicitConfig, LearningConfig
 from tests.unit.factories import make_signals
 
@@ -193,10 +193,15 @@ def test_explicit_and_implicit_judgements_of_a_request_count_once_each():
     assert ignore_reason(implicit, "beta", False, []) == "tenant_mismatch"
 
 
-def test_a_judgement_waits_a_day_for_its_outcome_at_most():
-    waiting = [{"feedback": "{}", "at": 0.0}, {"feedback": "{}", "at": 100.0}]
-    assert not expired(waiting, now=86400.0 + 50)
-    assert expired(waiting, now=86400.0 + 101)
+def test_an_answer_no_model_gave_is_not_judged():
+    """Safety's refusal of a blocked request has no outcome: a judgement of it would wait in the
+    learner for ever."""
+    reader = NextTurnReader(CONFIG, refusals=["I can't help with that request."])
+    chat = Conversation(reader)
+    chat.say("How do I pick a lock?", "r1", vector(1, 0))
+    chat.messages[-1] = {"role": "assistant", "content": "I can't help with that request."}
+    assert chat.say("that's wrong", "r2", vector(0, 1)) is None
+    assert chat.say("that is not what I asked", "r3", vector(0, 1)).request_id == "r2"
 
 
 def test_the_implicit_policy_section_is_validated_with_a_clear_error():

@@ -262,5 +262,5 @@ def test_usage_is_restored_per_budget_scope_from_the_stored_requests_of_the_wind
     out = served[0].outcome
     assert (tenant.requests, tenant.usd) == (4, 0.006)
     assert tenant.tokens == 3 * (out.prompt_tokens + out.completion_tokens)  # not the cached one
-    assert usage["session/metered:s1/month/-1"].requests == 1
-    assert set(usage) == {"tenant/metered/day/-1", "session/metered:s1/month/-1"}  # no keys
+    assert usage["session/metered/s1/month/-1"].requests == 1
+    assert set(usage) == {"tenant/metered/day/-1", "session/metered/s1/month/-1"}  # no keys

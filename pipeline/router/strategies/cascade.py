@@ -18,19 +18,9 @@ from typing import Any
 from pipeline.policy import CascadeConfig
 from pipeline.router.strategies.base import Selection, SelectionContext, rounded
 
-#: An answer that refuses: it opens with a refusal (after an optional "Name:" persona label and
-#: "No,"), straight or curly apostrophes, or says "I can't help/assist/..." in its first line.
-#: Phrasings added from the train half of PyRIT's human-scored refusal and objective sets
-#: (``wrp eval answers`` reports the other half).
 REFUSAL = re.compile(
-    r"^\W*(?:[\w-]{1,24}:\s*)?(?:no[,.]?\s+)?"
-    r"(i['\u2019]?m (?:really |so |very )?sorry|i am (?:really |so |very )?sorry|"
-    r"sorry,? (?:but )?(?:i|even)\b|i can(?:no|['\u2019])t|i can not|i cannot|"
-    r"i won['\u2019]?t|i will not|i am unable|i['\u2019]?m unable|"
-    r"i['\u2019]?m not (?:able|going|willing)|i am not (?:able|going|willing)|"
-    r"i must (?:decline|refuse)|i (?:have to|must) respectfully decline|as an ai\b|"
-    r"[^\n]{0,160}?\bi (?:can(?:no|['\u2019])?t|can not|won['\u2019]?t|will not|"
-    r"don['\u2019]t think i can) (?:help|assist|provide|do|write|create|give|share|support)\b)",
+    r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i|i can(no|')t|i cannot|i won'?t|i am unable|"
+    r"i'?m unable|i'?m not able|as an ai\b)",
     re.IGNORECASE,
 )
 NUMBER = r"-?\d[\d,]*(?:\.\d+)?"

@@ -488,7 +488,7 @@ class AnswerScreening(Strict):
         "each detector's watch level (the safety head's suspicious band, 5% of benign text)",
     )
     window_chars: int = Field(
-        128,
+        64,
         ge=32,
         le=8192,
         description="streamed answers are screened in windows of this many characters and one "

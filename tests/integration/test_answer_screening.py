@@ -54,7 +54,7 @@ def test_a_whole_answer_reaches_the_client_with_its_pii_redacted(stack, client):
 
 
 def test_a_streamed_answer_is_redacted_across_windows_before_the_client_sees_it(stack, client):
-    # the card straddles the first 128-character window boundary (policy window_chars)
+    # the card straddles a window boundary (at 128 characters: windows of 64, window_chars)
     lead = "word " * 24  # 120 characters
     answer = f"{lead}card {CARD} and then" + " more text" * 60
     raw = client.chat.completions.with_raw_response.create(

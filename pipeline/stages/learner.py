@@ -25,8 +25,8 @@
    twice. Routers sum the partitions. Usage is sent at once and acknowledged before the outcome
    is done with.
 
-Anything else an event sends is published when its offset is committed (faust's attachments), every
-:data:`COMMIT_INTERVAL_S` once the stream has moved past the event. Tables are changelog-backed, so
+Anything else an event sends is published when its offset is committed (faust's attachments,
+every few seconds once the stream has moved past the event). Tables are changelog-backed, so
 a restarted learner resumes with its counts. Bad records go to ``wrp.dlq``. ``/healthz`` and
 ``/metrics`` are served by faust's web server on the stage port.
 """
@@ -79,8 +79,6 @@ def _served(stored: dict[str, Any]) -> Served:
 
 
 STAGE = "learner"
-#: Seconds between offset commits, which publish what the events since the last one sent.
-COMMIT_INTERVAL_S = 0.5
 
 
 def build_learner(settings: Settings, port: int | None = None) -> faust.App:
@@ -101,9 +99,6 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         web_port=settings.stage_port(STAGE) if port is None else port,
         web_in_thread=False,
         producer_acks=-1,
-        # what an event sends goes out when its offset is committed: commit often, so router
-        # state reaches the routers within about this long
-        broker_commit_interval=COMMIT_INTERVAL_S,
     )
     metrics = StageMetrics(STAGE)
     ignored = Counter(

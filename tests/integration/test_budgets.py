@@ -191,12 +191,18 @@ def test_a_kill_9_of_the_learner_counts_no_outcome_twice(stack, budgets):
     stack.wait_healthy(("learner",), simulators=False)
     assert all(env.result.status == "ok" for env in answers.values())
     expected = sum(served(env)[0] for env in answers.values())
-    eventually(
-        lambda: all(used(p, KILL_TENANT)["counted-only"] >= expected for p in budgets),
-        what="every outcome counted",
-    )
-    stack.drain()  # the restarted learner has consumed and committed everything
-    assert [used(p, KILL_TENANT)["counted-only"] for p in budgets] == [expected, expected]
+    # the restarted learner rejoins its group, recovers its tables and consumes what the killed
+    # one left: a while on a loaded machine
+    assert stack.drain(240) == 0
+
+    def counted() -> list[float]:
+        return [used(p, KILL_TENANT)["counted-only"] for p in budgets]
+
+    try:
+        eventually(lambda: min(counted()) >= expected, 120, "every outcome counted")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {counted()} of {expected} tokens") from None
+    assert counted() == [expected, expected]
 
     async def redeliver() -> None:
         """Every outcome once more, as a dispatch instance killed before its commit would."""

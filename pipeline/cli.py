@@ -52,7 +52,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
         from pipeline.bus.strimzi import STRIMZI_TOPICS, kafka_topics
 
         if not args.strimzi:
-            print("wrp topics render: say what to render: --strimzi", file=sys.stderr)
+            print("error: wrp topics render: say what to render: --strimzi", file=sys.stderr)
             return 2
         STRIMZI_TOPICS.parent.mkdir(parents=True, exist_ok=True)
         STRIMZI_TOPICS.write_text(kafka_topics(catalog))
@@ -113,7 +113,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     try:
         stage = build_stage(args.name, settings)
     except ValueError as exc:
-        print(f"wrp stage: {exc}", file=sys.stderr)
+        print(f"error: wrp stage: {exc}", file=sys.stderr)
         return 2
     runner = StageRunner(stage, settings, args.port)
     asyncio.run(runner.run())
@@ -336,8 +336,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             judgement["score"] = float(args.judgement)
         except ValueError:
             print(
-                f"wrp feedback: {args.judgement!r} is not a judgement; give a score 0..1, up, "
-                f"down, one of {', '.join(VERDICT_REWARD)}, or --rating 1..5",
+                f"error: wrp feedback: {args.judgement!r} is not a judgement; give a score "
+                f"0..1, up, down, one of {', '.join(VERDICT_REWARD)}, or --rating 1..5",
                 file=sys.stderr,
             )
             return 2
@@ -346,7 +346,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             request_id=args.request_id, source=args.source, comment=args.comment, **judgement
         )
     except ValidationError as exc:
-        print(f"wrp feedback: {describe_validation_error(exc)}", file=sys.stderr)
+        print(f"error: wrp feedback: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
 
     async def send() -> None:
@@ -430,7 +430,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             tenant=args.tenant or "",
         )
     except (QueryError, AnalyticsUnavailable) as exc:
-        print(f"wrp report: {exc}", file=sys.stderr)
+        print(f"error: wrp report: {exc}", file=sys.stderr)
         return 2
     args.out.write_text(html, encoding="utf-8")
     print(f"wrote {args.out} ({len(html) / 1024:.0f} KiB); open it in any browser, offline")
@@ -551,7 +551,7 @@ def cmd_router(args: argparse.Namespace) -> int:
         else:
             data = read_labelled(args.labels)
     except (OSError, LabelsError) as exc:
-        print(f"wrp router {args.action}: {exc}", file=sys.stderr)
+        print(f"error: wrp router {args.action}: {exc}", file=sys.stderr)
         return 2
     if args.action == "train":
         return _router_train(settings, data, args)
@@ -606,7 +606,7 @@ def _router_train(settings: Settings, data: Labelled, args: argparse.Namespace) 
         signaller = Signaller(load_policy(settings.policy), _cache(settings))
         predictor, report = train_labelled(data, "router-train", signaller, prices)
     except (OSError, ValueError) as exc:
-        print(f"wrp router train: {exc}", file=sys.stderr)
+        print(f"error: wrp router train: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("predictor.npz")
     predictor.save(out)
@@ -720,7 +720,7 @@ def _eval_routing_data(args: argparse.Namespace) -> int:
                 args.folds,
             )
     except (OSError, ValueError) as exc:
-        print(f"wrp eval routing: {exc}", file=sys.stderr)
+        print(f"error: wrp eval routing: {exc}", file=sys.stderr)
         return 2
     out = args.out or settings.state_dir / "eval"
     report["written"] = routing_crossfit.write(report, out, f"routing-{args.data.stem}")
@@ -1184,7 +1184,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except KafkaError as exc:
-        print(f"error: the Kafka broker refused: {exc!r}", file=sys.stderr)
+        print(f"error: the Kafka broker refused: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file named on the command line: missing, unreadable, no directory
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

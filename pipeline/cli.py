@@ -52,7 +52,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
         from pipeline.bus.strimzi import STRIMZI_TOPICS, kafka_topics
 
         if not args.strimzi:
-            print("wrp topics render: say what to render: --strimzi", file=sys.stderr)
+            print("error: wrp topics render: say what to render: --strimzi", file=sys.stderr)
             return 2
         STRIMZI_TOPICS.parent.mkdir(parents=True, exist_ok=True)
         STRIMZI_TOPICS.write_text(kafka_topics(catalog))
@@ -113,7 +113,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     try:
         stage = build_stage(args.name, settings)
     except ValueError as exc:
-        print(f"wrp stage: {exc}", file=sys.stderr)
+        print(f"error: wrp stage: {exc}", file=sys.stderr)
         return 2
     runner = StageRunner(stage, settings, args.port)
     asyncio.run(runner.run())
@@ -230,20 +230,33 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from pipeline.bus.admission import describe_validation_error
     from pipeline.client import replay, response_text
     from pipeline.envelope import ChatRequest, RequestSection
 
     settings = _settings(args)
-    if args.text:
-        body = ChatRequest(model=args.model, messages=[{"role": "user", "content": args.text}])
-        request = RequestSection(body=body, session_id=args.session)
-    else:
-        data = json.loads(sys.stdin.read())
-        request = (
-            RequestSection.model_validate(data)
-            if "body" in data
-            else RequestSection(body=ChatRequest.model_validate(data), session_id=args.session)
-        )
+    section = {"session_id": args.session} | ({"tenant": args.tenant} if args.tenant else {})
+    try:
+        if args.text:
+            body = ChatRequest(model=args.model, messages=[{"role": "user", "content": args.text}])
+            request = RequestSection(body=body, **section)
+        else:
+            data = json.loads(sys.stdin.read())
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            request = (
+                RequestSection.model_validate(data | {k: v for k, v in section.items() if v})
+                if "body" in data
+                else RequestSection(body=ChatRequest.model_validate(data), **section)
+            )
+    except ValidationError as exc:
+        print(f"error: wrp publish: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # JSONDecodeError is one
+        print(f"error: wrp publish: stdin is not an OpenAI request body: {exc}", file=sys.stderr)
+        return 2
     if args.stream:
         from pipeline.client import stream_one
 
@@ -323,8 +336,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             judgement["score"] = float(args.judgement)
         except ValueError:
             print(
-                f"wrp feedback: {args.judgement!r} is not a judgement; give a score 0..1, up, "
-                f"down, one of {', '.join(VERDICT_REWARD)}, or --rating 1..5",
+                f"error: wrp feedback: {args.judgement!r} is not a judgement; give a score "
+                f"0..1, up, down, one of {', '.join(VERDICT_REWARD)}, or --rating 1..5",
                 file=sys.stderr,
             )
             return 2
@@ -333,7 +346,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             request_id=args.request_id, source=args.source, comment=args.comment, **judgement
         )
     except ValidationError as exc:
-        print(f"wrp feedback: {describe_validation_error(exc)}", file=sys.stderr)
+        print(f"error: wrp feedback: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
 
     async def send() -> None:
@@ -361,6 +374,12 @@ def cmd_analytics(args: argparse.Namespace) -> int:
         print(", ".join(f"{topic}: {n} restored" for topic, n in published.items()))
         return 0
     params = {"since": args.since, "tenant": args.tenant or ""}
+    if args.query == "request" and not args.request_id:
+        print(
+            "error: wrp analytics request: give the request's id: wrp analytics request ID",
+            file=sys.stderr,
+        )
+        return 2
     if args.request_id:
         params["request_id"] = args.request_id
     # the store migrates when it opens: here if no analytics stage holds it, else at the stage's
@@ -369,8 +388,11 @@ def cmd_analytics(args: argparse.Namespace) -> int:
     try:
         result = query_analytics(settings, name, params)
     except (QueryError, AnalyticsUnavailable) as exc:
-        print(f"wrp analytics {args.query}: {exc}", file=sys.stderr)
+        print(f"error: wrp analytics {args.query}: {exc}", file=sys.stderr)
         return 2
+    if args.query == "request" and not result["rows"]:
+        print(f"error: no request {args.request_id} in analytics", file=sys.stderr)
+        return 1
     print(render(result, args.format))
     return 0
 
@@ -408,7 +430,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             tenant=args.tenant or "",
         )
     except (QueryError, AnalyticsUnavailable) as exc:
-        print(f"wrp report: {exc}", file=sys.stderr)
+        print(f"error: wrp report: {exc}", file=sys.stderr)
         return 2
     args.out.write_text(html, encoding="utf-8")
     print(f"wrote {args.out} ({len(html) / 1024:.0f} KiB); open it in any browser, offline")
@@ -529,7 +551,7 @@ def cmd_router(args: argparse.Namespace) -> int:
         else:
             data = read_labelled(args.labels)
     except (OSError, LabelsError) as exc:
-        print(f"wrp router {args.action}: {exc}", file=sys.stderr)
+        print(f"error: wrp router {args.action}: {exc}", file=sys.stderr)
         return 2
     if args.action == "train":
         return _router_train(settings, data, args)
@@ -584,7 +606,7 @@ def _router_train(settings: Settings, data: Labelled, args: argparse.Namespace) 
         signaller = Signaller(load_policy(settings.policy), _cache(settings))
         predictor, report = train_labelled(data, "router-train", signaller, prices)
     except (OSError, ValueError) as exc:
-        print(f"wrp router train: {exc}", file=sys.stderr)
+        print(f"error: wrp router train: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("predictor.npz")
     predictor.save(out)
@@ -698,7 +720,7 @@ def _eval_routing_data(args: argparse.Namespace) -> int:
                 args.folds,
             )
     except (OSError, ValueError) as exc:
-        print(f"wrp eval routing: {exc}", file=sys.stderr)
+        print(f"error: wrp eval routing: {exc}", file=sys.stderr)
         return 2
     out = args.out or settings.state_dir / "eval"
     report["written"] = routing_crossfit.write(report, out, f"routing-{args.data.stem}")
@@ -710,28 +732,61 @@ def _eval_routing_data(args: argparse.Namespace) -> int:
 # --- argument parsing ------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps each line of prose on its own and keeps indented lines (the examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n".join(
+            indent + line if not line or line.startswith(" ") else fill(line, width, indent)
+            for line in text.splitlines()
+        )
+
+
+def _examples(*commands: str) -> str:
+    """An epilog: the commands, one an indented line."""
+    return "example:\n" + "\n".join(f"  {c}" for c in commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wrp", description="Kafka-native LLM request router")
+    parser = argparse.ArgumentParser(
+        prog="wrp",
+        description="Kafka-native LLM request router",
+        epilog=_examples("wrp up", 'wrp publish "Write a haiku about Kafka"', "wrp up --help"),
+        formatter_class=_HelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, fn, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def command(name: str, fn, help_text: str, *examples: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_examples(*examples),
+            formatter_class=_HelpFormatter,
+        )
         p.add_argument("--broker", help="bootstrap servers (WRP_BROKER)")
         p.add_argument("--policy", type=Path, help="policy file (WRP_POLICY)")
         p.add_argument("--state-dir", type=Path, help="local state directory (WRP_STATE_DIR)")
         p.set_defaults(fn=fn)
         return p
 
-    p = command("broker", cmd_broker, "run the embedded Tansu broker on 127.0.0.1")
-    p.add_argument("--port", type=int, default=9092)
+    p = command(
+        "broker", cmd_broker, "run the embedded Tansu broker on 127.0.0.1", "wrp broker --port 9092"
+    )
+    p.add_argument("--port", type=int, default=9092, help="port to listen on (%(default)s)")
     p = command(
         "topics",
         cmd_topics,
         "create or list the catalog's topics, write their JSON Schemas, or render them as "
         "Strimzi KafkaTopic resources (render --strimzi)",
+        "wrp topics list",
+        "wrp topics render --strimzi",
     )
-    p.add_argument("action", choices=["create", "list", "schemas", "render"])
+    p.add_argument(
+        "action", choices=["create", "list", "schemas", "render"], help="what to do with the topics"
+    )
     p.add_argument("--strimzi", action="store_true", help="render: Strimzi KafkaTopic YAML")
     p = command(
         "stage",
@@ -739,8 +794,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run one stage: signals, safety, router, dispatch, learner or analytics; or consecutive "
         "batch stages fused in one process without the Kafka hops between them, e.g. "
         "signals+safety+router (run it instead of those stages)",
+        "wrp stage router --port 9201",
+        "wrp stage signals+safety+router+dispatch",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="a stage, or stages joined by +")
     p.add_argument("--port", type=int, help="health/metrics port (default from settings)")
     p = command(
         "sim",
@@ -748,8 +805,16 @@ def build_parser() -> argparse.ArgumentParser:
         "serve simulated OpenAI-compatible pools: with --policy every "
         "simulated endpoint of the policy (what `wrp up` does), else one endpoint; "
         "`wrp sim fleet --trace T`: what-if a pool serves a trace (no sockets, virtual time)",
+        "wrp sim --policy policies/default.yaml",
+        "wrp sim fleet --trace azure-conv --endpoints 8 --selection context_length",
     )
-    p.add_argument("mode", nargs="?", choices=["serve", "fleet"], default="serve")
+    p.add_argument(
+        "mode",
+        nargs="?",
+        choices=["serve", "fleet"],
+        default="serve",
+        help="serve pools over HTTP, or simulate a fleet on a trace (%(default)s)",
+    )
     p.add_argument("--trace", help="fleet: azure-conv, azure-code or mooncake")
     p.add_argument("--limit", type=int, default=2000, help="fleet: first N requests of the trace")
     p.add_argument("--rate", type=float, help="fleet: scale arrivals to this mean req/s")
@@ -773,13 +838,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boundary-tokens", type=int, help="fleet: context_length split")
     p.add_argument("--slo-ttft", type=float, default=1.0, help="fleet: p99 TTFT SLO, seconds")
     p.add_argument("--smallest", action="store_true", help="fleet: search the fewest endpoints")
-    p.add_argument("--max-endpoints", type=int, default=64)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--max-endpoints", type=int, default=64, help="fleet --smallest: search up to this many"
+    )
+    p.add_argument("--json", action="store_true", help="fleet: the report as JSON")
     p.add_argument("--no-latency", action="store_true", help="answer at once (benchmarks)")
-    p.add_argument("--port", type=int, default=8101)
+    p.add_argument("--port", type=int, default=8101, help="serve: port (%(default)s)")
     p.add_argument("--model", action="append", help="served model name (repeatable)")
-    p.add_argument("--max-model-len", type=int, default=32768)
-    p.add_argument("--gpu", default="A100", choices=["A10G", "A100", "H100"])
+    p.add_argument(
+        "--max-model-len", type=int, default=32768, help="context length in tokens (%(default)s)"
+    )
+    p.add_argument(
+        "--gpu", default="A100", choices=["A10G", "A100", "H100"], help="simulated GPU (A100)"
+    )
     p.add_argument(
         "--engine-model",
         default="llama-3.1-8b",
@@ -787,41 +858,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="size and KV shape of the simulated model",
     )
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
-    p.add_argument("--max-num-seqs", type=int, default=256)
-    command("up", cmd_up, "start broker, topics, simulators, every stage and the gateway")
+    p.add_argument(
+        "--max-num-seqs", type=int, default=256, help="concurrent sequences per endpoint (256)"
+    )
+    command(
+        "up",
+        cmd_up,
+        "start broker, topics, simulators, every stage and the gateway",
+        "wrp up",
+        "wrp up --policy my-policy.yaml --state-dir /tmp/wrp",
+    )
     p = command(
         "gateway",
         cmd_gateway,
         "serve the OpenAI-compatible gateway (WRP_GATEWAY_PORT), or `key TENANT` to create an "
         "API key (its SHA-256 goes to WRP_API_KEYS_FILE)",
+        "wrp gateway",
+        "wrp gateway key acme",
     )
-    p.add_argument("action", nargs="?", choices=["serve", "key"], default="serve")
-    p.add_argument("tenant", nargs="?")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["serve", "key"],
+        default="serve",
+        help="serve the gateway, or make an API key (%(default)s)",
+    )
+    p.add_argument("tenant", nargs="?", help="key: the tenant the new key belongs to")
     p.add_argument("--file", type=Path, help="key: where to append the digest")
     p.add_argument("--host", help="serve: address to bind (default WRP_HTTP_HOST, 127.0.0.1)")
-    p = command("publish", cmd_publish, "send one request and print its response")
+    p = command(
+        "publish",
+        cmd_publish,
+        "send one request and print its response",
+        'wrp publish "Write a Python function that reverses a list" --tenant acme',
+        """echo '{"messages":[{"role":"user","content":"hi"}]}' | wrp publish --stream""",
+    )
     p.add_argument("text", nargs="?", help="user message (else an OpenAI body as JSON on stdin)")
-    p.add_argument("--model", default="auto")
-    p.add_argument("--session")
-    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--model", default="auto", help="a model of the policy, or auto (%(default)s)")
+    p.add_argument("--tenant", help="the tenant the request is for (default)")
+    p.add_argument("--session", help="session id: the turns of one conversation share it")
+    p.add_argument(
+        "--timeout", type=float, default=60, help="seconds to wait for the answer (%(default)s)"
+    )
     p.add_argument("--json", action="store_true", help="print the whole envelope")
     p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p = command(
         "replay",
         cmd_replay,
         "publish a workload file (JSON lines) or a serving trace's requests and await answers",
+        "wrp replay workloads/demo.jsonl --rate 20",
+        "wrp replay --trace mooncake --speed 10 --limit 500",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?")
+    source.add_argument("file", nargs="?", help="JSON lines, one request (or OpenAI body) each")
     source.add_argument(
         "--trace", metavar="NAME", help="azure-conv, azure-code or mooncake, at trace times"
     )
     p.add_argument("--rate", type=float, default=20, help="file requests per second (0 = max)")
     p.add_argument("--speed", type=float, default=1.0, help="trace time compression (2 = 2x)")
     p.add_argument("--limit", type=int, help="only the first N requests")
-    p.add_argument("--timeout", type=float, default=120)
-    p = command("feedback", cmd_feedback, "send feedback for a request")
-    p.add_argument("request_id")
+    p.add_argument(
+        "--timeout", type=float, default=120, help="seconds to wait for the answers (%(default)s)"
+    )
+    p = command(
+        "feedback",
+        cmd_feedback,
+        "send feedback for a request",
+        "wrp feedback 3f2a9c0d1e4b4f6a8b7c6d5e4f3a2b1c up",
+        "wrp feedback 3f2a9c0d1e4b4f6a8b7c6d5e4f3a2b1c --rating 4 --comment 'good answer'",
+    )
+    p.add_argument("request_id", help="the request's id, as `wrp publish` prints it")
     p.add_argument(
         "judgement",
         nargs="?",
@@ -829,15 +935,17 @@ def build_parser() -> argparse.ArgumentParser:
         "overprovisioned, failed",
     )
     p.add_argument("--rating", type=int, help="1-5 stars instead of a judgement")
-    p.add_argument("--source", default="user")
-    p.add_argument("--comment")
+    p.add_argument("--source", default="user", help="who judges: user, judge, ... (user)")
+    p.add_argument("--comment", help="free text kept with the feedback")
     p = command(
         "router",
         cmd_router,
         "index: build the kNN index of labelled requests; train: fit the success predictor "
         "(strategy predicted) on labelled requests or on the feedback and outcomes in analytics",
+        "wrp router index labels.jsonl --out index.npz",
+        "wrp router train --from-analytics --since 30d",
     )
-    p.add_argument("action", choices=["index", "train"])
+    p.add_argument("action", choices=["index", "train"], help="build the index or train")
     p.add_argument(
         "labels",
         type=Path,
@@ -862,26 +970,47 @@ def build_parser() -> argparse.ArgumentParser:
         + "; migrate: apply schema migrations and list them; restore: re-seed wrp.router-state "
         "and wrp.cache from their snapshots when they came back empty (a restarted embedded "
         "broker)",
+        "wrp analytics summary --since 1h",
+        "wrp analytics request 3f2a9c0d1e4b4f6a8b7c6d5e4f3a2b1c",
+        "wrp analytics cost --tenant acme --format csv",
     )
-    p.add_argument("query", nargs="?", default="summary", choices=[*QUERIES, "migrate", "restore"])
-    p.add_argument("request_id", nargs="?", help="for the request query")
+    p.add_argument(
+        "query",
+        nargs="?",
+        default="summary",
+        choices=[*QUERIES, "migrate", "restore"],
+        metavar="QUERY",
+        help="a named query, migrate or restore (%(default)s)",
+    )
+    p.add_argument("request_id", nargs="?", help="request: the request's id")
     p.add_argument("--since", default="24h", help="time range back from now: 15m, 1h, 7d")
     p.add_argument("--tenant", help="one tenant (default: all)")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help="output (table)"
+    )
     p = command(
         "deploy",
         cmd_deploy,
         "render the generated Kubernetes manifests under deploy/base (stage Deployments, KEDA "
         "ScaledObjects, gateway, Strimzi topics, the policy ConfigMap's file)",
+        "wrp deploy render",
     )
-    p.add_argument("action", choices=["render"])
+    p.add_argument("action", choices=["render"], help="write the manifests")
     command(
         "dashboards",
         cmd_dashboards,
         "write the Grafana dashboards and their SQL to dashboards/ from the named queries",
+        "wrp dashboards",
     )
-    p = command("report", cmd_report, "write a self-contained HTML report of the analytics")
-    p.add_argument("--out", type=Path, default=Path("report.html"))
+    p = command(
+        "report",
+        cmd_report,
+        "write a self-contained HTML report of the analytics",
+        "wrp report --out report.html --since 7d",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("report.html"), help="HTML file to write (%(default)s)"
+    )
     p.add_argument("--since", default="24h", help="time range back from now: 15m, 1h, 7d")
     p.add_argument("--tenant", help="one tenant (default: all)")
     p = command(
@@ -889,20 +1018,29 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_policy,
         "check a policy file: validation errors and routing mistakes (unfit context "
         "lengths, shadowed or overlapping decisions), each with its line; exit 2 on an error",
+        "wrp policy check policies/default.yaml",
     )
-    p.add_argument("action", choices=["check"])
-    p.add_argument("file")
-    p = command("demo", cmd_demo, "run the whole pipeline on a sample workload and report")
-    p.add_argument("--workload", default=str(DEMO_WORKLOAD))
-    p.add_argument("--rate", type=float, default=25)
+    p.add_argument("action", choices=["check"], help="check the file")
+    p.add_argument("file", help="the policy YAML file")
+    p = command(
+        "demo",
+        cmd_demo,
+        "run the whole pipeline on a sample workload and report",
+        "wrp demo --rate 25",
+    )
+    p.add_argument("--workload", default=str(DEMO_WORKLOAD), help="JSON lines of requests")
+    p.add_argument("--rate", type=float, default=25, help="requests per second (%(default)s)")
     p = command(
         "bench",
         cmd_bench,
         "pipeline: the whole pipeline at steady offered rates; classify: signals + safety logic "
         "in one process against a bare onnxruntime loop on the same texts",
+        "wrp bench pipeline --rate 25",
+        "wrp bench classify -n 2000",
     )
     p.add_argument(
         "target",
+        help="what to measure",
         choices=[
             "envelope",
             "pipeline",
@@ -947,26 +1085,38 @@ def build_parser() -> argparse.ArgumentParser:
         "straight onto wrp.requests, each accounted for), restart (stop and start the stack "
         "with traffic in between, every request counted once, learning and cache restored), pii "
         "(PII down every path, then ClickHouse, logs and the report searched for it), or all",
+        "wrp drill fuzz --count 1000",
+        "wrp drill all",
     )
-    p.add_argument("name", choices=["fuzz", "restart", "pii", "all"])
+    p.add_argument("name", choices=["fuzz", "restart", "pii", "all"], help="which drill")
     p.add_argument("--count", type=int, default=10_000, help="fuzz: records")
     p.add_argument("--seed", type=int, default=0, help="fuzz: generator seed")
     p.add_argument("--restarts", type=int, default=3, help="restart: stops and starts")
     p.add_argument("--per-round", type=int, default=40, help="restart: requests per round")
-    p = command("models", cmd_models, "train a head from ../shared/data and write its model card")
-    p.add_argument("action", choices=["train"])
-    p.add_argument("name", choices=["domain", "complexity", "safety", "moderation", "all"])
+    p = command(
+        "models",
+        cmd_models,
+        "train a head from ../shared/data and write its model card",
+        "wrp models train all",
+    )
+    p.add_argument("action", choices=["train"], help="train a head")
+    p.add_argument(
+        "name", choices=["domain", "complexity", "safety", "moderation", "all"], help="which head"
+    )
     p = command(
         "eval",
         cmd_eval,
         "held-out metrics of the signal or safety models, routing, sticky sessions, tool "
         "selection, the implicit-feedback detector or answer screening",
+        "wrp eval signals",
+        "wrp eval routing --data my-labels.jsonl --folds 5",
     )
     p.add_argument(
         "target",
         choices=["signals", "safety", "routing", "sticky", "tools", "implicit", "answers"],
+        help="what to evaluate",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument(
         "--out", type=Path, help="routing, sticky, tools: output directory (<state-dir>/eval)"
     )
@@ -1009,24 +1159,35 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.policy import PolicyError
     from pipeline.stack import StackError
 
+    if args.command in ("publish", "replay", "feedback"):
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # main names an unreachable broker
     try:
         return args.fn(args)
     except PolicyError as exc:
-        print(exc, file=sys.stderr)
+        problems = exc.problems
+        print(
+            f"error: {exc}"
+            if len(problems) > 1
+            else f"error: {exc.path}: invalid policy: {problems[0]}",
+            file=sys.stderr,
+        )
         return 2
     except (DataMissing, ModelNotFound, HeadMissing, BrokerError, StackError, MissingTopics) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KafkaConnectionError as exc:
+    except KafkaConnectionError:  # its message lists the resolved addresses: not for people
         broker = getattr(args, "broker", None) or Settings.from_env().broker
         print(
             f"error: cannot reach the Kafka broker at {broker} (set WRP_BROKER or --broker; "
-            f"`wrp up` starts an embedded one): {exc}",
+            "`wrp up` starts an embedded one)",
             file=sys.stderr,
         )
         return 2
     except KafkaError as exc:
-        print(f"error: the Kafka broker refused: {exc!r}", file=sys.stderr)
+        print(f"error: the Kafka broker refused: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file named on the command line: missing, unreadable, no directory
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 

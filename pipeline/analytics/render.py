@@ -8,17 +8,24 @@ import json
 from typing import Any
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A value as a person reads it: ``-`` for none, lists as ``a, b``, pairs as ``a 3``."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list):
+        return ", ".join(cell_text(v) for v in value)
+    if isinstance(value, tuple):
+        return " ".join(cell_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {cell_text(v)}" for k, v in value.items())
     return str(value)
 
 
 def render_table(result: dict[str, Any]) -> str:
     columns: list[str] = result["columns"]
-    rows = [[_cell(v) for v in row] for row in result["rows"]]
+    rows = [[cell_text(v) for v in row] for row in result["rows"]]
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     numeric = [all(_is_number(r[i]) for r in rows) and rows for i in range(len(columns))]
 
@@ -47,7 +54,10 @@ def render_csv(result: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(result["columns"])
-    writer.writerows(result["rows"])
+    writer.writerows(
+        [cell_text(v) if isinstance(v, list | tuple | dict) else v for v in row]
+        for row in result["rows"]
+    )
     return out.getvalue().rstrip("\n")
 
 

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from pipeline.analytics import charts
+from pipeline.analytics.render import cell_text
 
 #: Runs a named query with parameters and returns ``{"columns": [...], "rows": [...]}``.
 Fetch = Callable[[str, dict[str, str]], dict[str, Any]]
@@ -45,8 +46,7 @@ def table(result: dict[str, Any], limit: int = 25) -> str:
 
     def cell(value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            text = "-" if value is None else str(value)
-            return f"<td>{escape(text)}</td>"
+            return f"<td>{escape(cell_text(value))}</td>"
         return (
             f'<td class="n">{value:.6g}</td>'
             if isinstance(value, float)

@@ -136,6 +136,6 @@ def build_stage(name: str, settings: Settings) -> Stage:
     names = name.split("+")
     unknown = [n for n in names if n not in classes]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; known: {', '.join(classes)}")
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(classes)}")
     parts = [classes[n](settings) for n in names]
     return parts[0] if len(parts) == 1 else FusedStage(settings, parts)

@@ -788,6 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     p.add_argument("--max-num-seqs", type=int, default=256)
+    p.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="answer 401 unless called with the key in env var NAME (as vLLM's --api-key)",
+    )
     command("up", cmd_up, "start broker, topics, simulators, every stage and the gateway")
     p = command(
         "gateway",

@@ -11,6 +11,7 @@ part of the answer was relayed (the client has seen it: another endpoint would s
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -21,9 +22,12 @@ import aiohttp
 from pipeline.envelope import Attempt
 from pipeline.policy import Pool
 from pipeline.pool.client import ChatReply, PoolHTTPError, Relay, chat
+from pipeline.pool.credentials import resolve_headers
 from pipeline.pool.endpoints import PoolEndpoints
 from pipeline.pool.gpu import GPUS
 from pipeline.pool.selection import NoEndpoint, Placement, RequestShape
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,39 @@ class Dispatcher:
         self.rng = rng or random.Random()
 
     def sync(self, pools: list[Pool]) -> None:
-        """Adopt the pools of a (re)loaded policy; unchanged pools keep their books."""
+        """Adopt the pools of a (re)loaded policy (unchanged pools keep their books) and read
+        every endpoint's credentials again (a rotated secret file is picked up here)."""
         self.pools = {
             p.name: self.pools[p.name]
             if p.name in self.pools and self.pools[p.name].pool == p
             else PoolEndpoints(p)
             for p in pools
         }
+        for endpoints in self.pools.values():
+            pool = endpoints.pool
+            for book in endpoints.books.values():
+                book.credentials = resolve_headers(pool.endpoint_auth(book.spec))
+                if book.credentials.missing:
+                    log.error(
+                        "pool %s endpoint %s: missing secret(s): %s; its calls fail with "
+                        "pool_misconfigured",
+                        pool.name,
+                        book.spec.url,
+                        "; ".join(book.credentials.missing),
+                    )
+
+    def _headers(self, endpoints: PoolEndpoints, url: str) -> dict[str, str]:
+        """``url``'s credentials, or :class:`PoolHTTPError` naming the secrets that are missing
+        (retryable: another endpoint of the pool may have its own)."""
+        credentials = endpoints.books[url].credentials
+        if credentials.missing:
+            raise PoolHTTPError(
+                "pool_misconfigured",
+                f"pool {endpoints.pool.name} endpoint {url} cannot be called: missing secret(s) "
+                f"{'; '.join(credentials.missing)}",
+                True,
+            )
+        return credentials.headers
 
     @property
     def full(self) -> bool:
@@ -81,11 +111,19 @@ class Dispatcher:
         relay: Relay | None,
     ) -> ChatReply:
         if placement.prefill is None:
-            return await chat(self.session, placement.endpoint, body, timeout_s, relay)
+            headers = self._headers(endpoints, placement.endpoint)
+            return await chat(self.session, placement.endpoint, body, timeout_s, relay, headers)
         started = time.perf_counter()
         prefill_body = {**body, "max_tokens": 1, "kv_transfer_params": {"do_remote_decode": True}}
         try:
-            prefilled = await chat(self.session, placement.prefill, prefill_body, timeout_s)
+            headers = self._headers(endpoints, placement.endpoint)
+            prefilled = await chat(
+                self.session,
+                placement.prefill,
+                prefill_body,
+                timeout_s,
+                headers=self._headers(endpoints, placement.prefill),
+            )
         except PoolHTTPError:
             await endpoints.release(placement.prefill, ok=False)
             raise
@@ -93,7 +131,9 @@ class Dispatcher:
         params = prefilled.response.get("kv_transfer_params") or {"do_remote_prefill": True}
         remaining = timeout_s - (time.perf_counter() - started)
         decode_body = {**body, "kv_transfer_params": params}
-        decoded = await chat(self.session, placement.endpoint, decode_body, remaining, relay)
+        decoded = await chat(
+            self.session, placement.endpoint, decode_body, remaining, relay, headers
+        )
         ttft = None if decoded.ttft_ms is None else prefilled.latency_ms + decoded.ttft_ms
         return ChatReply(decoded.response, ttft, (time.perf_counter() - started) * 1000)
 

@@ -6,6 +6,8 @@ One attempt = place (wait for a free slot, skip open circuits) -> call for the c
 retried on another endpoint after ``backoff_ms * 2**(attempt-1)`` (jittered, +-50%) while
 attempts and the deadline allow; a non-retryable one ends the call, and so does any failure once
 part of the answer was relayed (the client has seen it: another endpoint would start over).
+Each endpoint is called with the credentials its pool's ``auth`` names
+(:mod:`pipeline.pool.credentials`), read at sync and again after a 401/403 or while missing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import aiohttp
 from pipeline.envelope import Attempt
 from pipeline.policy import Pool
 from pipeline.pool.client import ChatReply, PoolHTTPError, Relay, chat
-from pipeline.pool.credentials import resolve_headers
+from pipeline.pool.credentials import Credentials, resolve_headers
 from pipeline.pool.endpoints import PoolEndpoints
 from pipeline.pool.gpu import GPUS
 from pipeline.pool.selection import NoEndpoint, Placement, RequestShape
@@ -73,22 +75,30 @@ class Dispatcher:
             for p in pools
         }
         for endpoints in self.pools.values():
-            pool = endpoints.pool
-            for book in endpoints.books.values():
-                book.credentials = resolve_headers(pool.endpoint_auth(book.spec))
-                if book.credentials.missing:
+            for url in endpoints.books:
+                credentials = self._read_credentials(endpoints, url)
+                if credentials.missing:
                     log.error(
                         "pool %s endpoint %s: missing secret(s): %s; its calls fail with "
                         "pool_misconfigured",
-                        pool.name,
-                        book.spec.url,
-                        "; ".join(book.credentials.missing),
+                        endpoints.pool.name,
+                        url,
+                        "; ".join(credentials.missing),
                     )
+
+    @staticmethod
+    def _read_credentials(endpoints: PoolEndpoints, url: str) -> Credentials:
+        book = endpoints.books[url]
+        book.credentials = resolve_headers(endpoints.pool.endpoint_auth(book.spec))
+        return book.credentials
 
     def _headers(self, endpoints: PoolEndpoints, url: str) -> dict[str, str]:
         """``url``'s credentials, or :class:`PoolHTTPError` naming the secrets that are missing
-        (retryable: another endpoint of the pool may have its own)."""
+        (retryable: another endpoint of the pool may have its own). Missing ones are looked
+        for again first: a secret file may have been mounted since."""
         credentials = endpoints.books[url].credentials
+        if credentials.missing:
+            credentials = self._read_credentials(endpoints, url)
         if credentials.missing:
             raise PoolHTTPError(
                 "pool_misconfigured",
@@ -196,6 +206,9 @@ class Dispatcher:
                 reply = await self._attempt(endpoints, placement, body, budget, relay and relaying)
             except PoolHTTPError as exc:
                 error = exc
+                if exc.error_type == "pool_unauthorized":  # a rotated secret file: read it again
+                    for url in {placement.endpoint, placement.prefill} - {None}:
+                        self._read_credentials(endpoints, url)  # type: ignore[arg-type]
                 record(placement.endpoint, attempt_at, exc.error_type, None)
                 await endpoints.release(placement.endpoint, ok=False)
                 if not exc.retryable or attempt > pool.retries or relayed:

@@ -160,3 +160,24 @@ def test_missing_secrets_walks_every_endpoint_once_per_auth() -> None:
     policy = policy.model_copy(update={"pools": [keyed, *policy.pools[1:]]})
     found = list(missing_secrets(policy, {}))
     assert found == [("pools[0].auth", "environment variable NOPE (empty or unset)")]
+
+
+async def test_a_rotated_secret_file_is_read_again_after_a_401(tmp_path: Path) -> None:
+    secret = tmp_path / "vllm-key"
+    secret.write_text("sk-old-key")
+    async with served(keyed_app()) as (url,), clients() as (session, _):
+        pool = Pool(
+            name="keyed",
+            endpoints=[Endpoint(url=url)],
+            auth=PoolAuth(api_key_file=str(secret)),
+            retries=0,
+        )
+        dispatcher = Dispatcher(session)
+        dispatcher.sync([pool])
+        stale = await dispatcher.call(pool, body(max_tokens=3), SHAPE, None)
+        secret.write_text(SECRET)  # the mounted Secret is rotated; the policy is unchanged
+        await dispatcher.call(pool, body(max_tokens=3), SHAPE, None)  # still the old key: 401
+        rotated = await dispatcher.call(pool, body(max_tokens=3), SHAPE, None)
+    assert stale.error_type == "pool_unauthorized" and stale.attempts == 1
+    assert "sk-old-key" not in (stale.error or "")
+    assert rotated.error_type is None, rotated.error

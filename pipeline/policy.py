@@ -221,6 +221,10 @@ class Endpoint(Strict):
     @field_validator("url")
     @classmethod
     def _base_url(cls, url: str) -> str:
+        if "@" in url.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "a URL with user:password@ puts a secret in the policy; name it under auth: instead"
+            )
         return url.rstrip("/").removesuffix("/v1")
 
 

@@ -70,6 +70,11 @@ def test_an_endpoints_auth_replaces_the_pools() -> None:
     assert hosted.url == "https://api.example.com"  # a hosted API's /v1 base URL is accepted
 
 
+def test_a_url_with_a_password_in_it_is_refused() -> None:
+    with pytest.raises(ValidationError, match="puts a secret in the policy"):
+        Endpoint(url="https://user:sk-live@api.example.com/v1")
+
+
 @pytest.mark.parametrize(
     ("auth", "says"),
     [

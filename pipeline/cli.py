@@ -861,6 +861,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-num-seqs", type=int, default=256, help="concurrent sequences per endpoint (256)"
     )
+    p.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="answer 401 unless called with the key in env var NAME (as vLLM's --api-key)",
+    )
     command(
         "up",
         cmd_up,

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -113,6 +114,10 @@ BasePolicy = Literal[
 SelectionPolicy = BasePolicy | Literal["context_length", "disaggregated"]
 
 
+#: An environment variable's name: what ``auth`` names instead of holding a secret.
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class SimulatorConfig(Strict):
     """How `wrp up` / `wrp sim` simulate this pool's endpoints (see ``pipeline.pool.engine``)."""
 
@@ -120,6 +125,11 @@ class SimulatorConfig(Strict):
     speed: float = Field(1.0, gt=0, description="simulated seconds per wall second (10 = 10x)")
     max_num_seqs: int = Field(256, ge=1, description="vLLM's cap on sequences per batch")
     kv_blocks: int | None = Field(None, ge=1, description="override the KV cache size (blocks)")
+    api_key_env: str | None = Field(
+        None,
+        pattern=ENV_NAME,
+        description="the simulator answers 401 unless called with the key this env var holds",
+    )
 
 
 class SelectionConfig(Strict):
@@ -154,10 +164,68 @@ class CircuitConfig(Strict):
     open_s: float = Field(10.0, gt=0, description="how long it stays open before one probe")
 
 
+#: Headers the pool client sets itself; ``auth.headers_env`` may not override them.
+RESERVED_HEADERS = frozenset(
+    {"host", "content-type", "content-length", "transfer-encoding", "connection", "accept"}
+)
+
+
+def _header_names(value: dict[str, str]) -> dict[str, str]:
+    for header, env in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9-]+", header):
+            raise ValueError(f"header name {header!r}: use letters, digits and '-'")
+        if header.lower() in RESERVED_HEADERS:
+            raise ValueError(f"header {header!r} is set by WRP itself; remove it")
+        if not re.fullmatch(ENV_NAME, env):
+            raise ValueError(
+                f"header {header!r}: {env!r} is not an environment variable name; name the "
+                "variable that holds the value, never the value itself"
+            )
+    return value
+
+
+class PoolAuth(Strict):
+    """The credentials a pool or endpoint is called with: names where the secrets are, never
+    the secrets (read from the environment or a mounted file when dispatch starts and on every
+    policy reload)."""
+
+    api_key_env: str | None = Field(
+        None, pattern=ENV_NAME, description="env var holding the key sent as a bearer token"
+    )
+    api_key_file: str | None = Field(
+        None, min_length=1, description="file holding the bearer key (e.g. a mounted secret)"
+    )
+    headers_env: Annotated[dict[str, str], AfterValidator(_header_names)] = Field(
+        {}, description="extra headers: header name -> env var holding its value"
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self) -> PoolAuth:
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("give api_key_env or api_key_file, not both")
+        has_key = self.api_key_env or self.api_key_file
+        if has_key and any(h.lower() == "authorization" for h in self.headers_env):
+            raise ValueError("the api key is the Authorization header; drop it from headers_env")
+        return self
+
+
 class Endpoint(Strict):
-    url: str = Field(pattern=r"^https?://[^/]+", description="base URL; /v1/... is appended")
+    url: str = Field(
+        pattern=r"^https?://[^/]+",
+        description="base URL; /v1/... is appended (a trailing /v1, as hosted APIs give, too)",
+    )
     tier: Literal["short", "long"] | None = Field(None, description="context_length tier")
     role: Literal["prefill", "decode", "both"] = Field("both", description="disaggregated role")
+    auth: PoolAuth | None = Field(None, description="credentials; replaces the pool's auth")
+
+    @field_validator("url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        if "@" in url.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "a URL with user:password@ puts a secret in the policy; name it under auth: instead"
+            )
+        return url.rstrip("/").removesuffix("/v1")
 
 
 class Pool(Strict):
@@ -174,6 +242,11 @@ class Pool(Strict):
     simulator: SimulatorConfig | None = Field(
         None, description="when set, `wrp up` serves every endpoint of this pool with `wrp sim`"
     )
+    auth: PoolAuth | None = Field(None, description="credentials for every endpoint")
+
+    def endpoint_auth(self, endpoint: Endpoint) -> PoolAuth | None:
+        """The credentials ``endpoint`` is called with: its own, else the pool's."""
+        return endpoint.auth if endpoint.auth is not None else self.auth
 
     @model_validator(mode="after")
     def _layout(self) -> Pool:

@@ -8,7 +8,9 @@ valid policy it then looks for routing mistakes:
   its decision is limited to; warning: one that cannot hold the longest of them;
 * warning: a decision that can never match because an earlier one matches all it would;
 * warning: two decisions at the same priority that may match the same request;
-* warning: a decision that lists a model twice.
+* warning: a decision that lists a model twice;
+* error: a secret a pool's ``auth`` names (env var or file) that this environment lacks, by
+  name; warning: credentials sent over plain http to a host that is not loopback.
 
 The rule analysis is sound but incomplete: it reasons over conjunctions of simple conditions
 (the ``all`` conditions, one ``any`` alternative at a time and a negated equals/not_equals
@@ -23,10 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import ParseResult, urlparse
 
 import yaml
 
 from pipeline.policy import Condition, DecisionSpec, Policy, PolicyError, Rule, load_policy
+from pipeline.pool.credentials import missing_secrets
 
 Severity = Literal["error", "warning"]
 
@@ -388,13 +392,41 @@ def _negative_weight_findings(
             )
 
 
+def _credential_findings(policy: Policy, root: yaml.Node) -> Iterator[Finding]:
+    """Secrets a pool's auth names that this environment lacks (by name: the values are never
+    read into a finding), and credentials that would cross the network in clear text."""
+    for path, name in missing_secrets(policy):
+        yield Finding(
+            "error",
+            locate(root, path),
+            f"{path}: missing secret: {name}; set it where dispatch runs (its calls to the pool "
+            "fail with pool_misconfigured until it is)",
+        )
+    for i, pool in enumerate(policy.pools):
+        for j, endpoint in enumerate(pool.endpoints):
+            url = urlparse(endpoint.url)
+            if pool.endpoint_auth(endpoint) and url.scheme == "http" and not _loopback(url):
+                yield Finding(
+                    "warning",
+                    locate(root, f"pools[{i}].endpoints[{j}].url"),
+                    f"pool {pool.name!r} sends credentials to {endpoint.url} over plain http: "
+                    "anyone on the path can read them; use https",
+                )
+
+
+def _loopback(url: ParseResult) -> bool:
+    return url.hostname in ("localhost", "127.0.0.1", "::1")
+
+
 def analyse(policy: Policy, root: yaml.Node) -> list[Finding]:
-    """Routing mistakes of a valid policy whose YAML node tree is ``root``."""
+    """Routing mistakes of a valid policy whose YAML node tree is ``root``, and pool secrets
+    missing from this environment."""
     paths = _decision_paths(policy)
     line = {key: locate(root, path) for key, path in paths.items()}
     findings: list[Finding] = [
         *_predictor_findings(policy, paths, root),
         *_negative_weight_findings(policy, paths, root),
+        *_credential_findings(policy, root),
     ]
     for spec in policy.router.decisions:  # the default's rule is never tested
         findings += _context_findings(policy, spec, paths[id(spec)], root)

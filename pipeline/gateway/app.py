@@ -79,6 +79,8 @@ ERROR_STATUS = {
     "pool_bad_response": 502,
     "pool_incomplete": 502,
     "pool_rejected": 400,
+    "pool_unauthorized": 502,  # the pool refused WRP's credentials: not the client's key
+    "pool_misconfigured": 500,  # a secret the pool's auth names is missing
     "rate_limit_exceeded": 429,
     "insufficient_quota": 429,
 }

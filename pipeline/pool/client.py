@@ -7,7 +7,8 @@ events to ``relay`` as it arrives, measures the time to first token where it hap
 reassembles the chunks into the ``chat.completion`` a plain call would have returned. Every failure
 raises :class:`PoolHTTPError` saying whether another attempt may succeed: unreachable, timeout,
 5xx, 429, garbage and a stream cut short are retryable; any other 4xx is not (the same request
-would fail again).
+would fail again), and 401/403 are ``pool_unauthorized`` (the pool refused WRP's credentials).
+``headers`` (an endpoint's credentials) go on every request and never into an error message.
 """
 
 from __future__ import annotations
@@ -106,8 +107,16 @@ def _status_error(url: str, status: int, text: str) -> PoolHTTPError:
     if not isinstance(detail, str):
         detail = text
     kind = (
-        "pool_overloaded" if status == 429 else "pool_error" if status >= 500 else "pool_rejected"
+        "pool_overloaded"
+        if status == 429
+        else "pool_error"
+        if status >= 500
+        else "pool_unauthorized"
+        if status in (401, 403)
+        else "pool_rejected"
     )
+    if kind == "pool_unauthorized":  # its message may quote the key it was given
+        detail = "the pool refused the credentials it was called with (see the pool's auth)"
     return PoolHTTPError(
         kind, f"{url} answered {status}: {detail[:500]}", status >= 500 or status == 429
     )
@@ -127,16 +136,17 @@ async def chat(
     body: dict[str, Any],
     timeout_s: float,
     relay: Relay | None = None,
+    headers: dict[str, str] | None = None,
 ) -> ChatReply:
-    """POST ``body`` to ``url``/v1/chat/completions within ``timeout_s``; streamed when
-    ``relay`` is given."""
+    """POST ``body`` to ``url``/v1/chat/completions with ``headers`` within ``timeout_s``;
+    streamed when ``relay`` is given."""
     started = time.perf_counter()
     state: dict[str, Any] = {"relayed": False}
     try:
         async with asyncio.timeout(timeout_s):
             if relay is None:
-                return await _plain(session, url, body, started)
-            return await _streamed(session, url, body, started, relay, state)
+                return await _plain(session, url, body, started, headers)
+            return await _streamed(session, url, body, started, relay, state, headers)
     except PoolHTTPError:
         raise
     except (TimeoutError, aiohttp.ClientError) as exc:
@@ -146,10 +156,14 @@ async def chat(
 
 
 async def _plain(
-    session: aiohttp.ClientSession, url: str, body: dict[str, Any], started: float
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    started: float,
+    headers: dict[str, str] | None,
 ) -> ChatReply:
     payload = {**body, "stream": False}
-    async with session.post(f"{url}/v1/chat/completions", json=payload) as reply:
+    async with session.post(f"{url}/v1/chat/completions", json=payload, headers=headers) as reply:
         text = (await reply.read()).decode("utf-8", "replace")
         if reply.status >= 400:
             raise _status_error(url, reply.status, text)
@@ -174,12 +188,13 @@ async def _streamed(
     started: float,
     relay: Relay,
     state: dict[str, Any],
+    headers: dict[str, str] | None,
 ) -> ChatReply:
     payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
     first: float | None = None
     assembler = _Assembler()
     done = False
-    async with session.post(f"{url}/v1/chat/completions", json=payload) as reply:
+    async with session.post(f"{url}/v1/chat/completions", json=payload, headers=headers) as reply:
         if reply.status >= 400:
             text = (await reply.read()).decode("utf-8", "replace")
             raise _status_error(url, reply.status, text)

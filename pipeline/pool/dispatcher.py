@@ -6,11 +6,14 @@ One attempt = place (wait for a free slot, skip open circuits) -> call for the c
 retried on another endpoint after ``backoff_ms * 2**(attempt-1)`` (jittered, +-50%) while
 attempts and the deadline allow; a non-retryable one ends the call, and so does any failure once
 part of the answer was relayed (the client has seen it: another endpoint would start over).
+Each endpoint is called with the credentials its pool's ``auth`` names
+(:mod:`pipeline.pool.credentials`), read at sync and again after a 401/403 or while missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -21,9 +24,12 @@ import aiohttp
 from pipeline.envelope import Attempt
 from pipeline.policy import Pool
 from pipeline.pool.client import ChatReply, PoolHTTPError, Relay, chat
+from pipeline.pool.credentials import Credentials, resolve_headers
 from pipeline.pool.endpoints import PoolEndpoints
 from pipeline.pool.gpu import GPUS
 from pipeline.pool.selection import NoEndpoint, Placement, RequestShape
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,13 +66,47 @@ class Dispatcher:
         self.rng = rng or random.Random()
 
     def sync(self, pools: list[Pool]) -> None:
-        """Adopt the pools of a (re)loaded policy; unchanged pools keep their books."""
+        """Adopt the pools of a (re)loaded policy (unchanged pools keep their books) and read
+        every endpoint's credentials again (a rotated secret file is picked up here)."""
         self.pools = {
             p.name: self.pools[p.name]
             if p.name in self.pools and self.pools[p.name].pool == p
             else PoolEndpoints(p)
             for p in pools
         }
+        for endpoints in self.pools.values():
+            for url in endpoints.books:
+                credentials = self._read_credentials(endpoints, url)
+                if credentials.missing:
+                    log.error(
+                        "pool %s endpoint %s: missing secret(s): %s; its calls fail with "
+                        "pool_misconfigured",
+                        endpoints.pool.name,
+                        url,
+                        "; ".join(credentials.missing),
+                    )
+
+    @staticmethod
+    def _read_credentials(endpoints: PoolEndpoints, url: str) -> Credentials:
+        book = endpoints.books[url]
+        book.credentials = resolve_headers(endpoints.pool.endpoint_auth(book.spec))
+        return book.credentials
+
+    def _headers(self, endpoints: PoolEndpoints, url: str) -> dict[str, str]:
+        """``url``'s credentials, or :class:`PoolHTTPError` naming the secrets that are missing
+        (retryable: another endpoint of the pool may have its own). Missing ones are looked
+        for again first: a secret file may have been mounted since."""
+        credentials = endpoints.books[url].credentials
+        if credentials.missing:
+            credentials = self._read_credentials(endpoints, url)
+        if credentials.missing:
+            raise PoolHTTPError(
+                "pool_misconfigured",
+                f"pool {endpoints.pool.name} endpoint {url} cannot be called: missing secret(s) "
+                f"{'; '.join(credentials.missing)}",
+                True,
+            )
+        return credentials.headers
 
     @property
     def full(self) -> bool:
@@ -81,11 +121,19 @@ class Dispatcher:
         relay: Relay | None,
     ) -> ChatReply:
         if placement.prefill is None:
-            return await chat(self.session, placement.endpoint, body, timeout_s, relay)
+            headers = self._headers(endpoints, placement.endpoint)
+            return await chat(self.session, placement.endpoint, body, timeout_s, relay, headers)
         started = time.perf_counter()
         prefill_body = {**body, "max_tokens": 1, "kv_transfer_params": {"do_remote_decode": True}}
         try:
-            prefilled = await chat(self.session, placement.prefill, prefill_body, timeout_s)
+            headers = self._headers(endpoints, placement.endpoint)
+            prefilled = await chat(
+                self.session,
+                placement.prefill,
+                prefill_body,
+                timeout_s,
+                headers=self._headers(endpoints, placement.prefill),
+            )
         except PoolHTTPError:
             await endpoints.release(placement.prefill, ok=False)
             raise
@@ -93,7 +141,9 @@ class Dispatcher:
         params = prefilled.response.get("kv_transfer_params") or {"do_remote_prefill": True}
         remaining = timeout_s - (time.perf_counter() - started)
         decode_body = {**body, "kv_transfer_params": params}
-        decoded = await chat(self.session, placement.endpoint, decode_body, remaining, relay)
+        decoded = await chat(
+            self.session, placement.endpoint, decode_body, remaining, relay, headers
+        )
         ttft = None if decoded.ttft_ms is None else prefilled.latency_ms + decoded.ttft_ms
         return ChatReply(decoded.response, ttft, (time.perf_counter() - started) * 1000)
 
@@ -156,6 +206,9 @@ class Dispatcher:
                 reply = await self._attempt(endpoints, placement, body, budget, relay and relaying)
             except PoolHTTPError as exc:
                 error = exc
+                if exc.error_type == "pool_unauthorized":  # a rotated secret file: read it again
+                    for url in {placement.endpoint, placement.prefill} - {None}:
+                        self._read_credentials(endpoints, url)  # type: ignore[arg-type]
                 record(placement.endpoint, attempt_at, exc.error_type, None)
                 await endpoints.release(placement.endpoint, ok=False)
                 if not exc.retryable or attempt > pool.retries or relayed:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pipeline.envelope import PoolState
 from pipeline.policy import Endpoint, Pool
 from pipeline.pool.circuit import CircuitBreaker
+from pipeline.pool.credentials import Credentials
 from pipeline.pool.selection import (
     EndpointSelector,
     EndpointState,
@@ -58,6 +59,7 @@ class EndpointBook:
     error_rate: float = 0.0
     scrape: Scrape | None = None
     touched: bool = field(default=False, repr=False)
+    credentials: Credentials = field(default_factory=Credentials, repr=False)
 
     def state(self) -> EndpointState:
         scrape = self.scrape

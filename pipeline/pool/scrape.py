@@ -46,7 +46,9 @@ class MetricsScraper:
     async def scrape(self, book: EndpointBook) -> None:
         url = book.spec.url
         try:
-            reply = await self.client.get(f"{url}/metrics", timeout=2.0)
+            reply = await self.client.get(
+                f"{url}/metrics", headers=book.credentials.headers, timeout=2.0
+            )
             reply.raise_for_status()
             values = parse_vllm_metrics(reply.text)
         except (httpx.HTTPError, ValueError) as exc:

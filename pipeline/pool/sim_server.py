@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import signal
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,6 +33,16 @@ async def _serve_until_signal(apps: list[tuple[FastAPI, int]]) -> None:
             await task
 
 
+def required_key(env_name: str | None) -> str | None:
+    """The key a simulator requires: the value of ``env_name`` (None: no key check)."""
+    if env_name is None:
+        return None
+    key = os.environ.get(env_name, "").strip()
+    if not key:
+        raise SystemExit(f"the simulator's key check needs the environment variable {env_name}")
+    return key
+
+
 async def serve_policy_pools(policy_path: Path, no_latency: bool = False) -> None:
     """One HTTP server per endpoint of every pool that has a ``simulator`` section."""
     policy = load_policy(policy_path)
@@ -40,6 +51,7 @@ async def serve_policy_pools(policy_path: Path, no_latency: bool = False) -> Non
         sim = pool.simulator
         if sim is None:
             continue
+        api_key = required_key(sim.api_key_env)
         models = [m for m in policy.models if m.pool == pool.name]
         config = EngineConfig(max_num_seqs=sim.max_num_seqs, kv_blocks=sim.kv_blocks)
         for endpoint in pool.endpoints:
@@ -58,6 +70,7 @@ async def serve_policy_pools(policy_path: Path, no_latency: bool = False) -> Non
                 config=config,
                 name=pool.name,
                 gpus=pool.gpus_per_endpoint,
+                api_key=api_key,
             )
             apps.append((app, url.port or 80))
     await _serve_until_signal(apps)
@@ -71,5 +84,6 @@ async def serve_single(args: argparse.Namespace) -> None:
         args.max_model_len,
         speed=math.inf if args.no_latency else args.speed,
         config=EngineConfig(max_num_seqs=args.max_num_seqs),
+        api_key=required_key(args.api_key_env),
     )
     await _serve_until_signal([(app, args.port)])

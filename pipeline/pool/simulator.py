@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -144,9 +145,13 @@ def simulator_app(
     config: EngineConfig | None = None,
     name: str = "sim",
     gpus: int | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
     """An app serving ``served_models`` with the timing of ``model`` on ``gpus`` x ``gpu``
-    (tensor parallel; default: the model's usual degree)."""
+    (tensor parallel; default: the model's usual degree). With ``api_key`` (as vLLM's
+    ``--api-key``) every path but ``/health`` answers 401 in OpenAI's error shape unless called
+    with ``Authorization: Bearer <api_key>``; ``/metrics`` too, as behind an authenticating
+    proxy (vLLM itself leaves it open)."""
     spec = MODELS[model]
     spec = replace(spec, tp=gpus or spec.tp)
     sim = SimulatedEngine(Engine(GPUS[gpu], spec, config or EngineConfig()), speed)
@@ -168,6 +173,20 @@ def simulator_app(
         registry=registry,
     ).labels(name)
     app = FastAPI(title=f"wrp sim {name} ({model} on {gpu})")
+
+    if api_key is not None:
+        expected = f"Bearer {api_key}".encode()
+
+        @app.middleware("http")
+        async def require_key(request: Request, call_next: Any) -> Response:
+            given = request.headers.get("authorization", "").encode()
+            if request.url.path != "/health" and not hmac.compare_digest(given, expected):
+                return openai_error(
+                    401,
+                    "Incorrect or missing API key: send Authorization: Bearer <key>",
+                    code="invalid_api_key",
+                )
+            return await call_next(request)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

@@ -206,7 +206,7 @@ async def traced_process(
     """``stage.process(batch)`` inside a span per request: each input is handed on with its
     span's traceparent, every output of a request carries it, and the span ends once the
     request's outputs are known (for pending work, once it has returned them)."""
-    from pipeline.bus.stage import Outbound, Pending
+    from pipeline.bus.stage import Inbound, Outbound, Pending
 
     spans: dict[str | None, PassedSpan | RecordedSpan] = {}
     items = []
@@ -215,7 +215,17 @@ async def traced_process(
         span = spans.get(request_id)
         if span is None:
             span = spans[request_id] = tracing.start(stage.name, item.traceparent, item.message)
-        items.append(replace(item, traceparent=span.traceparent))
+        if item.traceparent != span.traceparent:  # (a direct constructor: cheaper than replace)
+            item = Inbound(
+                item.topic,
+                item.partition,
+                item.offset,
+                item.raw,
+                item.message,
+                item.timestamp,
+                span.traceparent,
+            )
+        items.append(item)
     outputs = await stage.process(items)
     produced: dict[str | None, list[object]] = {}
     pending: set[str | None] = set()
@@ -232,7 +242,7 @@ async def traced_process(
             produced.setdefault(request_id, []).append(out.message)
             span = spans.get(request_id)
             if span is not None and out.traceparent is None:
-                out = replace(out, traceparent=span.traceparent)
+                out = Outbound(out.topic, out.key, out.message, span.traceparent)
         traced.append(out)
     for request_id, span in spans.items():
         if request_id not in pending:
@@ -253,7 +263,7 @@ def _traced_pending(work: Pending, span: PassedSpan | RecordedSpan) -> Pending:
             request_id_var.reset(token)
         span.end([o.message for o in computed if isinstance(o, Outbound)])
         return [
-            replace(o, traceparent=span.traceparent)
+            Outbound(o.topic, o.key, o.message, span.traceparent)
             if isinstance(o, Outbound) and o.traceparent is None
             else o
             for o in computed

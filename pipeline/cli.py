@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.analytics.queries import QUERIES
 from pipeline.settings import DEMO_WORKLOAD, SCHEMAS_DIR, Settings
+from pipeline.tracing import LOG_FORMAT, log_request_ids
 
 if TYPE_CHECKING:
     from pipeline.router.labelled import Labelled
@@ -1148,10 +1149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+    log_request_ids()
     for noisy in ("aiokafka", "httpx", "faust", "mode", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from aiokafka.errors import KafkaConnectionError, KafkaError

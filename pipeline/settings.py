@@ -148,6 +148,12 @@ class Settings(BaseModel):
         description="serve the gateway without API keys, every caller tenant `default`; ignored "
         "once any key exists (WRP_GATEWAY_OPEN)",
     )
+    otlp_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP collector base URL (e.g. http://tempo:4318) that each stage and "
+        "the gateway send a span per request to; unset: OTEL_EXPORTER_OTLP_ENDPOINT; both "
+        "unset: no spans, the traceparent header is only passed along (WRP_OTLP_ENDPOINT)",
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -24,6 +24,7 @@ from pipeline.bus.replies import ReplyTopics
 from pipeline.bus.stage import Inbound, Outbound, Rejected, Rejection, Stage, error_reply
 from pipeline.envelope import Contract, DeadLetter, Envelope
 from pipeline.settings import Settings
+from pipeline.tracing import traceparent_of
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,13 @@ class Admission:
         except ValueError as exc:
             return await self._refuse_unread(record, "invalid_message", str(exc))
         inbound = Inbound(
-            record.topic, record.partition, record.offset, raw, message, record.timestamp
+            record.topic,
+            record.partition,
+            record.offset,
+            raw,
+            message,
+            record.timestamp,
+            traceparent_of(getattr(record, "headers", None)),
         )
         if isinstance(message, Envelope) and self.stage.request_path:
             refused = await self._refusal(message, record.timestamp)

@@ -63,6 +63,7 @@ from pipeline.bus.stage import (
 )
 from pipeline.envelope import Envelope
 from pipeline.settings import Settings
+from pipeline.tracing import TRACEPARENT_HEADER, request_id_of, request_id_var, tracing_for
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class StageRunner:
         self._commits = CommitSchedule(settings.commit_interval_ms)
         self._pending: set[asyncio.Task[None]] = set()
         self._instance = instance_id()
+        self._tracing = tracing_for(settings, stage.name)
 
     def request_stop(self) -> None:
         """Finish the in-flight work, commit, and exit (what SIGTERM does)."""
@@ -182,6 +184,7 @@ class StageRunner:
                 await self._producer.stop()
             if started:
                 await self.stage.stop()
+            self._tracing.shutdown()
             http_server.should_exit = True
             await http_task
 
@@ -333,7 +336,7 @@ class StageRunner:
         # Step 3: process
         pending: list[Pending] = []
         if admitted:
-            for out in await self.stage.process(admitted):
+            for out in await self.stage.process_traced(admitted, self._tracing):
                 if isinstance(out, Pending):
                     pending.append(out)
                 else:
@@ -350,6 +353,7 @@ class StageRunner:
         """Step 4 for one record's pending work: its outputs (computed once; given up on after
         :data:`PENDING_ATTEMPTS` failures), produced until acknowledged; then it is done."""
         item = work.inbound
+        request_id_var.set(request_id_of(item.message) or "-")  # this task's log lines
         started = time.perf_counter()
         computed, outputs = await self._retried(
             lambda: self._pending_outputs(work),
@@ -412,11 +416,15 @@ class StageRunner:
         pending = []
         for out in outputs:
             key = out.key.encode() if out.key is not None else None
-            headers = None
+            headers = []
             if isinstance(out.message, Envelope):  # followers skip others' replies undecoded
-                headers = [(REQUEST_ID_HEADER, out.message.request.request_id.encode())]
+                headers.append((REQUEST_ID_HEADER, out.message.request.request_id.encode()))
+            if out.traceparent is not None:
+                headers.append((TRACEPARENT_HEADER, out.traceparent.encode()))
             pending.append(
-                await self._producer.send(out.topic, encode(out.message), key=key, headers=headers)
+                await self._producer.send(
+                    out.topic, encode(out.message), key=key, headers=headers or None
+                )
             )
         if pending:
             await asyncio.gather(*pending)

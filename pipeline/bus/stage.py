@@ -21,6 +21,7 @@ from pipeline.bus.catalog import RESPONSES
 from pipeline.bus.clients import FETCH_BUSY_MS
 from pipeline.envelope import Contract, Envelope, ErrorInfo, Result
 from pipeline.settings import Settings
+from pipeline.tracing import Tracing, traced_process
 
 if TYPE_CHECKING:
     from pipeline.bus.health import StageMetrics
@@ -36,6 +37,7 @@ class Inbound:
     raw: bytes
     message: Contract
     timestamp: int | None = None  # the record's Kafka timestamp, ms
+    traceparent: str | None = None  # the W3C trace context it came with (Kafka header)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Outbound:
     topic: str
     key: str | None
     message: BaseModel
+    traceparent: str | None = None  # sent as the record's ``traceparent`` header
 
 
 class Rejection(Exception):
@@ -123,6 +126,15 @@ class Stage(ABC):
         full)."""
         return True
 
+    async def process_traced(
+        self, batch: list[Inbound], tracing: Tracing
+    ) -> list[Output | Pending]:
+        """:meth:`process` in a span per request (:func:`pipeline.tracing.traced_process`); a
+        sink of finished envelopes only records, in no span."""
+        if not self.request_path:
+            return await self.process(batch)
+        return await traced_process(self, batch, tracing)
+
     @abstractmethod
     async def process(self, batch: list[Inbound]) -> list[Output | Pending]:
         """Outputs for a batch of valid records, in input order; raise to retry the batch."""
@@ -149,7 +161,7 @@ def recorded(outputs: list[Outbound]) -> list[Outbound]:
     """``outputs``, and a copy on ``wrp.responses`` of every answer sent to another reply topic:
     that topic is the record of every answer, which the analytics sink stores."""
     copies = [
-        Outbound(RESPONSES, out.key, out.message)
+        Outbound(RESPONSES, out.key, out.message, out.traceparent)
         for out in outputs
         if out.topic != RESPONSES
         and isinstance(out.message, Envelope)

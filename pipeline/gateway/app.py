@@ -59,6 +59,7 @@ from pipeline.gateway.owners import RequestOwners
 from pipeline.openai_errors import openai_error
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.settings import Settings
+from pipeline.tracing import TRACEPARENT_HEADER, tracing_for, valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
     )
     clients: dict[str, Any] = {}
     owners = RequestOwners(settings)
+    tracing = tracing_for(settings, "gateway")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -245,6 +247,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             await health.stop()
             await collector.stop()
             await producer.stop()
+            tracing.shutdown()
 
     app = FastAPI(title="WRP gateway", version="1", lifespan=lifespan)
     bearer = HTTPBearer(auto_error=False)
@@ -288,6 +291,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         tenant: str = Depends(tenant_of),
         api_key: str | None = Depends(api_key_of),
         x_wrp_session_id: str | None = Header(None, pattern=IDENTIFIER),
+        traceparent: str | None = Header(None, description="W3C trace context to continue"),
     ) -> Response:
         """`model: "auto"` routes; a model name pins it (signals and safety still run)."""
         missing = missing_stages(clients["health"].values, now())
@@ -314,10 +318,15 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         future = collector.expect(rid)
         stream = streams.expect(rid) if body.stream else None
         owners.remember(rid, tenant)
+        span = tracing.start("gateway", valid_traceparent(traceparent), envelope)
         try:
             await clients["producer"].send_and_wait(
-                REQUESTS, encode(envelope), key=envelope.key.encode()
+                REQUESTS,
+                encode(envelope),
+                key=envelope.key.encode(),
+                headers=[(TRACEPARENT_HEADER, span.traceparent.encode())],
             )
+            span.end()
         except BaseException:
             collector.forget(rid)
             streams.forget(rid)

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from pipeline.bus.catalog import CREDITS, FEEDBACK, OUTCOMES
 from pipeline.bus.stage import Inbound, Outbound, Output, Pending, Stage
 from pipeline.settings import Settings
+from pipeline.tracing import Tracing
 
 
 def consumed_topics() -> dict[str, tuple[str, ...]]:
@@ -81,10 +82,16 @@ class FusedStage(Stage):
         return all(part.accepting() for part in self.parts)
 
     async def process(self, batch: list[Inbound]) -> list[Output | Pending]:
+        return await self.process_traced(batch, Tracing())
+
+    async def process_traced(
+        self, batch: list[Inbound], tracing: Tracing
+    ) -> list[Output | Pending]:
+        """Each part in its own span per request, the next part's a child of the previous."""
         emitted: list[Output | Pending] = []
         items = batch
         for part, following in zip(self.parts, [*self.parts[1:], None], strict=True):
-            outputs = await part.process(items)
+            outputs = await part.process_traced(items, tracing)
             if following is None:
                 emitted.extend(outputs)
                 break
@@ -118,6 +125,7 @@ def _hand_over(
                     b"",
                     out.message,
                     source.timestamp,
+                    out.traceparent,
                 )
             )
         else:

@@ -14,6 +14,7 @@ is sent as the chunks a streaming server would have sent. Headers
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -57,6 +58,7 @@ from pipeline.envelope import (
 from pipeline.gateway import sse
 from pipeline.gateway.keys import ApiKeys, key_id
 from pipeline.gateway.owners import RequestOwners
+from pipeline.gateway.responses import ResponsesRequest, Unsupported, chat_body, response_object
 from pipeline.openai_errors import openai_error
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.settings import Settings
@@ -474,6 +476,32 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
                 sse.whole(result.response), media_type="text/event-stream", headers=headers
             )
         return JSONResponse(completion_in_openai_shape(result.response), headers=headers)
+
+    @app.post(
+        "/v1/responses",
+        response_model=None,
+        responses={**ERROR_RESPONSES, 200: {"description": "a response object"}},
+    )
+    async def create_response(
+        body: ResponsesRequest,
+        tenant: str = Depends(tenant_of),
+        api_key: str | None = Depends(api_key_of),
+        x_wrp_session_id: str | None = Header(None, pattern=IDENTIFIER),
+    ) -> Response:
+        """Responses API, stateless and not streaming: asked and answered as a chat completion."""
+        try:
+            chat = ChatRequest.model_validate(chat_body(body))
+        except Unsupported as exc:
+            served.labels("invalid").inc()
+            return openai_error(400, str(exc), param=exc.param, code="unsupported_parameter")
+        except ValidationError as exc:
+            served.labels("invalid").inc()
+            return openai_error(400, f"input: {exc.errors()[0]['msg']}", param="input")
+        answer = await chat_completions(chat, tenant, api_key, x_wrp_session_id)
+        if answer.status_code != 200:
+            return answer
+        headers = {k: v for k, v in answer.headers.items() if k.startswith("x-wrp-")}
+        return JSONResponse(response_object(body, json.loads(answer.body)), headers=headers)
 
     def models() -> list[dict[str, Any]]:
         policy = clients["watcher"].policy

@@ -181,3 +181,46 @@ def test_a_blocked_reply_says_its_decision(client):
     )
     assert raw.headers["x-wrp-blocked"] == "true"
     assert raw.headers["x-wrp-decision"] == "blocked"
+
+
+def test_the_responses_api_subset_answers_in_the_spec_shape(stack, client):
+    body = {
+        "model": "auto",
+        "instructions": "Answer briefly.",
+        "input": [
+            {"role": "user", "content": "Say hello"},
+            {"type": "message", "role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "And goodbye?"},
+        ],
+        "tools": [{"type": "function", "strict": True, **WEATHER_TOOL["function"]}],
+    }
+    conforms(body, "CreateResponse")
+    # typed parts match two of the spec's input item schemas (its oneOf is ambiguous there),
+    # so that request is sent without checking it
+    parts = [{"role": "user", "content": [{"type": "input_text", "text": "Say hello"}]}]
+    for sent in (body, body | {"input": parts}):
+        reply = httpx.post(f"{stack.gateway_url}/v1/responses", json=sent, headers=AUTH, timeout=60)
+        assert reply.status_code == 200, reply.text
+        conforms(reply.json(), "Response")
+        assert reply.headers["x-wrp-model"] and reply.json()["status"] in {
+            "completed",
+            "incomplete",
+        }
+    answered = client.responses.create(model="wrp-small-8b", input="Say hello to the gateway")
+    assert answered.output_text and answered.model == "wrp-small-8b"
+    assert answered.usage.output_tokens > 0
+
+
+def test_the_responses_api_refuses_what_it_does_not_serve(stack, client):
+    for refused, param in (
+        ({"stream": True}, "stream"),
+        ({"previous_response_id": "resp_1"}, "previous_response_id"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+        ({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}, "input[0]"),
+    ):
+        body = {"model": "auto", "input": "hi"} | refused
+        reply = httpx.post(f"{stack.gateway_url}/v1/responses", json=body, headers=AUTH)
+        assert error_of(reply, 400)["param"] == param
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.responses.create(model="gpt-9", input="hi")
+    assert unknown.value.body["code"] == "model_not_found"

@@ -10,6 +10,8 @@ chat requests get a 503 at once instead of waiting for their timeout.
 is sent as the chunks a streaming server would have sent. Headers
 ``x-wrp-request-id``, ``x-wrp-decision``, ``x-wrp-model``, ``x-wrp-pool``, ``x-wrp-cache-hit``,
 ``x-wrp-blocked`` and (when a budget acted) ``x-wrp-budget`` say what happened.
+The API key is checked before the body is read; errors are OpenAI's error object (a string
+``code`` or null); ``POST /v1/responses`` serves a stateless subset of the Responses API.
 """
 
 from __future__ import annotations

@@ -10,10 +10,13 @@ chat requests get a 503 at once instead of waiting for their timeout.
 is sent as the chunks a streaming server would have sent. Headers
 ``x-wrp-request-id``, ``x-wrp-decision``, ``x-wrp-model``, ``x-wrp-pool``, ``x-wrp-cache-hit``,
 ``x-wrp-blocked`` and (when a budget acted) ``x-wrp-budget`` say what happened.
+The API key is checked before the body is read; errors are OpenAI's error object (a string
+``code`` or null); ``POST /v1/responses`` serves a stateless subset of the Responses API.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -34,6 +37,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.analytics.access import AnalyticsUnavailable
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES, STAGE_HEALTH
@@ -56,6 +60,7 @@ from pipeline.envelope import (
 from pipeline.gateway import sse
 from pipeline.gateway.keys import ApiKeys, key_id
 from pipeline.gateway.owners import RequestOwners
+from pipeline.gateway.responses import ResponsesRequest, Unsupported, chat_body, response_object
 from pipeline.openai_errors import openai_error
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.settings import Settings
@@ -85,13 +90,18 @@ ERROR_STATUS = {
     "rate_limit_exceeded": 429,
     "insufficient_quota": 429,
 }
-#: Error types that are OpenAI codes too (OpenAI sends them as ``code``).
-OPENAI_CODES = {"rate_limit_exceeded", "insufficient_quota"}
+#: OpenAI's error ``type`` for the pipeline's error types that are not request errors.
+OPENAI_TYPES = {
+    "rate_limit_exceeded": "requests",
+    "insufficient_quota": "insufficient_quota",
+}
+#: The request parameter a pipeline error type is about (OpenAI's ``param``).
+ERROR_PARAMS = {"model_not_found": "model", "context_length_exceeded": "messages"}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text}
     for status, text in (
         (400, "malformed JSON, a schema error (the field is named) or a rejected request"),
-        (401, "missing or unknown API key"),
+        (401, "missing or unknown API key (checked before the body)"),
         (404, "unknown model"),
         (413, "body larger than WRP_MAX_REQUEST_BYTES"),
         (429, "a budget of the tenant, API key or session is reached (retry-after says when)"),
@@ -163,6 +173,99 @@ class _Unauthorized(Exception):
     pass
 
 
+def unauthorized_error() -> JSONResponse:
+    return openai_error(
+        401,
+        "Incorrect or missing API key: send `Authorization: Bearer <key>`",
+        code="invalid_api_key",
+    )
+
+
+class ApiKeyCheck:
+    """ASGI middleware: a ``/v1/`` request without a known API key gets its 401 before its body
+    is read, so authentication comes before validation and the body limit, as at OpenAI."""
+
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], keys: ApiKeys, rejected: Callable[[], None]
+    ) -> None:
+        self.app, self.keys, self.rejected = app, keys, rejected
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            scheme, _, key = header.partition(" ")
+            bearer = key.strip() if scheme.lower() == "bearer" else None
+            if self.keys.tenant_for(bearer) is None:
+                self.rejected()
+                await unauthorized_error()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def pipeline_error(kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A pipeline error type as OpenAI's error: the type is its ``code``, its class ``type``."""
+    status = ERROR_STATUS.get(kind, 500)
+    default = "server_error" if status >= 500 else "invalid_request_error"
+    kind_of_error = OPENAI_TYPES.get(kind, default)
+    param = ERROR_PARAMS.get(kind)
+    return openai_error(status, message, kind_of_error, kind, param, headers)
+
+
+def validation_error(exc: RequestValidationError) -> JSONResponse:
+    """The first schema error, with the field as ``param``; malformed JSON says so plainly."""
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        position = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
+        where = f" at character {position}" if position is not None else ""
+        detail = (first.get("ctx") or {}).get("error") or first.get("msg")
+        return openai_error(
+            400, f"We could not parse the JSON body of your request{where}: {detail}"
+        )
+    field = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or None
+    if first.get("type") == "missing":
+        return openai_error(
+            400,
+            f"Missing required parameter: '{field}'.",
+            param=field,
+            code="missing_required_parameter",
+        )
+    return openai_error(400, f"{field or 'body'}: {first.get('msg')}", param=field)
+
+
+def refused_parameter(body: ChatRequest) -> JSONResponse | None:
+    """400 for what OpenAI requires or WRP does not serve: no ``model``, or ``n`` above 1."""
+    if "model" not in body.model_fields_set:
+        return openai_error(
+            400,
+            "Missing required parameter: 'model' (\"auto\" lets WRP choose).",
+            param="model",
+            code="missing_required_parameter",
+        )
+    n = (body.model_extra or {}).get("n")
+    if n is not None and n != 1:
+        return openai_error(
+            400,
+            f"n={n!r} is not supported: WRP returns one choice per request; send n=1 or "
+            "several requests",
+            param="n",
+            code="unsupported_value",
+        )
+    return None
+
+
+def completion_in_openai_shape(response: dict[str, Any]) -> dict[str, Any]:
+    """``response`` with the keys OpenAI always sends (``logprobs``, ``refusal``) filled in."""
+    choices = []
+    for choice in response.get("choices") or []:
+        message = {"content": None, "refusal": None} | (choice.get("message") or {})
+        choices.append({"logprobs": None} | choice | {"message": message})
+    return response | {"choices": choices}
+
+
+def model_card(model_id: str, created: int, **extra: Any) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": "wrp"} | extra
+
+
 def _headers(env: Envelope) -> dict[str, str]:
     decision = env.decision
     headers = {"x-wrp-request-id": env.request.request_id}
@@ -175,9 +278,10 @@ def _headers(env: Envelope) -> dict[str, str]:
         }
         if decision.budget is not None:
             headers["x-wrp-budget"] = f"{decision.budget}:{decision.budget_action}"
-    headers["x-wrp-blocked"] = str(
-        env.result is not None and env.result.status == "blocked"
-    ).lower()
+    blocked = env.result is not None and env.result.status == "blocked"
+    if blocked:
+        headers.setdefault("x-wrp-decision", "blocked")
+    headers["x-wrp-blocked"] = str(blocked).lower()
     return headers
 
 
@@ -216,6 +320,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
     clients: dict[str, Any] = {}
     owners = RequestOwners(settings)
     tracing = tracing_for(settings, "gateway")
+    started_at = int(time.time())  # the models' ``created``: when this gateway began serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -268,18 +373,21 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
     @app.exception_handler(_Unauthorized)
     async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
         served.labels("unauthorized").inc()
-        return openai_error(
-            401,
-            "Incorrect or missing API key: send `Authorization: Bearer <key>`",
-            code="invalid_api_key",
-        )
+        return unauthorized_error()
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         served.labels("invalid").inc()
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        return openai_error(400, f"{field or 'body'}: {first.get('msg')}", param=field or None)
+        return validation_error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown paths and methods answer OpenAI's error object, not FastAPI's ``detail``."""
+        if exc.status_code == 404:
+            message = f"Invalid URL ({request.method} {request.url.path})"
+        else:
+            message = f"{exc.detail} ({request.method} {request.url.path})"
+        return openai_error(exc.status_code, message, headers=exc.headers)
 
     @app.post(
         "/v1/chat/completions",
@@ -294,12 +402,17 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         traceparent: str | None = Header(None, description="W3C trace context to continue"),
     ) -> Response:
         """`model: "auto"` routes; a model name pins it (signals and safety still run)."""
+        refused = refused_parameter(body)
+        if refused is not None:
+            served.labels("invalid").inc()
+            return refused
         missing = missing_stages(clients["health"].values, now())
         if missing:
             served.labels("not_ready").inc()
             return openai_error(
                 503,
                 f"the pipeline is not ready: no live {', '.join(missing)} stage; retry shortly",
+                "server_error",
                 "service_unavailable",
                 headers={"retry-after": "2"},
             )
@@ -356,6 +469,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             return openai_error(
                 504,
                 f"no answer within {settings.gateway_timeout_s:g}s (WRP_GATEWAY_TIMEOUT_S)",
+                "server_error",
                 "timeout",
                 headers={"x-wrp-request-id": section.request_id},
             )
@@ -369,23 +483,65 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             retry_after = result.error.retry_after_s if result.error else None
             if retry_after is not None:
                 headers["retry-after"] = str(max(1, math.ceil(retry_after)))
-            code = kind if kind in OPENAI_CODES else None
-            return openai_error(ERROR_STATUS.get(kind, 500), message, kind, code, headers=headers)
+            return pipeline_error(kind, message, headers)
         if body.stream:
             return StreamingResponse(
                 sse.whole(result.response), media_type="text/event-stream", headers=headers
             )
-        return JSONResponse(result.response, headers=headers)
+        return JSONResponse(completion_in_openai_shape(result.response), headers=headers)
+
+    @app.post(
+        "/v1/responses",
+        response_model=None,
+        responses={**ERROR_RESPONSES, 200: {"description": "a response object"}},
+    )
+    async def create_response(
+        body: ResponsesRequest,
+        tenant: str = Depends(tenant_of),
+        api_key: str | None = Depends(api_key_of),
+        x_wrp_session_id: str | None = Header(None, pattern=IDENTIFIER),
+        traceparent: str | None = Header(None, description="W3C trace context to continue"),
+    ) -> Response:
+        """Responses API, stateless and not streaming: asked and answered as a chat completion."""
+        try:
+            chat = ChatRequest.model_validate(chat_body(body))
+        except Unsupported as exc:
+            served.labels("invalid").inc()
+            return openai_error(400, str(exc), param=exc.param, code="unsupported_parameter")
+        except ValidationError as exc:
+            served.labels("invalid").inc()
+            return openai_error(400, f"input: {exc.errors()[0]['msg']}", param="input")
+        answer = await chat_completions(chat, tenant, api_key, x_wrp_session_id, traceparent)
+        if answer.status_code != 200:
+            return answer
+        headers = {k: v for k, v in answer.headers.items() if k.startswith("x-wrp-")}
+        return JSONResponse(response_object(body, json.loads(answer.body)), headers=headers)
+
+    def models() -> list[dict[str, Any]]:
+        policy = clients["watcher"].policy
+        return [model_card("auto", started_at)] + [
+            model_card(m.name, started_at, context_length=m.context_length) for m in policy.models
+        ]
 
     @app.get("/v1/models")
     async def list_models(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
-        policy = clients["watcher"].policy
-        models = [{"id": "auto", "object": "model", "owned_by": "wrp"}]
-        models += [
-            {"id": m.name, "object": "model", "owned_by": "wrp", "context_length": m.context_length}
-            for m in policy.models
-        ]
-        return {"object": "list", "data": models}
+        return {"object": "list", "data": models()}
+
+    @app.get(
+        "/v1/models/{model}",
+        response_model=None,
+        responses={404: {"description": "no such model"}, 401: ERROR_RESPONSES[401]},
+    )
+    async def retrieve_model(
+        model: str, tenant: str = Depends(tenant_of)
+    ) -> dict[str, Any] | JSONResponse:
+        """One model: ``auto`` or a model of the policy."""
+        for card in models():
+            if card["id"] == model:
+                return card
+        return openai_error(
+            404, f"The model `{model}` does not exist.", param="model", code="model_not_found"
+        )
 
     @app.post(
         "/v1/feedback",
@@ -417,6 +573,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
             return openai_error(
                 503,
                 "the request's owner cannot be checked right now (analytics unavailable); retry",
+                "server_error",
                 "service_unavailable",
             )
         if status is None:
@@ -465,6 +622,10 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    rejected = served.labels("unauthorized").inc
+    app.add_middleware(
+        ApiKeyCheck, keys=keys, rejected=rejected
+    )  # outermost: the key before the body
     return app
 
 

@@ -25,7 +25,10 @@ def event(data: dict[str, Any]) -> bytes:
 
 
 def _error(kind: str, message: str) -> bytes:
-    return event({"error": {"message": message, "type": kind, "param": None, "code": None}})
+    """An error after the stream began: the server's (``server_error``), its kind the code."""
+    return event(
+        {"error": {"message": message, "type": "server_error", "param": None, "code": kind}}
+    )
 
 
 async def relayed(

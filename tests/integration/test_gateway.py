@@ -117,7 +117,7 @@ def test_errors_have_openai_shapes(stack, client):
     assert unauthorized.value.body["code"] == "invalid_api_key"
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="gpt-9", messages=HELLO)
-    assert unknown.value.body["type"] == "model_not_found"
+    assert unknown.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as empty:
         client.chat.completions.create(model="auto", messages=[])
     assert "messages" in empty.value.body["message"]

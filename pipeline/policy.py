@@ -178,8 +178,9 @@ def _header_names(value: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"header {header!r} is set by WRP itself; remove it")
         if not re.fullmatch(ENV_NAME, env):
             raise ValueError(
-                f"header {header!r}: {env!r} is not an environment variable name; name the "
-                "variable that holds the value, never the value itself"
+                f"header {header!r}: its value is not an environment variable name; name the "
+                "variable that holds the value, never the value itself (not quoted here: it "
+                "may be a secret)"
             )
     return value
 

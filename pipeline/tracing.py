@@ -119,7 +119,8 @@ class RecordedSpan:
     def __init__(self, span: Any, tracer: Any) -> None:
         self.span, self.tracer = span, tracer
         context = span.get_span_context()
-        self.traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+        flags = int(context.trace_flags)  # a client's "not sampled" stays not sampled
+        self.traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"
 
     def end(self, outputs: Iterable[object] = ()) -> None:
         """Ends the span, with what the stage's outputs say about the request."""
@@ -177,7 +178,11 @@ class OtlpTracing(Tracing):
         self.propagator = TraceContextTextMapPropagator()
 
     def start(self, name: str, traceparent: str | None, message: object) -> RecordedSpan:
-        context = self.propagator.extract({TRACEPARENT_HEADER: traceparent or new_traceparent()})
+        # no incoming context: the span is the root of a new trace (an invented parent would
+        # be one no collector ever receives)
+        context = (
+            self.propagator.extract({TRACEPARENT_HEADER: traceparent}) if traceparent else None
+        )
         request = getattr(message, "request", None)
         attributes = {"wrp.stage": name}
         request_id = request_id_of(message)

@@ -528,7 +528,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
         return {"object": "list", "data": models()}
 
     @app.get(
-        "/v1/models/{model}",
+        "/v1/models/{model:path}",  # ids such as meta-llama/Llama-3.1-8B-Instruct
         response_model=None,
         responses={404: {"description": "no such model"}, 401: ERROR_RESPONSES[401]},
     )

@@ -61,6 +61,16 @@ def chat_body(request: ResponsesRequest) -> dict[str, Any]:
         body["tools"] = [_chat_tool(tool, i) for i, tool in enumerate(request.tools)]
     if isinstance(request.tool_choice, str):
         body["tool_choice"] = request.tool_choice
+    elif isinstance(request.tool_choice, dict):
+        if request.tool_choice.get("type") != "function" or not request.tool_choice.get("name"):
+            raise Unsupported("tool_choice", "tool_choice: only a function by name is served")
+        body["tool_choice"] = {
+            "type": "function",
+            "function": {"name": request.tool_choice["name"]},
+        }
+    text = extra.get("text")
+    if isinstance(text, dict) and text.get("format") not in (None, {"type": "text"}):
+        raise Unsupported("text.format", "text.format: structured output is not served here yet")
     for name, value in (
         ("max_tokens", request.max_output_tokens),
         ("temperature", request.temperature),
@@ -141,7 +151,7 @@ def response_object(request: ResponsesRequest, completion: dict[str, Any]) -> di
         "output": output,
         "parallel_tool_calls": True,
         "metadata": {},
-        "tool_choice": request.tool_choice if isinstance(request.tool_choice, str) else "auto",
+        "tool_choice": request.tool_choice or "auto",
         "tools": request.tools or [],
         "temperature": request.temperature,
         "top_p": request.top_p,

@@ -35,6 +35,9 @@ def _usable(value: str, where: str, missing: list[str]) -> str | None:
     if not value.isprintable():
         missing.append(f"{where} (holds a line break or control character)")
         return None
+    if not value.isascii():  # an HTTP client refusing it would quote the whole header
+        missing.append(f"{where} (holds a non-ASCII character)")
+        return None
     return value
 
 

@@ -93,17 +93,19 @@ class Dispatcher:
         return book.credentials
 
     def _headers(self, endpoints: PoolEndpoints, url: str) -> dict[str, str]:
-        """``url``'s credentials, or :class:`PoolHTTPError` naming the secrets that are missing
+        """``url``'s credentials, or :class:`PoolHTTPError` saying they are missing
         (retryable: another endpoint of the pool may have its own). Missing ones are looked
         for again first: a secret file may have been mounted since."""
         credentials = endpoints.books[url].credentials
         if credentials.missing:
             credentials = self._read_credentials(endpoints, url)
         if credentials.missing:
+            # the names stay in the operator's log (``sync`` logs them): a client sees none,
+            # and a secret written where its name belongs must not travel in an error reply
             raise PoolHTTPError(
                 "pool_misconfigured",
-                f"pool {endpoints.pool.name} endpoint {url} cannot be called: missing secret(s) "
-                f"{'; '.join(credentials.missing)}",
+                f"pool {endpoints.pool.name} cannot be called: its credentials are not "
+                "configured (the operator's log names what is missing)",
                 True,
             )
         return credentials.headers

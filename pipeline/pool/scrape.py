@@ -52,7 +52,8 @@ class MetricsScraper:
             reply.raise_for_status()
             values = parse_vllm_metrics(reply.text)
         except (httpx.HTTPError, ValueError) as exc:
-            log.debug("scrape of %s failed: %r", url, exc)
+            # the error's type only: an encoding error would quote the credentials header
+            log.debug("scrape of %s failed: %s", url, type(exc).__name__)
             return
         queries = values.get("vllm:prefix_cache_queries", 0.0)
         hits = values.get("vllm:prefix_cache_hits", 0.0)

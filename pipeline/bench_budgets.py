@@ -30,7 +30,7 @@ from pipeline.bus.catalog import REQUESTS, RESPONSES
 from pipeline.bus.codec import encode
 from pipeline.client import ResponseCollector, start_producer
 from pipeline.envelope import ChatRequest, Envelope, RequestSection, Usage
-from pipeline.learn.usage import window_start
+from pipeline.learn.usage import served, window_start
 from pipeline.policy import Budget, load_policy
 from pipeline.router.budgets import over_budget
 from pipeline.settings import Settings
@@ -81,10 +81,8 @@ class _Client:
 
 
 def _tokens(env: Envelope) -> int:
-    """What a budget counts of an answer: a cached one used no model."""
-    out = env.outcome
-    served = out is not None and out.status == "ok" and not out.cache_hit
-    return out.prompt_tokens + out.completion_tokens if out and served else 0
+    """What a budget counts of an answer (the learner's own rule)."""
+    return served(env.outcome)[0] if env.outcome is not None else 0
 
 
 async def _visibility(client: _Client, count: int) -> dict:

@@ -25,8 +25,13 @@ from pydantic import (
 )
 
 from pipeline.envelope import TENANT, ImplicitLabel, SafetyAction
-from pipeline.safety.pii import KNOWN_ENTITIES
-from pipeline.workload.labels import COMPLEXITY, DOMAINS, LOAD_SHAPES, MODERATION_CATEGORIES
+from pipeline.vocabulary import (
+    COMPLEXITY,
+    DOMAINS,
+    KNOWN_ENTITIES,
+    LOAD_SHAPES,
+    MODERATION_CATEGORIES,
+)
 
 #: Signals a decision rule may test, with the Python type of their values. Besides these,
 #: ``keyword.<name>`` and ``embedding.<name>`` (bool) test the policy's own keyword and

@@ -32,7 +32,8 @@ from pipeline.evaluation.pii_eval import EVAL_SHARE, counts, scores
 from pipeline.evaluation.split import split_of
 from pipeline.policy import AnswerScreening, load_policy
 from pipeline.safety.answers import StreamScreen, is_refusal, screen_response
-from pipeline.safety.pii import KNOWN_ENTITIES, PiiSpan
+from pipeline.safety.pii import PiiSpan
+from pipeline.vocabulary import KNOWN_ENTITIES
 
 ROWS_PER_ANSWER = 8
 CHUNK_CHARS = 4

@@ -20,7 +20,7 @@ import yaml
 from pipeline.evaluation import short_turns
 from pipeline.evaluation.split import Split, split_of
 from pipeline.settings import PROJECT_ROOT
-from pipeline.workload.labels import MODERATION_CATEGORIES
+from pipeline.vocabulary import MODERATION_CATEGORIES
 
 DATA_ENV = "WRP_DATA_DIR"
 #: The moderation set's label codes, in the order of ``MODERATION_CATEGORIES``.

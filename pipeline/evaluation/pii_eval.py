@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipeline.evaluation.split import split_of
-from pipeline.safety.pii import KNOWN_ENTITIES, PiiSpan, find_pii
+from pipeline.safety.pii import PiiSpan, find_pii
+from pipeline.vocabulary import KNOWN_ENTITIES
 
 EVAL_SHARE = 0.3
 # The Presidio entity types our detectors cover (SECRET has no gold labels in this set).

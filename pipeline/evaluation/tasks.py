@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.evaluation import augment
 from pipeline.evaluation import datasets as ds
-from pipeline.workload.labels import COMPLEXITY, DOMAINS, MODERATION_CATEGORIES
+from pipeline.vocabulary import COMPLEXITY, DOMAINS, MODERATION_CATEGORIES
 
 #: Models whose MMLU-Pro correctness defines "strong" and "weak" (the 5 best and the 10 worst
 #: by overall accuracy in the shared correctness table).

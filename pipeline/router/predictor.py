@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.models.heads import sigmoid
 from pipeline.router.neighbours import KnnIndex
-from pipeline.workload.labels import COMPLEXITY, DOMAINS
+from pipeline.vocabulary import COMPLEXITY, DOMAINS
 
 VARIANTS = ("linear", "low_rank", "pairwise", "knn")
 

@@ -29,15 +29,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from operator import itemgetter
 
-KNOWN_ENTITIES: tuple[str, ...] = (
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "US_SSN",
-    "IP_ADDRESS",
-    "SECRET",
-)
+from pipeline.vocabulary import KNOWN_ENTITIES
+
 # Highest first: when two candidates overlap, the higher entity wins (then the longer span).
 PRIORITY: tuple[str, ...] = (
     "SECRET",

@@ -15,7 +15,7 @@ from pipeline.models.encoder import Encoder
 from pipeline.models.heads import Head, load_trained
 from pipeline.policy import Policy
 from pipeline.sessions import SessionMemory
-from pipeline.workload.labels import OTHER_DOMAIN
+from pipeline.vocabulary import OTHER_DOMAIN
 from pipeline.workload.language import LanguageDetector
 from pipeline.workload.load_shape import expected_output_tokens, load_shape
 from pipeline.workload.prefix import prefix_hashes

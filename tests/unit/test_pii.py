@@ -3,13 +3,13 @@
 import pytest
 
 from pipeline.safety.pii import (
-    KNOWN_ENTITIES,
     SCANNERS,
     PiiSpan,
     find_pii,
     redact,
     shannon_entropy,
 )
+from pipeline.vocabulary import KNOWN_ENTITIES
 
 # Test-only credentials: random strings in each vendor's format or documented example values
 # (AKIAIOSFODNN7EXAMPLE); none of them grants access. They are built from pieces so that secret

@@ -269,7 +269,7 @@ def test_graded_labels_are_kept_and_labels_out_of_range_are_refused_by_line(tmp_
 
 def test_feedback_corrects_the_predictors_level_for_a_model_and_decisions_record_it(tmp_path):
     from pipeline.router.predictor import SuccessPredictor, features
-    from pipeline.workload.labels import COMPLEXITY, DOMAINS
+    from pipeline.vocabulary import COMPLEXITY, DOMAINS
 
     dims = 8
     width = dims + len(DOMAINS) + len(COMPLEXITY)

@@ -20,7 +20,7 @@ from functools import cache
 import numpy as np
 
 from pipeline.router.strategies.base import Selection, SelectionContext, best, rounded
-from pipeline.workload.labels import COMPLEXITY, DOMAINS
+from pipeline.vocabulary import COMPLEXITY, DOMAINS
 
 PROJECTED = 8
 DIMENSIONS = len(DOMAINS) + len(COMPLEXITY) + 1 + PROJECTED

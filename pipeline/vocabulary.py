@@ -1,4 +1,8 @@
-"""Label sets of the learned signals; trained heads must use exactly these."""
+"""The shared vocabularies: names the policy validates against and the domain code produces.
+
+The label sets of the learned signals (trained heads must use exactly these) and the PII
+entity names of the detectors (Presidio's). No imports from the rest of the package.
+"""
 
 from __future__ import annotations
 
@@ -33,3 +37,13 @@ MODERATION_CATEGORIES: tuple[str, ...] = (
     "violence/graphic",
 )
 LOAD_SHAPES: tuple[str, ...] = ("prefill_heavy", "balanced", "decode_heavy")
+#: PII and secret entities the detectors find (``pipeline.safety.pii``), named as Presidio does.
+KNOWN_ENTITIES: tuple[str, ...] = (
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "SECRET",
+)

@@ -442,7 +442,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     """Print a policy file's errors, then its warnings, as ``path:line: severity: message``;
     2 when there is an error, else an ok line and 0."""
     from pipeline.policy import load_policy
-    from pipeline.policy_check import check_policy
+    from pipeline.preflight import check_policy
 
     findings = check_policy(args.file)
     for finding in findings:  # errors come first

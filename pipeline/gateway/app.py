@@ -62,7 +62,7 @@ from pipeline.gateway.keys import ApiKeys, key_id
 from pipeline.gateway.owners import RequestOwners
 from pipeline.gateway.responses import ResponsesRequest, Unsupported, chat_body, response_object
 from pipeline.openai_errors import openai_error
-from pipeline.policy_reload import PolicyWatcher
+from pipeline.policy.reload import PolicyWatcher
 from pipeline.settings import Settings
 from pipeline.tracing import TRACEPARENT_HEADER, tracing_for, valid_traceparent
 

@@ -9,7 +9,7 @@ from pipeline.policy import DecisionSpec, ModelCard, Policy
 
 
 def rule_values(envelope: Envelope) -> dict[str, Any]:
-    """The values decision rules can test (see ``pipeline.policy.RULE_SIGNALS``)."""
+    """The values decision rules can test (see ``pipeline.policy.rules.RULE_SIGNALS``)."""
     signals, safety = envelope.signals, envelope.safety
     assert signals is not None and safety is not None
     values: dict[str, Any] = signals.model_dump(

@@ -25,7 +25,7 @@ from pipeline.envelope import AnswerScreen, Attempt, Envelope, ErrorInfo, Outcom
 from pipeline.models.encoder import load_encoder
 from pipeline.models.heads import load_trained
 from pipeline.policy import AnswerScreening, CascadeConfig, Policy
-from pipeline.policy_reload import PolicyWatcher
+from pipeline.policy.reload import PolicyWatcher
 from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
 from pipeline.pool.dispatcher import Dispatcher, PoolCall
 from pipeline.pool.scrape import MetricsScraper

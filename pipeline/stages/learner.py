@@ -67,7 +67,7 @@ from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fol
 from pipeline.learn.judgements import ignore_reason, wait_for_outcome
 from pipeline.learn.usage import ended, fold_usage, newer, scope_owner, tracked
 from pipeline.policy import load_policy
-from pipeline.policy_reload import PolicyWatcher
+from pipeline.policy.reload import PolicyWatcher
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ from pipeline.envelope import (
 )
 from pipeline.learn.usage import scope_owner, used
 from pipeline.policy import Budget
-from pipeline.policy_reload import PolicyWatcher
+from pipeline.policy.reload import PolicyWatcher
 from pipeline.router import caching
 from pipeline.router.budgets import Reservation, Reservations, over_budget
 from pipeline.router.cache import CachedAnswer, SemanticCache

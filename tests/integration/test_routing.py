@@ -20,7 +20,7 @@ from pipeline.client import replay, send_feedback, start_producer
 from pipeline.envelope import Envelope, Feedback, RouterState
 from pipeline.learn.evidence import length_sampled
 from pipeline.models.encoder import load_encoder
-from pipeline.policy_reload import policy_version
+from pipeline.policy.reload import policy_version
 from pipeline.router.predictor import features, load_predictor
 from tests.integration.conftest import run
 from tests.integration.helpers import eventually, read_topic, request

@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.policy_check import Finding, check_policy, locate
+from pipeline.policy.check import Finding, locate
+from pipeline.preflight import check_policy
 from pipeline.settings import DEFAULT_POLICY
 
 DEFAULT_TEXT = DEFAULT_POLICY.read_text()

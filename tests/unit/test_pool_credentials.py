@@ -10,13 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.policy import Endpoint, Pool, PoolAuth, load_policy
-from pipeline.policy_check import check_policy
 from pipeline.pool.client import PoolHTTPError, chat
 from pipeline.pool.credentials import missing_secrets, resolve_headers
 from pipeline.pool.dispatcher import Dispatcher
 from pipeline.pool.scrape import MetricsScraper
 from pipeline.pool.selection import RequestShape
 from pipeline.pool.simulator import simulator_app
+from pipeline.preflight import check_policy
 from pipeline.settings import DEFAULT_POLICY
 from tests.unit.test_policy_check import edited, errors, line_of, warnings, write
 from tests.unit.test_simulator_dispatch import MODEL, body, clients, served

@@ -9,8 +9,11 @@ valid policy it then looks for routing mistakes:
 * warning: a decision that can never match because an earlier one matches all it would;
 * warning: two decisions at the same priority that may match the same request;
 * warning: a decision that lists a model twice;
-* error: a secret a pool's ``auth`` names (env var or file) that this environment lacks, by
-  name; warning: credentials sent over plain http to a host that is not loopback.
+* warning: a cost weight below 0;
+
+and runs the ``checks`` it is given: the domains' checks of what the policy names outside the
+file (the secrets a pool's ``auth`` names, the success predictor a decision reads), which
+:mod:`pipeline.preflight` passes.
 
 The rule analysis is sound but incomplete: it reasons over conjunctions of simple conditions
 (the ``all`` conditions, one ``any`` alternative at a time and a negated equals/not_equals
@@ -21,16 +24,16 @@ in general, so a clean check does not mean no decision is shadowed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import ParseResult, urlparse
 
 import yaml
 
-from pipeline.policy import Condition, DecisionSpec, Policy, PolicyError, Rule, load_policy
-from pipeline.pool.credentials import missing_secrets
+from pipeline.policy.document import Policy, PolicyError, load_policy
+from pipeline.policy.router import DecisionSpec
+from pipeline.policy.rules import Condition, Rule
 
 Severity = Literal["error", "warning"]
 
@@ -49,6 +52,10 @@ class Finding:
     def format(self, path: Path | str) -> str:
         where = f"{path}:{self.line}" if self.line is not None else str(path)
         return f"{where}: {self.severity}: {self.message}"
+
+
+#: A check of a valid policy whose YAML node tree is given, added by the domain it concerns.
+PolicyCheck = Callable[[Policy, yaml.Node], Iterable[Finding]]
 
 
 # --- locating a dotted path in the YAML node tree -------------------------------------------
@@ -238,7 +245,7 @@ def disjoint(a: Rule, b: Rule) -> bool:
 # --- the checks -------------------------------------------------------------------------------
 
 
-def _decision_paths(policy: Policy) -> dict[int, str]:
+def decision_paths(policy: Policy) -> dict[int, str]:
     """``id(decision)`` -> its dotted path in the file."""
     paths = {id(d): f"router.decisions[{i}]" for i, d in enumerate(policy.router.decisions)}
     paths[id(policy.router.default)] = "router.default"
@@ -301,74 +308,6 @@ def _duplicate_findings(spec: DecisionSpec, path: str, root: yaml.Node) -> Itera
             )
 
 
-def _predictor_findings(
-    policy: Policy, paths: dict[int, str], root: yaml.Node
-) -> Iterator[Finding]:
-    """Decisions of strategy ``predicted``: a predictor to read, that knows the candidates and
-    that beat always-one-model on its validation rows at the decision's cost weight."""
-    from pipeline.router.predictor import load_predictor
-
-    router = policy.router
-    specs = [s for s in [*router.decisions, router.default] if s.strategy == "predicted"]
-    if not specs:
-        return
-    if router.predictor.path is None:
-        for spec in specs:
-            yield Finding(
-                "warning",
-                locate(root, f"{paths[id(spec)]}.strategy"),
-                f"decision {spec.name!r} uses strategy predicted but router.predictor.path is "
-                "not set: it routes on the cards' priors; train one with `wrp router train`",
-            )
-        return
-    try:
-        predictor = load_predictor(router.predictor.path)
-    except (OSError, KeyError, ValueError) as exc:
-        yield Finding(
-            "error",
-            locate(root, "router.predictor.path"),
-            f"cannot read the success predictor {router.predictor.path}: {exc}",
-        )
-        return
-    for spec in specs:
-        where = locate(root, paths[id(spec)])
-        unknown = [m for m in spec.models if m not in predictor.models]
-        if unknown:
-            yield Finding(
-                "warning",
-                where,
-                f"the success predictor has no estimate for {', '.join(unknown)} of decision "
-                f"{spec.name!r}: they are scored by the kNN index or the card's prior",
-            )
-        if not predictor.guard:
-            yield Finding(
-                "warning",
-                where,
-                f"decision {spec.name!r}: the success predictor has no held-out comparison with "
-                "always sending everything to one model (too few requests labelled for every "
-                "model), so nothing stops it routing worse than one model; label some requests "
-                "for every candidate and retrain",
-            )
-            continue
-        default = spec.cost_weight if spec.cost_weight is not None else router.cost_weight
-        weights = {"": default} | {
-            f" for tenant {name!r}": t.cost_weight
-            for name, t in router.tenants.items()
-            if t.cost_weight is not None
-        }
-        for who, weight in weights.items():
-            point = predictor.guard_at(weight)
-            if point is not None and not point.beats:
-                yield Finding(
-                    "warning",
-                    where,
-                    f"decision {spec.name!r}{who}: on its validation rows the success predictor "
-                    f"did not beat always sending everything to {point.model} at cost weight "
-                    f"{weight:g}, so the decision routes like {point.model}; label more requests "
-                    "and retrain, or use strategy static",
-                )
-
-
 def _negative_weight_findings(
     policy: Policy, paths: dict[int, str], root: yaml.Node
 ) -> Iterator[Finding]:
@@ -392,42 +331,13 @@ def _negative_weight_findings(
             )
 
 
-def _credential_findings(policy: Policy, root: yaml.Node) -> Iterator[Finding]:
-    """Secrets a pool's auth names that this environment lacks (by name: the values are never
-    read into a finding), and credentials that would cross the network in clear text."""
-    for path, name in missing_secrets(policy):
-        yield Finding(
-            "error",
-            locate(root, path),
-            f"{path}: missing secret: {name}; set it where dispatch runs (its calls to the pool "
-            "fail with pool_misconfigured until it is)",
-        )
-    for i, pool in enumerate(policy.pools):
-        for j, endpoint in enumerate(pool.endpoints):
-            url = urlparse(endpoint.url)
-            if pool.endpoint_auth(endpoint) and url.scheme == "http" and not _loopback(url):
-                yield Finding(
-                    "warning",
-                    locate(root, f"pools[{i}].endpoints[{j}].url"),
-                    f"pool {pool.name!r} sends credentials to {endpoint.url} over plain http: "
-                    "anyone on the path can read them; use https",
-                )
-
-
-def _loopback(url: ParseResult) -> bool:
-    return url.hostname in ("localhost", "127.0.0.1", "::1")
-
-
-def analyse(policy: Policy, root: yaml.Node) -> list[Finding]:
-    """Routing mistakes of a valid policy whose YAML node tree is ``root``, and pool secrets
-    missing from this environment."""
-    paths = _decision_paths(policy)
+def analyse(policy: Policy, root: yaml.Node, checks: Sequence[PolicyCheck] = ()) -> list[Finding]:
+    """Routing mistakes of a valid policy whose YAML node tree is ``root``, and the findings
+    of ``checks``."""
+    paths = decision_paths(policy)
     line = {key: locate(root, path) for key, path in paths.items()}
-    findings: list[Finding] = [
-        *_predictor_findings(policy, paths, root),
-        *_negative_weight_findings(policy, paths, root),
-        *_credential_findings(policy, root),
-    ]
+    findings: list[Finding] = [finding for check in checks for finding in check(policy, root)]
+    findings += _negative_weight_findings(policy, paths, root)
     for spec in policy.router.decisions:  # the default's rule is never tested
         findings += _context_findings(policy, spec, paths[id(spec)], root)
     for spec in [*policy.router.decisions, policy.router.default]:
@@ -485,8 +395,9 @@ def _compose(path: Path) -> yaml.Node | Finding:
     return root if root is not None else Finding("error", 1, "the file is empty")
 
 
-def check_policy(path: Path | str) -> list[Finding]:
-    """Every problem of the policy file at ``path``, errors first, each with its line."""
+def check_policy(path: Path | str, checks: Sequence[PolicyCheck] = ()) -> list[Finding]:
+    """Every problem of the policy file at ``path`` (with ``checks`` run on a valid one), errors
+    first, each with its line."""
     path = Path(path)
     root = _compose(path)
     if isinstance(root, Finding):
@@ -495,4 +406,4 @@ def check_policy(path: Path | str) -> list[Finding]:
         policy = load_policy(path)
     except PolicyError as exc:
         return _sorted([_locate_problem(root, p) for p in exc.problems])
-    return _sorted(analyse(policy, root))
+    return _sorted(analyse(policy, root, checks))

@@ -16,7 +16,7 @@ import logging
 import time
 from pathlib import Path
 
-from pipeline.policy import Policy, PolicyError, load_policy
+from pipeline.policy.document import Policy, PolicyError, load_policy
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,8 @@
-"""Per-stage HTTP server: ``/healthz`` and Prometheus ``/metrics`` (plus any stage routes)."""
+"""Per-stage ``/healthz`` and Prometheus ``/metrics`` (plus any stage routes); served with
+:func:`pipeline.http_server.serve_http`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Iterator
-
-import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -81,14 +77,6 @@ class StageMetrics:
         return generate_latest(self.registry)
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn server that leaves signal handling to the stage runner."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def health_app(stage: str, metrics: StageMetrics, status: dict[str, object]) -> FastAPI:
     app = FastAPI(title=f"wrp {stage}")
 
@@ -103,17 +91,3 @@ def health_app(stage: str, metrics: StageMetrics, status: dict[str, object]) -> 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-async def serve_http(
-    app: FastAPI, port: int, host: str = "127.0.0.1"
-) -> tuple[asyncio.Task[None], _QuietServer]:
-    """Start ``app`` on ``host:port`` inside the running loop."""
-    server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # raises the bind error
-            raise RuntimeError(f"HTTP server on {host}:{port} stopped while starting")
-        await asyncio.sleep(0.02)
-    return task, server

@@ -48,7 +48,7 @@ from pipeline.bus.catalog import STAGE_HEALTH, load_catalog
 from pipeline.bus.clients import FetchPacer, broker_topics, new_consumer, new_producer
 from pipeline.bus.codec import REQUEST_ID_HEADER, encode
 from pipeline.bus.gaps import OffsetGaps
-from pipeline.bus.health import StageMetrics, health_app, serve_http
+from pipeline.bus.health import StageMetrics, health_app
 from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.offsets import CommitSchedule, OffsetProgress
 from pipeline.bus.replies import ReplyTopics
@@ -62,6 +62,7 @@ from pipeline.bus.stage import (
     recorded,
 )
 from pipeline.envelope import Envelope
+from pipeline.http_server import serve_http
 from pipeline.settings import Settings
 from pipeline.tracing import TRACEPARENT_HEADER, request_id_of, request_id_var, tracing_for
 

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from fastapi import FastAPI
 
-from pipeline.bus.health import serve_http
+from pipeline.http_server import serve_http
 from pipeline.policy import load_policy
 from pipeline.pool.engine import EngineConfig
 from pipeline.pool.simulator import simulator_app

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from pipeline.bus.health import serve_http
+from pipeline.http_server import serve_http
 
 MODES = ("ok", "slow", "500", "429", "garbage", "half", "hang", "400", "hold")
 #: ``switch-<name>`` -> the mode it answers with now (the server runs in the test process).

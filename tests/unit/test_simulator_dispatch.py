@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from pipeline.bus.health import serve_http
+from pipeline.http_server import serve_http
 from pipeline.policy import Endpoint, Pool, SelectionConfig
 from pipeline.pool.client import PoolHTTPError, _Assembler, chat
 from pipeline.pool.dispatcher import Dispatcher

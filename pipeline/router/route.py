@@ -17,7 +17,7 @@ from pipeline.router.sticky import SessionTurn, hold
 from pipeline.router.strategies import STRATEGIES
 from pipeline.router.strategies.base import SelectionContext
 from pipeline.router.strategies.pool_aware import usable
-from pipeline.safety.screen import tighten
+from pipeline.safety.verdict import tighten
 from pipeline.sessions import SessionMemory
 
 EXPLICIT = "explicit"

@@ -27,7 +27,7 @@ from pipeline.safety.scan import (
     detector_scores,
     plan,
 )
-from pipeline.safety.screen import Scores, verdict
+from pipeline.safety.verdict import Scores, verdict
 from pipeline.sessions import SessionMemory
 
 #: Windows whose scores are remembered (system prompts and earlier turns come back each turn).

@@ -52,7 +52,7 @@ from pipeline.router.route import (
     decision_spec,
     route,
 )
-from pipeline.safety.screen import redact_request, refusal_response
+from pipeline.safety.verdict import redact_request, refusal_response
 
 #: Longest a fetch of ``wrp.usage`` waits for new records while budgets are in force (the lag
 #: they may act late by); without budgets the tail idles like the other tables.

@@ -10,8 +10,8 @@ from pipeline.bus.stage import Inbound, Outbound, Output, Stage
 from pipeline.envelope import Envelope, Result, now
 from pipeline.models.encoder import load_encoder
 from pipeline.policy import load_policy
-from pipeline.safety.screen import redact_request, refusal_response, to_redact
 from pipeline.safety.screener import Screener
+from pipeline.safety.verdict import redact_request, refusal_response, to_redact
 
 
 class SafetyStage(Stage):

@@ -2,8 +2,8 @@ from pipeline.envelope import ChatRequest, Envelope, RequestSection, SafetyHit, 
 from pipeline.models.encoder import load_encoder
 from pipeline.policy import ContrastiveConfig, ScanConfig, load_policy
 from pipeline.safety.scan import plan
-from pipeline.safety.screen import Scores, redact_request, verdict
 from pipeline.safety.screener import Screener
+from pipeline.safety.verdict import Scores, redact_request, verdict
 from pipeline.settings import DEFAULT_POLICY
 from pipeline.workload.extractor import SignalExtractor
 

@@ -123,8 +123,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_sim_fleet(args: argparse.Namespace) -> int:
     from pipeline.policy import Endpoint, PolicyError, Pool, SelectionConfig, load_policy
-    from pipeline.pool import fleet, traces
     from pipeline.pool.gpu import MODELS
+    from pipeline.pool.sim import fleet, traces
 
     if not args.trace:
         print(
@@ -181,7 +181,7 @@ def cmd_sim_fleet(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from pipeline.pool.sim_server import serve_policy_pools, serve_single
+    from pipeline.pool.sim.server import serve_policy_pools, serve_single
 
     if args.mode == "fleet":
         return cmd_sim_fleet(args)
@@ -286,7 +286,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline.client import load_workload, replay
-    from pipeline.pool import traces
+    from pipeline.pool.sim import traces
 
     settings = _settings(args)
     schedule = None
@@ -462,7 +462,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.demo.run import run_demo
 
     return run_demo(_settings(args), Path(args.workload), args.rate)
 
@@ -493,36 +493,36 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "classify":
-        from pipeline.bench_classify import run_classify_bench
+        from pipeline.bench.classify import run_classify_bench
 
         report = run_classify_bench(_settings(args), args.n, args.threads)
     elif args.target == "gateway":
-        from pipeline.bench_gateway import run_gateway_bench
+        from pipeline.bench.gateway import run_gateway_bench
 
         report = run_gateway_bench(_settings(args), args.n)
     elif args.target == "envelope":
-        from pipeline.bench_envelope import run_envelope_bench
+        from pipeline.bench.envelope import run_envelope_bench
 
         report = run_envelope_bench(_settings(args), args.saturate, args.duration)
     elif args.target == "analytics":
-        from pipeline.bench_analytics import run_analytics_bench
+        from pipeline.bench.analytics import run_analytics_bench
 
         report = run_analytics_bench(_settings(args), args.rows, args.total, repeat=5)
     elif args.target == "budgets":
-        from pipeline.bench_budgets import run_budgets_bench
+        from pipeline.bench.budgets import run_budgets_bench
 
         report = run_budgets_bench(_settings(args), args.n)
     elif args.target == "answers":
-        from pipeline.bench_answers import run_answers_bench
+        from pipeline.bench.answers import run_answers_bench
 
         report = run_answers_bench(_settings(args), args.chunks_per_read)
     elif args.target == "pools":
-        from pipeline.bench_pools import run_pools_bench
+        from pipeline.bench.pools import run_pools_bench
 
         run_pools_bench(_settings(args).state_dir / "bench", args.limit)
         return 0
     else:
-        from pipeline.bench import run_pipeline_bench
+        from pipeline.bench.overhead import run_pipeline_bench
 
         report = run_pipeline_bench(_settings(args), args.rate, args.duration)
     print(json.dumps(report, indent=2))
@@ -658,10 +658,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2) if args.json else routing.render(report))
         return 0
     if args.target == "answers":
-        from pipeline.evaluation import answers_eval, datasets
+        from pipeline.evaluation import answers_eval
+        from pipeline.settings import data_dir
 
         settings = _settings(args)
-        report = answers_eval.eval_answers(settings.policy, datasets.data_dir())
+        report = answers_eval.eval_answers(settings.policy, data_dir())
         print(json.dumps(report, indent=2) if args.json else answers_eval.render(report))
         return 0
     from pipeline.evaluation.run import eval_safety, eval_signals, render
@@ -673,9 +674,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_tools(args: argparse.Namespace) -> int:
     from pipeline.evaluation import tool_selection
-    from pipeline.evaluation.datasets import data_dir
     from pipeline.models.encoder import load_encoder
     from pipeline.policy import load_policy
+    from pipeline.settings import data_dir
 
     settings = _settings(args)
     policy = load_policy(settings.policy)
@@ -1157,10 +1158,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.bus.broker import BrokerError
     from pipeline.bus.runner import MissingTopics
-    from pipeline.evaluation.datasets import DataMissing
     from pipeline.models.encoder import ModelNotFound
     from pipeline.models.heads import HeadMissing
     from pipeline.policy import PolicyError
+    from pipeline.settings import DataMissing
     from pipeline.stack import StackError
 
     if args.command in ("publish", "replay", "feedback"):

@@ -16,7 +16,7 @@ from pipeline.pool.credentials import missing_secrets, resolve_headers
 from pipeline.pool.dispatcher import Dispatcher
 from pipeline.pool.scrape import MetricsScraper
 from pipeline.pool.selection import RequestShape
-from pipeline.pool.simulator import simulator_app
+from pipeline.pool.sim.simulator import simulator_app
 from pipeline.settings import DEFAULT_POLICY
 from tests.unit.test_policy_check import edited, errors, line_of, warnings, write
 from tests.unit.test_simulator_dispatch import MODEL, body, clients, served

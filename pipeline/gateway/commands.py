@@ -23,7 +23,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             key = new_key(args.tenant, path)
             print(f"{key}\n(shown once; only its SHA-256 is kept, in {path})")
             return 0
-        keys = ApiKeys.fromsettings_from(settings)
+        keys = ApiKeys.from_settings(settings)
         keys.require()
     except KeysError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,8 @@ DEFAULT_POLICY = PROJECT_ROOT / "policies" / "default.yaml"
 CATALOG_PATH = PROJECT_ROOT / "topics" / "catalog.yaml"
 SCHEMAS_DIR = PROJECT_ROOT / "topics" / "schemas"
 DEMO_WORKLOAD = PROJECT_ROOT / "workloads" / "demo.jsonl"
+#: Env var naming the third-party data directory (default ``../shared/data`` beside the project).
+DATA_ENV = "WRP_DATA_DIR"
 
 #: Offset of each stage's /healthz + /metrics port from ``metrics_port_base``.
 STAGE_PORT_OFFSETS = {
@@ -193,3 +195,18 @@ class Settings(BaseModel):
         """A stage's health port; a fused stage (``signals+safety+router``) takes its first
         stage's, which it replaces."""
         return self.metrics_port_base + STAGE_PORT_OFFSETS[stage.split("+")[0]]
+
+
+class DataMissing(RuntimeError):
+    """The shared data directory (or a file in it) is absent."""
+
+
+def data_dir() -> Path:
+    """``$WRP_DATA_DIR`` or ``../shared/data`` beside the project; raises :class:`DataMissing`."""
+    root = Path(os.environ.get(DATA_ENV) or PROJECT_ROOT.parent / "shared" / "data")
+    if not root.is_dir():
+        raise DataMissing(
+            f"shared data not found at {root}: set {DATA_ENV} to the directory holding "
+            "routing/, safety/, pii/, benign_prompts/ (see shared/data/README.md)"
+        )
+    return root

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,9 @@ import yaml
 
 from pipeline.evaluation import short_turns
 from pipeline.evaluation.split import Split, split_of
-from pipeline.settings import PROJECT_ROOT
+from pipeline.settings import DataMissing
 from pipeline.vocabulary import MODERATION_CATEGORIES
 
-DATA_ENV = "WRP_DATA_DIR"
 #: The moderation set's label codes, in the order of ``MODERATION_CATEGORIES``.
 MODERATION_CODES = dict(
     zip(("S", "H", "V", "HR", "SH", "S3", "H2", "V2"), MODERATION_CATEGORIES, strict=True)
@@ -62,21 +60,6 @@ def family(source: str) -> str:
 DONOTANSWER_HARMFUL = ("malicious_uses", "information_hazard")
 #: Benign prompts per source used for jailbreak training (MMLU-Pro alone has 12k).
 BENIGN_TRAIN_CAP = 3000
-
-
-class DataMissing(RuntimeError):
-    """The shared data directory (or a file in it) is absent."""
-
-
-def data_dir() -> Path:
-    """``$WRP_DATA_DIR`` or ``../shared/data`` beside the project; raises :class:`DataMissing`."""
-    root = Path(os.environ.get(DATA_ENV) or PROJECT_ROOT.parent / "shared" / "data")
-    if not root.is_dir():
-        raise DataMissing(
-            f"shared data not found at {root}: set {DATA_ENV} to the directory holding "
-            "routing/, safety/, pii/, benign_prompts/ (see shared/data/README.md)"
-        )
-    return root
 
 
 def data_file(root: Path, relative: str) -> Path:

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.envelope import ImplicitLabel
-from pipeline.evaluation.datasets import data_dir, data_file
+from pipeline.evaluation.datasets import data_file
 from pipeline.evaluation.embedding_cache import EmbeddingCache
 from pipeline.evaluation.split import split_of
 from pipeline.learn.implicit import IMPLICIT_LABELS, classify_next_turn, text_digest
 from pipeline.policy import ImplicitConfig
+from pipeline.settings import data_dir
 
 LABELS_PATH = Path(__file__).with_name("implicit_labels.csv")
 HH_RLHF = "safety/hh_rlhf/harmless_base_test.jsonl.gz"

@@ -68,7 +68,7 @@ from pipeline.policy import KnnConfig, Policy, SignalsConfig, load_policy
 from pipeline.router.labelled import Labelled
 from pipeline.router.route import RouterRuntime, route
 from pipeline.router.strategies.cascade import failed_check
-from pipeline.settings import Settings
+from pipeline.settings import DataMissing, Settings, data_dir
 
 STRONG = "gpt-4-1106-preview"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -321,7 +321,7 @@ def mmlu_pro_bench(root: Path, signaller: Signaller) -> tuple[Bench, dict, dict]
     frame = datasets.mmlu_pro(root)
     models = [c.removesuffix("_5shots") for c in frame.columns if c.endswith("_5shots")]
     if sorted(models) != sorted(prices):
-        raise datasets.DataMissing(
+        raise DataMissing(
             f"MMLU-Pro correctness has models {sorted(models)} but {PRICES_FILE.name} prices "
             f"{sorted(prices)}: make them agree"
         )
@@ -564,7 +564,7 @@ def online(bench: Bench, rows: np.ndarray, signals: SignalsConfig, router: dict)
 def eval_routing(settings: Settings, out: Path) -> dict:
     """Run parts 1-3, write ``routing.json`` and ``routing.png`` to ``out``; the report."""
     started = time.perf_counter()
-    root = datasets.data_dir()
+    root = data_dir()
     policy = load_policy(settings.policy)
     signaller = Signaller(policy, _cache(settings))
     report: dict[str, Any] = {

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 
-from pipeline.evaluation import datasets
 from pipeline.evaluation.embedding_cache import EmbeddingCache
+from pipeline.evaluation.head_training import evaluate, train
 from pipeline.evaluation.pii_eval import evaluate_pii
 from pipeline.evaluation.safety_eval import evaluate_decision
 from pipeline.evaluation.tasks import TASKS
 from pipeline.models.encoder import load_encoder
 from pipeline.models.heads import load_trained
-from pipeline.models.training import evaluate, train
 from pipeline.policy import load_policy
-from pipeline.settings import Settings
+from pipeline.settings import Settings, data_dir
 
 SIGNAL_HEADS = ("domain", "complexity")
 SAFETY_HEADS = ("safety", "moderation")
@@ -28,14 +27,14 @@ def _cache(settings: Settings) -> EmbeddingCache:
 
 
 def train_heads(settings: Settings, names: list[str]) -> None:
-    root = datasets.data_dir()
+    root = data_dir()
     cache = _cache(settings)
     for name in names:
         train(name, root, cache)
 
 
 def evaluate_heads(settings: Settings, names: tuple[str, ...]) -> dict:
-    root = datasets.data_dir()
+    root = data_dir()
     cache = _cache(settings)
     report = {}
     for name in names:
@@ -58,7 +57,7 @@ def eval_safety(settings: Settings) -> dict:
     cache = _cache(settings)
     report = evaluate_heads(settings, SAFETY_HEADS)
     report["decision"] = evaluate_decision(load_policy(settings.policy), cache)
-    report["pii"] = evaluate_pii(datasets.data_dir() / "pii" / "presidio_synth_dataset_v2.json")
+    report["pii"] = evaluate_pii(data_dir() / "pii" / "presidio_synth_dataset_v2.json")
     return report
 
 

@@ -24,11 +24,12 @@ import numpy as np
 from pipeline.envelope import ChatRequest, Envelope, RequestSection, Safety
 from pipeline.evaluation import datasets as ds
 from pipeline.evaluation.embedding_cache import EmbeddingCache
+from pipeline.evaluation.head_training import fit
 from pipeline.evaluation.tasks import TASKS, Task
 from pipeline.models.heads import load_trained
-from pipeline.models.training import fit
 from pipeline.policy import Policy
 from pipeline.safety.screener import Screener
+from pipeline.settings import data_dir
 from pipeline.workload.extractor import SignalExtractor
 
 #: Actions a user notices (a redacted request is still answered).
@@ -76,7 +77,7 @@ class Harness:
     def __init__(self, policy: Policy, cache: EmbeddingCache, task: Task) -> None:
         self.policy, self.cache, self.task = policy, cache, task
         self.extractor = SignalExtractor(policy, cache.encoder)
-        self.systems = {t.text: system for t, system in ds.injection_cases(ds.data_dir())}
+        self.systems = {t.text: system for t, system in ds.injection_cases(data_dir())}
         self._built: dict[int, Envelope] = {}
 
     def envelopes(self, rows: list[int], sessions: bool = False) -> list[Envelope]:
@@ -128,7 +129,7 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 
 def evaluate_decision(policy: Policy, cache: EmbeddingCache) -> dict:
-    task = TASKS["safety"](ds.data_dir())
+    task = TASKS["safety"](data_dir())
     harness = Harness(policy, cache, task)
     shipped = load_trained("safety", cache.encoder.name, cache.encoder.max_tokens)
     screener = Screener(policy, cache.encoder)

@@ -39,7 +39,7 @@ from pipeline.evaluation.routing_replay import ALLOWED, ROUTER_SEED
 from pipeline.evaluation.split import split_of
 from pipeline.policy import Policy
 from pipeline.router.route import RouterRuntime, route
-from pipeline.settings import DEMO_WORKLOAD
+from pipeline.settings import DEMO_WORKLOAD, data_dir
 from pipeline.workload.extractor import SignalExtractor
 from pipeline.workload.structural import MESSAGE_OVERHEAD_TOKENS, routing_text
 
@@ -340,7 +340,7 @@ def tuned_margin(sections: list[dict]) -> str:
 def eval_sticky(policy: Policy, cache: EmbeddingCache, out: Path) -> dict:
     """Tune the margin on half the sessions of every set (a hash of the first turn's text),
     report the default policy on the other half."""
-    root = datasets.data_dir()
+    root = data_dir()
     sets = {
         "demo": demo_sessions(),
         "mt_bench": mt_bench_sessions(root),

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from pipeline.evaluation.datasets import DataMissing, data_dir
+from pipeline.settings import DataMissing, data_dir
 
 SPEC = "openai_spec/openapi.yaml"
 

@@ -8,8 +8,9 @@ import pytest
 
 from pipeline.client import replay
 from pipeline.policy import load_policy
-from pipeline.pool import traces
 from pipeline.pool.scrape import parse_vllm_metrics
+from pipeline.pool.sim import traces
+from pipeline.settings import DataMissing
 from tests.integration.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_a_mooncake_replay_is_answered_and_hits_the_prefix_cache(stack):
     try:
         traced = traces.load_trace("mooncake", 12)
-    except traces.datasets.DataMissing as exc:
+    except DataMissing as exc:
         pytest.skip(str(exc))
     (endpoint,) = load_policy(stack.settings.policy).pool("long").endpoints
     before = parse_vllm_metrics(httpx.get(f"{endpoint.url}/metrics").text)

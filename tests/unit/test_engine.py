@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipeline.pool.engine import Engine, EngineConfig, Iteration, SimRequest
 from pipeline.pool.gpu import GPUS, MODELS, iteration_s, kv_blocks
+from pipeline.pool.sim.engine import Engine, EngineConfig, Iteration, SimRequest
 
 LLAMA_8B = MODELS["llama-3.1-8b"]
 

@@ -9,12 +9,12 @@ from typing import Any
 import pydantic
 import pytest
 
-from pipeline.bench_pools import pool_of, split, tiered
+from pipeline.bench.pools import pool_of, split, tiered
 from pipeline.policy import Endpoint, Pool, SelectionConfig
-from pipeline.pool import fleet
-from pipeline.pool.engine import Engine, SimRequest
 from pipeline.pool.gpu import GPUS, MODELS
-from pipeline.pool.traces import MOONCAKE_BLOCK, TraceRequest, engine_block_hashes
+from pipeline.pool.sim import fleet
+from pipeline.pool.sim.engine import Engine, SimRequest
+from pipeline.pool.sim.traces import MOONCAKE_BLOCK, TraceRequest, engine_block_hashes
 
 MODEL = "llama-3.1-8b"
 REPORT = fleet._report

@@ -5,7 +5,6 @@ import csv
 
 import pytest
 
-from pipeline.evaluation.datasets import DataMissing, data_dir
 from pipeline.evaluation.implicit_eval import (
     FRESH_SAMPLE,
     HH_SAMPLE,
@@ -16,6 +15,7 @@ from pipeline.evaluation.implicit_eval import (
     scores,
 )
 from pipeline.learn.implicit import IMPLICIT_LABELS
+from pipeline.settings import DataMissing, data_dir
 
 
 def shared_data():

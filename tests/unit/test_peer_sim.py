@@ -8,7 +8,7 @@ pytest.importorskip(
     reason="vllm-sr-sim (import name fleet_sim) is not installed: pip install -e '.[dev]'",
 )
 
-from pipeline.pool import peer_sim
+from pipeline.pool.sim import peer_sim
 
 RNG = np.random.default_rng(7)
 PROMPTS = RNG.integers(50, 3000, 400)

@@ -15,7 +15,7 @@ from pipeline.pool.credentials import missing_secrets, resolve_headers
 from pipeline.pool.dispatcher import Dispatcher
 from pipeline.pool.scrape import MetricsScraper
 from pipeline.pool.selection import RequestShape
-from pipeline.pool.simulator import simulator_app
+from pipeline.pool.sim.simulator import simulator_app
 from pipeline.preflight import check_policy
 from pipeline.settings import DEFAULT_POLICY
 from tests.unit.test_policy_check import edited, errors, line_of, warnings, write

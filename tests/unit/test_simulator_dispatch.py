@@ -20,7 +20,7 @@ from pipeline.pool.client import PoolHTTPError, _Assembler, chat
 from pipeline.pool.dispatcher import Dispatcher
 from pipeline.pool.scrape import MetricsScraper, parse_vllm_metrics
 from pipeline.pool.selection import RequestShape
-from pipeline.pool.simulator import simulator_app
+from pipeline.pool.sim.simulator import simulator_app
 
 MODEL = "sim-model"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(400))

@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation import datasets
 from pipeline.evaluation import tool_selection as ev
 from pipeline.models.encoder import load_encoder
 from pipeline.policy import load_policy
+from pipeline.settings import DataMissing, data_dir
 from pipeline.workload.tool_selection import ToolSelector, tool_name
 
 try:
-    ROOT = datasets.data_dir()
+    ROOT = data_dir()
     ROWS = ev.load_rows(ROOT)
-except datasets.DataMissing as exc:
+except DataMissing as exc:
     pytest.skip(
         f"shared BFCL data absent, tool selection not evaluated: {exc}", allow_module_level=True
     )

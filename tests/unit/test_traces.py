@@ -3,10 +3,10 @@
 import pytest
 
 from pipeline.envelope import RequestSection
-from pipeline.evaluation import datasets
-from pipeline.pool import traces
 from pipeline.pool.blocks import estimate_tokens, text_block_hashes
-from pipeline.pool.traces import TraceRequest
+from pipeline.pool.sim import traces
+from pipeline.pool.sim.traces import TraceRequest
+from pipeline.settings import DataMissing
 
 ROWS = 300
 
@@ -19,7 +19,7 @@ def mooncake(index: int, blocks: tuple[int, ...], tokens: int) -> TraceRequest:
 def loaded(request) -> list[TraceRequest]:
     try:
         return traces.load_trace(request.param, limit=ROWS)
-    except datasets.DataMissing as exc:
+    except DataMissing as exc:
         pytest.skip(f"shared data absent, traces not loaded: {exc}")
 
 
@@ -98,5 +98,5 @@ def test_prefix_reuse_share_counts_tokens_in_blocks_seen_before():
 def test_unknown_trace_names_the_known_ones(tmp_path):
     with pytest.raises(traces.UnknownTrace, match="azure-conv, azure-code, mooncake"):
         traces.load_trace("sharegpt")
-    with pytest.raises(datasets.DataMissing, match="WRP_DATA_DIR"):
+    with pytest.raises(DataMissing, match="WRP_DATA_DIR"):
         traces.load_trace("mooncake", data_dir=tmp_path)

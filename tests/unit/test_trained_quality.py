@@ -8,10 +8,11 @@ from pipeline.evaluation.heads_eval import risk_flags
 from pipeline.evaluation.tasks import domain_task
 from pipeline.models.encoder import load_encoder
 from pipeline.models.heads import load_trained
+from pipeline.settings import DataMissing, data_dir
 
 try:
-    ROOT = datasets.data_dir()
-except datasets.DataMissing as exc:
+    ROOT = data_dir()
+except DataMissing as exc:
     pytest.skip(f"shared data absent, quality floors not checked: {exc}", allow_module_level=True)
 
 

@@ -1,6 +1,6 @@
 """``wrp sim``: an OpenAI-compatible endpoint whose timing comes from a vLLM engine model.
 
-Each endpoint runs one :class:`~pipeline.pool.engine.Engine` (continuous batching, chunked
+Each endpoint runs one :class:`~pipeline.pool.sim.engine.Engine` (continuous batching, chunked
 prefill, KV blocks, prefix cache, preemption) on a GPU profile, steps it on a clock that runs
 ``speed`` times faster than real time, and streams each request's tokens as the engine produces
 them. ``/metrics`` uses vLLM's metric names; times in it are simulated seconds (what vLLM on that
@@ -35,8 +35,8 @@ from pydantic import ValidationError
 from pipeline.envelope import ChatRequest
 from pipeline.openai_errors import openai_error
 from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
-from pipeline.pool.engine import Engine, EngineConfig, Iteration, SimRequest
 from pipeline.pool.gpu import GPUS, MODELS
+from pipeline.pool.sim.engine import Engine, EngineConfig, Iteration, SimRequest
 
 WORDS = ("the", "model", "answers", "with", "simulated", "tokens", "for", "this", "request")
 MIN_OUTPUT_TOKENS, OUTPUT_TOKEN_SPREAD = 16, 176

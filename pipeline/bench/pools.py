@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pipeline.policy import Endpoint, Pool, SelectionConfig
-from pipeline.pool import fleet, peer_sim, traces
+from pipeline.pool.sim import fleet, peer_sim, traces
 
 GPU, MODEL = "A100", "llama-3.1-8b"
 ENDPOINTS = 8

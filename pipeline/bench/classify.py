@@ -21,7 +21,7 @@ from pipeline.evaluation import datasets
 from pipeline.models.encoder import Encoder, load_encoder
 from pipeline.policy import load_policy
 from pipeline.safety.screener import Screener
-from pipeline.settings import Settings
+from pipeline.settings import Settings, data_dir
 from pipeline.workload.extractor import SignalExtractor
 
 WARMUP = 32
@@ -29,7 +29,7 @@ WARMUP = 32
 
 def bench_texts(n: int) -> tuple[list[str], dict[str, int]]:
     """``n`` prompts taken round-robin from every attack and benign source (deterministic)."""
-    root = datasets.data_dir()
+    root = data_dir()
     pools = {**datasets.benign_sources(root), **datasets.attack_sources(root)}
     queues = {name: sorted(rows, key=lambda r: r.digest()) for name, rows in pools.items()}
     texts: list[str] = []

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import settings
 from pipeline.envelope import ChatMessage, ChatRequest, RequestSection
-from pipeline.evaluation import datasets
 from pipeline.pool.blocks import BLOCK_SIZE, expand_trace_blocks
 
 #: Tokens per Mooncake ``hash_ids`` block.
@@ -173,14 +173,14 @@ def load_trace(
     """The first ``limit`` requests (all when None) of trace ``name``, in arrival order.
 
     ``data_dir`` defaults to ``$WRP_DATA_DIR`` or ``../shared/data``; raises
-    :class:`datasets.DataMissing` naming the expected path when the file is absent."""
+    :class:`~pipeline.settings.DataMissing` naming the expected path when the file is absent."""
     if name not in TRACES:
         raise UnknownTrace(f"unknown trace {name!r}: choose one of {', '.join(TRACES)}")
     source = TRACES[name]
-    path = (data_dir or datasets.data_dir()) / source.path
+    path = (data_dir or settings.data_dir()) / source.path
     if not path.is_file():
-        raise datasets.DataMissing(
-            f"trace {name!r} expects {path}: set {datasets.DATA_ENV} to the shared data "
+        raise settings.DataMissing(
+            f"trace {name!r} expects {path}: set {settings.DATA_ENV} to the shared data "
             "directory (see shared/data/README.md)"
         )
     return source.read(name, path, limit)

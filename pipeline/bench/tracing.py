@@ -1,4 +1,4 @@
-"""``python -m pipeline.bench_tracing``: the CPU a request's tracing costs in the stages.
+"""``python -m pipeline.bench.tracing``: the CPU a request's tracing costs in the stages.
 
 In one process, batches of ``--batch`` requests go through four no-op stages fused in memory (as
 signals+safety+router+dispatch are), the last one's outputs carrying one endpoint attempt each;

@@ -25,7 +25,7 @@ import time
 import httpx
 import yaml
 
-from pipeline.bench import distinct_messages, percentiles
+from pipeline.bench.overhead import distinct_messages, percentiles
 from pipeline.bus.catalog import REQUESTS, RESPONSES
 from pipeline.bus.codec import encode
 from pipeline.client import ResponseCollector, start_producer

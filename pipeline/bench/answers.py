@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.evaluation import datasets
 from pipeline.evaluation.answers_eval import CHUNK_CHARS, _answers, _completion
 from pipeline.evaluation.pii_eval import EVAL_SHARE
 from pipeline.evaluation.split import split_of
@@ -24,7 +23,7 @@ from pipeline.models.encoder import ModelNotFound, load_encoder
 from pipeline.models.heads import HeadMissing, load_trained
 from pipeline.policy import AnswerScreening, load_policy
 from pipeline.safety.answers import AnswerModeration, StreamScreen, screen_response
-from pipeline.settings import Settings
+from pipeline.settings import Settings, data_dir
 
 
 def _events(text: str, per_read: int) -> list[list[dict[str, Any]]]:
@@ -49,9 +48,7 @@ def _best_cpu_ms(run: Callable[[], None], repeat: int) -> float:
 
 def run_answers_bench(settings: Settings, per_read: int = 1, repeat: int = 5) -> dict:
     config: AnswerScreening = load_policy(settings.policy).safety.answers
-    rows = json.loads(
-        (datasets.data_dir() / "pii" / "presidio_synth_dataset_v2.json").read_text("utf-8")
-    )
+    rows = json.loads((data_dir() / "pii" / "presidio_synth_dataset_v2.json").read_text("utf-8"))
     held_out = [r for r in rows if split_of(str(r["template_id"]), EVAL_SHARE) == "eval"]
     texts = [a["full_text"] for a in _answers(held_out)]
     completions = [_completion(t) for t in texts]

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import numpy as np
 
-from pipeline.bench import distinct_messages
+from pipeline.bench.overhead import distinct_messages
 from pipeline.bus.catalog import REQUESTS, RESPONSES
 from pipeline.bus.codec import encode
 from pipeline.client import ResponseCollector, start_producer

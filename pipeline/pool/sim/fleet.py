@@ -2,7 +2,7 @@
 
 No broker and no sockets: trace arrivals go through the same
 :class:`~pipeline.pool.selection.EndpointSelector` dispatch uses, into one
-:class:`~pipeline.pool.engine.Engine` per endpoint, on a virtual clock. The selector sees each
+:class:`~pipeline.pool.sim.engine.Engine` per endpoint, on a virtual clock. The selector sees each
 endpoint's exact in-flight count, queue, KV usage and recent prefix-cache hit rate (dispatch sees
 the same quantities, up to a scrape interval old). Disaggregated pools prefill on one engine,
 move the KV at ``KV_TRANSFER_GBPS`` and decode on another.
@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pipeline.policy import Endpoint, Pool
-from pipeline.pool.engine import Engine, EngineConfig, SimRequest
 from pipeline.pool.gpu import GPUS, MODELS
 from pipeline.pool.selection import EndpointState, RequestShape, build_selector
-from pipeline.pool.traces import TraceRequest, engine_block_hashes
+from pipeline.pool.sim.engine import Engine, EngineConfig, SimRequest
+from pipeline.pool.sim.traces import TraceRequest, engine_block_hashes
 
 #: Bandwidth of the prefill -> decode KV transfer (RDMA / NVLink class), GB/s.
 KV_TRANSFER_GBPS = 25.0

@@ -40,8 +40,8 @@ import httpx
 from aiokafka.admin import NewTopic
 
 from pipeline.analytics.access import query_analytics
-from pipeline.bench import distinct_messages, measure, percentiles
-from pipeline.bench_cpu import CpuSpan, per_request_ms, per_second_ms, stack_pids
+from pipeline.bench.cpu import CpuSpan, per_request_ms, per_second_ms, stack_pids
+from pipeline.bench.overhead import distinct_messages, measure, percentiles
 from pipeline.bus.admin import create_new_topics
 from pipeline.bus.broker import start_broker
 from pipeline.bus.clients import new_consumer, new_producer
@@ -59,7 +59,7 @@ SEARCH_S = 10
 STEADY_RATE = 30.0
 #: The peer runs in a virtualenv of its own, with this release (pinned: its API moves).
 LITELLM = "litellm==1.110.2"
-PEER_SCRIPT = Path(__file__).parent / "peers" / "litellm_router.py"
+PEER_SCRIPT = Path(__file__).parent.parent / "peers" / "litellm_router.py"
 
 
 def prompts(count: int, tag: str) -> list[RequestSection]:

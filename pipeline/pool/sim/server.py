@@ -15,8 +15,8 @@ from fastapi import FastAPI
 
 from pipeline.http_server import serve_http
 from pipeline.policy import load_policy
-from pipeline.pool.engine import EngineConfig
-from pipeline.pool.simulator import simulator_app
+from pipeline.pool.sim.engine import EngineConfig
+from pipeline.pool.sim.simulator import simulator_app
 
 
 async def _serve_until_signal(apps: list[tuple[FastAPI, int]]) -> None:

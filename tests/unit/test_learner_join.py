@@ -7,28 +7,13 @@ from pipeline.envelope import Credit, Feedback, Outcome
 from pipeline.learn.evidence import Served
 from pipeline.learn.join import OutcomeFeedbackJoin, served_entry, served_from
 from pipeline.policy import LearningConfig
+from tests.unit.factories import make_outcome
 
 
-def outcome(request_id: str = "r1", **fields) -> Outcome:
-    base = dict(
-        request_id=request_id,
-        tenant="alpha",
-        decision="d",
-        model="m",
-        pool="p",
-        endpoint="e",
-        status="ok",
-        attempts=1,
-        latency_ms=1,
-        prompt_tokens=1,
-        completion_tokens=1,
-        cost_usd=0,
-        dispatched_at=0,
-        completed_at=0,
-        prior=0.7,
-        context=[0.5, 0.25],
-    )
-    return Outcome(**{**base, **fields})
+def outcome(**fields) -> Outcome:
+    """The outcome of request ``r1`` of tenant ``alpha``, served by arm (d, m)."""
+    base = {"request_id": "r1", "tenant": "alpha", "prior": 0.7, "context": [0.5, 0.25]}
+    return make_outcome(**{**base, **fields})
 
 
 def vote(score: float, source: str = "tenant:alpha", tenant: str | None = "alpha") -> Feedback:

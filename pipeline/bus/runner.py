@@ -29,13 +29,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from pipeline.bus.admission import DLQ_SIZE_FACTOR, Admission
 from pipeline.bus.catalog import load_catalog
-from pipeline.bus.clients import broker_topics, new_consumer, new_producer
+from pipeline.bus.clients import Consumer, Producer, broker_topics, new_consumer, new_producer
 from pipeline.bus.fetch import Fetcher
 from pipeline.bus.gaps import OffsetGaps
 from pipeline.bus.health import StageMetrics, health_app, serve_http
@@ -64,8 +63,8 @@ class StageRunner:
         self.metrics = StageMetrics(stage.name)
         stage.metrics = self.metrics
         self.status: dict[str, object] = {"state": "starting"}
-        self.consumer: Any = None
-        self.producer: Any = None
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
         self._stopping = asyncio.Event()
         catalog = self._catalog = load_catalog()
         self._payloads = {t: catalog.get(t).payload_model for t in stage.topics}
@@ -163,8 +162,10 @@ class StageRunner:
 
     async def _loop(self, fetcher: Fetcher, processor: BatchProcessor, commits: Commits) -> None:
         """The checkpoint steps, batch after batch, until the stage is told to stop."""
+        consumer = self.consumer
+        assert consumer is not None
         while not self._stopping.is_set():
-            self.status["partitions"] = len(self.consumer.assignment())
+            self.status["partitions"] = len(consumer.assignment())
             room = fetcher.room(len(processor.pending))
             # Step 1: fetch
             batch = await fetcher.collect(room)
@@ -182,6 +183,7 @@ class StageRunner:
         """Every catalog topic exists (a stage produces to several and creates none); reply
         topics are then checked against the broker as requests name them."""
         producer = self.producer
+        assert producer is not None
         missing = sorted({t.name for t in self._catalog.topics} - await broker_topics(producer))
         if missing:
             raise MissingTopics(

@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES, STREAM
 from pipeline.bus.clients import (
     FETCH_BUSY_MS,
+    Consumer,
     FetchPacer,
+    Producer,
     new_consumer,
     new_producer,
     started,
@@ -74,7 +76,7 @@ class TopicFollower:
         self.bootstrap = bootstrap
         self.topic = topic
         self._riders: list[TopicFollower] = []
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     def carry(self, other: TopicFollower) -> None:
@@ -97,7 +99,7 @@ class TopicFollower:
             await consumer.position(tp)
         self._task = asyncio.create_task(self._follow(consumer))
 
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+    async def _follow(self, consumer: Consumer) -> None:
         pacer = FetchPacer(consumer, FETCH_BUSY_MS, IDLE_FETCH_MS)
         poll_ms = pacer.poll_ms
         while True:
@@ -259,19 +261,19 @@ async def first_of(
     return answer.result() if answer in done else None
 
 
-async def start_producer(bootstrap: str) -> AIOKafkaProducer:
+async def start_producer(bootstrap: str) -> Producer:
     producer = new_producer(bootstrap, linger_ms=1)
     await started(producer)
     return producer
 
 
-async def send_request(producer: AIOKafkaProducer, request: RequestSection) -> Envelope:
+async def send_request(producer: Producer, request: RequestSection) -> Envelope:
     envelope = Envelope(request=request)
     await producer.send_and_wait(REQUESTS, encode(envelope), key=envelope.key.encode())
     return envelope
 
 
-async def send_feedback(producer: AIOKafkaProducer, feedback: Feedback) -> None:
+async def send_feedback(producer: Producer, feedback: Feedback) -> None:
     await producer.send_and_wait(FEEDBACK, encode(feedback), key=feedback.request_id.encode())
 
 

@@ -57,7 +57,7 @@ RESOURCES = {
 
 def stage_specs() -> list[StageSpec]:
     """Every stage with the topics its code consumes."""
-    from pipeline.stages.fused import consumed_topics
+    from pipeline.stages.registry import consumed_topics
 
     topics = consumed_topics()
     return [StageSpec(name, topics[name], *RESOURCES[name]) for name in RESOURCES]

@@ -30,7 +30,7 @@ from pipeline.bus.lag import group_lag
 from pipeline.gateway.keys import ApiKeys, first_key
 from pipeline.policy import Policy, load_policy
 from pipeline.settings import STAGE_PORT_OFFSETS, Settings
-from pipeline.stages.fused import consumed_topics
+from pipeline.stages.registry import consumed_topics
 
 log = logging.getLogger(__name__)
 #: Every stage as a process of its own: the deployment manifests' layout.

@@ -17,10 +17,10 @@ import subprocess
 import sys
 import time
 
+from pipeline.bus.fused import FusedStage
 from pipeline.bus.stage import Inbound, Outbound, Output, Pending, Stage
 from pipeline.envelope import Attempt, ChatRequest, Envelope, Outcome, RequestSection
 from pipeline.settings import Settings
-from pipeline.stages.fused import FusedStage
 from pipeline.tracing import Tracing, new_traceparent, tracing_for
 
 #: a pause between batches (no CPU), as between fetches: the exporter's thread keeps up, and no

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from pipeline.bus.catalog import Catalog
+from pipeline.bus.clients import new_admin
 
 
 async def create_topics(bootstrap: str, catalog: Catalog) -> list[str]:
@@ -19,7 +20,7 @@ async def create_topics(bootstrap: str, catalog: Catalog) -> list[str]:
 
 async def create_new_topics(bootstrap: str, topics: list[NewTopic]) -> list[str]:
     """Create those of ``topics`` that do not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = new_admin(bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -37,7 +38,7 @@ async def create_new_topics(bootstrap: str, topics: list[NewTopic]) -> list[str]
 
 async def describe_topics(bootstrap: str) -> dict[str, int]:
     """Partition count of every topic on the broker."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = new_admin(bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
         names = sorted(await admin.list_topics())

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from pipeline.bus.catalog import DLQ, RESPONSES
 from pipeline.bus.codec import decode
-from pipeline.bus.dead_letters import dead_letter, readable_request
+from pipeline.bus.dead_letters import dead_lettered, readable_request
 from pipeline.bus.health import StageMetrics
 from pipeline.bus.replies import ReplyTopics
 from pipeline.bus.stage import Inbound, Outbound, Rejected, Rejection, Stage, error_reply
@@ -177,17 +177,11 @@ class Admission:
         """The dead letter of ``record`` (logged and counted); ``source`` is what could be read
         of it (an envelope or a request section), for the request id."""
         request = getattr(source, "request", source)
-        letter = dead_letter(
-            self.stage.name, record, error_type, error, getattr(request, "request_id", None)
-        )
-        self.metrics.dead_lettered.labels(reason=error_type).inc()
-        log.warning(
-            "stage %s: %s at %s[%d]@%d -> wrp.dlq: %s",
+        return dead_lettered(
             self.stage.name,
+            record,
             error_type,
-            record.topic,
-            record.partition,
-            record.offset,
-            letter.error,
+            error,
+            getattr(request, "request_id", None),
+            self.metrics,
         )
-        return letter

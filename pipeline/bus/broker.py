@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from pipeline.bus.clients import new_producer
 
 
 class BrokerError(RuntimeError):
@@ -79,7 +79,7 @@ def wait_for_broker(
 
 
 async def _probe(bootstrap: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    producer = new_producer(bootstrap, request_timeout_ms=2000)
     try:
         await producer.start()
     finally:

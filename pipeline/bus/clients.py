@@ -1,5 +1,6 @@
-"""The Kafka client factory: every WRP producer and consumer is made here, and none of them can
-create a topic.
+"""The Kafka client factory: every WRP producer, consumer and admin client is made here, and no
+producer or consumer can create a topic. A bootstrap address ``memory://<name>`` gives clients of
+an in-process broker instead (:mod:`pipeline.bus.memory`), for stage tests without a broker.
 
 Topics come from the catalog (``wrp topics create``, with explicit partitions, retention and
 cleanup policy). A Kafka client that names an unknown topic asks the broker to auto-create it
@@ -16,7 +17,16 @@ from typing import Any
 
 import aiokafka.client
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.metadata import MetadataRequest
+
+from pipeline.bus.memory import (
+    MemoryAdmin,
+    MemoryConsumer,
+    MemoryProducer,
+    is_memory,
+    memory_broker,
+)
 
 
 class _MetadataWithoutAutoCreation(MetadataRequest):
@@ -31,16 +41,31 @@ class _MetadataWithoutAutoCreation(MetadataRequest):
 aiokafka.client.MetadataRequest = _MetadataWithoutAutoCreation  # type: ignore[misc]
 
 
-def new_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+Producer = AIOKafkaProducer | MemoryProducer
+Consumer = AIOKafkaConsumer | MemoryConsumer
+
+
+def new_producer(bootstrap: str, **options: Any) -> Producer:
     """A producer that waits for every in-sync replica (at-least-once) unless told otherwise."""
+    if is_memory(bootstrap):
+        return MemoryProducer(memory_broker(bootstrap), **options)
     return AIOKafkaProducer(bootstrap_servers=bootstrap, **{"acks": "all", **options})
 
 
-def new_consumer(bootstrap: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+def new_consumer(bootstrap: str, *topics: str, **options: Any) -> Consumer:
     """A consumer that never commits on its own: offsets are committed explicitly, if at all."""
+    if is_memory(bootstrap):
+        return MemoryConsumer(memory_broker(bootstrap), *topics, **options)
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, **{"enable_auto_commit": False, **options}
     )
+
+
+def new_admin(bootstrap: str, **options: Any) -> AIOKafkaAdminClient | MemoryAdmin:
+    """An admin client (topic administration)."""
+    if is_memory(bootstrap):
+        return MemoryAdmin(memory_broker(bootstrap), **options)
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
 
 
 #: How long the broker may hold a fetch while records flow.
@@ -61,9 +86,7 @@ class FetchPacer:
     setter, hence the private attribute.)
     """
 
-    def __init__(
-        self, consumer: AIOKafkaConsumer, busy_ms: int, idle_ms: int, poll_ms: int = 20
-    ) -> None:
+    def __init__(self, consumer: Consumer, busy_ms: int, idle_ms: int, poll_ms: int = 20) -> None:
         self.consumer, self.busy_ms, self.idle_ms = consumer, busy_ms, max(busy_ms, idle_ms)
         self.poll_ms = poll_ms
         self.wait_ms = busy_ms
@@ -84,7 +107,7 @@ class FetchPacer:
             fetcher._fetch_max_wait_ms = self.wait_ms
 
 
-async def started(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+async def started(client: Producer | Consumer) -> None:
     """Start ``client``; one that cannot connect is closed before the error goes on."""
     try:
         await client.start()
@@ -93,7 +116,9 @@ async def started(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
         raise
 
 
-async def broker_topics(producer: AIOKafkaProducer) -> set[str]:
+async def broker_topics(producer: Producer) -> set[str]:
     """Names of the topics on the broker (a metadata request for all topics creates none)."""
+    if isinstance(producer, MemoryProducer):
+        return producer.broker.topics()
     cluster = await producer.client.fetch_all_metadata()
     return set(cluster.topics())

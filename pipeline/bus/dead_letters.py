@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from pipeline.bus.codec import encode
 from pipeline.envelope import DeadLetter, RequestSection
 from pipeline.safety.scrub import scrub_bytes, scrub_text
+
+if TYPE_CHECKING:
+    from pipeline.bus.health import StageMetrics
+
+log = logging.getLogger(__name__)
 
 #: The fields of a request section worth reading from a broken record, to address an error reply.
 _ADDRESS = ("request_id", "tenant", "session_id", "reply_to")
@@ -91,3 +97,27 @@ def dead_letter(
         request_id=request_id,
         raw=base64.b64encode(scrub_bytes(raw)).decode("ascii"),
     )
+
+
+def dead_lettered(
+    stage: str,
+    record: Any,
+    error_type: str,
+    error: str,
+    request_id: str | None,
+    metrics: StageMetrics,
+) -> DeadLetter:
+    """:func:`dead_letter`, counted on ``metrics`` by reason and logged: what the runner and
+    the learner do with every record they refuse."""
+    letter = dead_letter(stage, record, error_type, error, request_id)
+    metrics.dead_lettered.labels(reason=error_type).inc()
+    log.warning(
+        "stage %s: %s at %s[%d]@%d -> wrp.dlq: %s",
+        stage,
+        error_type,
+        record.topic,
+        record.partition,
+        record.offset,
+        letter.error,
+    )
+    return letter

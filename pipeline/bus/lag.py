@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from pipeline.bus.clients import new_consumer
+from pipeline.bus.clients import Consumer, new_consumer
 
 
 async def end_offsets(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timeout_s: float = 10
+    consumer: Consumer, partitions: list[TopicPartition], timeout_s: float = 10
 ) -> dict[TopicPartition, int]:
     """The offset after each partition's last record (``consumer`` is re-assigned to
     ``partitions`` and positioned at their last batch)."""

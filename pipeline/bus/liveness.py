@@ -6,10 +6,20 @@ real Kafka, but the embedded broker keeps a killed member in its group indefinit
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
+from collections.abc import Callable
+from typing import Any
 
+from aiokafka.errors import KafkaError
+
+from pipeline.bus.catalog import STAGE_HEALTH
+from pipeline.bus.codec import encode
 from pipeline.envelope import StageHealth
+
+log = logging.getLogger(__name__)
 
 #: Seconds between a stage's heartbeats; one is stale after :data:`STALE_AFTER` intervals.
 HEARTBEAT_S = 2.0
@@ -26,6 +36,23 @@ def heartbeat(process: str, stages: list[str], state: str, instance: str) -> Sta
     return StageHealth(
         process=process, stages=stages, instance=instance, state=state, interval_s=HEARTBEAT_S
     )
+
+
+async def send_heartbeat(producer: Any, process: str, state: str, instance: str) -> None:
+    """Say on ``wrp.stage-health`` that ``process`` (``a+b``: the stages it runs) is
+    ``state``."""
+    health = heartbeat(process, process.split("+"), state, instance)
+    await producer.send_and_wait(STAGE_HEALTH, encode(health), key=health.key.encode())
+
+
+async def beat(producer: Any, process: str, state: Callable[[], str], instance: str) -> None:
+    """Send ``process``'s heartbeat, in its current ``state()``, every :data:`HEARTBEAT_S`."""
+    while True:
+        try:
+            await send_heartbeat(producer, process, state(), instance)
+        except KafkaError as exc:  # the next beat retries; the gateway sees a gap meanwhile
+            log.warning("stage %s: heartbeat failed: %r", process, exc)
+        await asyncio.sleep(HEARTBEAT_S)
 
 
 def live_stages(records: dict[str, StageHealth], now: float) -> set[str]:

@@ -9,10 +9,15 @@ every consumer is idempotent by request id.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+log = logging.getLogger(__name__)
 
 
 class OffsetProgress:
@@ -60,3 +65,51 @@ class CommitSchedule:
 
     def done(self) -> None:
         self.last = time.monotonic()
+
+
+class Commits:
+    """Step 5: commits what is done on a consumer's partitions, when due and when asked."""
+
+    def __init__(self, consumer: Any, stage: str, interval_ms: int) -> None:
+        self.consumer, self.stage = consumer, stage
+        self.progress = OffsetProgress()
+        self.schedule = CommitSchedule(interval_ms)
+
+    def due(self) -> bool:
+        return self.schedule.due()
+
+    def start(self, tp: TopicPartition, offset: int) -> None:
+        """A record fetched: in flight until :meth:`done`."""
+        self.progress.start(tp, offset)
+
+    def done(self, topic: str, partition: int, offset: int) -> None:
+        """A record done with: its offset may be committed once every earlier one is done."""
+        self.progress.finish(TopicPartition(topic, partition), offset)
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        """Commit what is done on the owned partitions (or on ``only`` of them)."""
+        owned = self.consumer.assignment() if only is None else only
+        offsets = self.progress.committable(owned)
+        self.schedule.done()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+            self.progress.committed.update(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # partitions moved to another member: it replays from the last commit (at-least-once)
+            log.warning("stage %s: commit failed (%s); records may be replayed", self.stage, exc)
+
+
+class CommitOnRevoke(ConsumerRebalanceListener):
+    """Commits what is done on partitions before they move to another member."""
+
+    def __init__(self, commits: Commits) -> None:
+        self.commits = commits
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.commits.commit(set(revoked))
+        self.commits.progress.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
-
 from pipeline.bus.catalog import STREAM
+from pipeline.bus.clients import Producer
 from pipeline.bus.codec import REQUEST_ID_HEADER, encode
 from pipeline.envelope import ErrorInfo, StreamChunks
 
@@ -39,7 +38,7 @@ class StreamRelay:
 
     def __init__(
         self,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         request_id: str,
         decision: str,
         model: str,

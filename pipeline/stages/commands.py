@@ -33,7 +33,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         run_learner(settings, args.port)
         return 0
     from pipeline.bus.runner import StageRunner
-    from pipeline.stages.fused import build_stage
+    from pipeline.stages.registry import build_stage
 
     try:
         stage = build_stage(args.name, settings)

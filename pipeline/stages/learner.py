@@ -1,16 +1,17 @@
 """learner stage: a faust-streaming app folding feedback and outcomes into ``wrp.router-state``.
 
 1. outcomes and feedback (both keyed by request_id, so co-partitioned) meet in the ``served``
-   table: an outcome remembers which arm served its request and for which tenant; feedback for
-   a request is credited to that arm once per (request, source), and only when it comes from
-   the request's own tenant (``pipeline.learn.judgements``; ``judged`` remembers the sources
-   credited). Implicit feedback (source ``implicit``, read by the signals stage from the user's
-   next turn) is one more source, weighed by ``router.learning.implicit.weight``. Feedback that
-   arrives first waits in ``pending``, for a day at most (the gateway accepts feedback only for
-   requests a model answered, but implicit feedback may judge a request safety blocked, whose
-   outcome never comes). The outcome's own evidence (failed calls, failed cascade rungs, SLO
-   misses) is credited at once; cached answers credit no model. Credits go to
-   ``wrp.learner-credits`` keyed by arm.
+   table (the join, :mod:`pipeline.learn.join`): an outcome remembers which arm served its
+   request and for which tenant; feedback for a request is credited to that arm once per
+   (request, source), and only when it comes from the request's own tenant
+   (``pipeline.learn.judgements``; ``judged`` remembers the sources credited). Implicit
+   feedback (source ``implicit``, read by the signals stage from the user's next turn) is one
+   more source, weighed by ``router.learning.implicit.weight``. Feedback that arrives first
+   waits in ``pending``, for a day at most (the gateway accepts feedback only for requests a
+   model answered, but implicit feedback may judge a request safety blocked, whose outcome
+   never comes). The outcome's own evidence (failed calls, failed cascade rungs, SLO misses) is
+   credited at once; cached answers credit no model. Credits go to ``wrp.learner-credits``
+   keyed by arm.
 2. credits, now partitioned by arm, fold into the ``arms`` table with exponential decay
    (``router.learning.half_life_s`` of the policy read at start, see ``pipeline.learn.evidence``);
    every change is published, with a version one higher, to the compacted ``wrp.router-state``
@@ -37,7 +38,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,24 +58,19 @@ from pipeline.bus.catalog import (
 )
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import decode, encode
-from pipeline.bus.dead_letters import dead_letter
+from pipeline.bus.dead_letters import dead_lettered
 from pipeline.bus.health import StageMetrics
 from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState, Usage, usage_key
-from pipeline.learn.evidence import Served, credit_feedback, credit_outcome, fold, served_by
-from pipeline.learn.judgements import ignore_reason, wait_for_outcome
+from pipeline.learn.evidence import fold
+from pipeline.learn.join import OutcomeFeedbackJoin, Verdict
 from pipeline.learn.usage import ended, fold_usage, newer, scope_owner, tracked
 from pipeline.policy import load_policy
 from pipeline.policy.reload import PolicyWatcher
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _served(stored: dict[str, Any]) -> Served:
-    fields = {k: v for k, v in stored.items() if k not in ("cache_hit", "tenant", "offset")}
-    return Served(**{**fields, "context": tuple(fields.get("context", ()))})
 
 
 STAGE = "learner"
@@ -126,9 +121,12 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     usage_sent: dict[str, Usage] = {}
     usage_read = asyncio.Event()
     instance = instance_id()
-    served = app.Table("served", partitions=partitions)
-    pending = app.Table("pending", partitions=partitions)
-    judged = app.Table("judged", partitions=partitions)
+    join = OutcomeFeedbackJoin(
+        app.Table("served", partitions=partitions),
+        app.Table("pending", partitions=partitions),
+        app.Table("judged", partitions=partitions),
+        learning,
+    )
     arms = app.Table("arms", partitions=catalog.get(CREDITS).partitions)
 
     async def read(event: faust.EventT, model: type[Contract]) -> Any:
@@ -145,15 +143,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 timestamp=round(message.timestamp * 1000),  # faust gives seconds
                 value=message.value or b"",
             )
-            letter = dead_letter(STAGE, record, "invalid_schema", error, None)
-            metrics.dead_lettered.labels(reason="invalid_schema").inc()
-            log.warning(
-                "learner: invalid record at %s[%d]@%d -> wrp.dlq: %s",
-                message.topic,
-                message.partition,
-                message.offset,
-                letter.error,
-            )
+            letter = dead_lettered(STAGE, record, "invalid_schema", error, None, metrics)
             await dlq.send(value=encode(letter))
             return None
 
@@ -161,15 +151,13 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         key = f"{credit.decision}/{credit.model}".encode()
         await credits.send(key=key, value=encode(credit))
 
-    async def judge(item: Feedback, entry: dict[str, Any]) -> None:
-        """Credit ``item`` to the arm that served its request, unless it must be ignored."""
-        sources = judged.get(item.request_id) or []
-        reason = ignore_reason(item, entry["tenant"], entry["cache_hit"], sources)
-        if reason is not None:
-            ignored.labels(reason=reason).inc()
-            return
-        judged[item.request_id] = [*sources, item.source]
-        await send_credit(credit_feedback(item, _served(entry), learning.implicit.weight))
+    async def credit(verdicts: list[Verdict]) -> None:
+        """Send the credits; count the judgements ignored, by reason."""
+        for verdict in verdicts:
+            if isinstance(verdict, Credit):
+                await send_credit(verdict)
+            else:
+                ignored.labels(reason=verdict).inc()
 
     async def count_usage(outcome: Outcome, partition: int, offset: int) -> None:
         """Fold ``outcome`` into the usage of every scope a budget tracks for its tenant."""
@@ -244,25 +232,9 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             if outcome is None:
                 continue
             partition, offset = event.message.partition, event.message.offset
-            before = served.get(outcome.request_id)
-            # a second outcome of one request (dispatch redelivered it) is not counted again;
-            # the same record read again after a crash is, unless its usage was published
-            if before is None or before.get("offset", offset) == offset:
+            if join.first_reading(outcome, offset):  # unless its usage was published already
                 await count_usage(outcome, partition, offset)
-            entry = {
-                **asdict(served_by(outcome)),
-                "cache_hit": outcome.cache_hit,
-                "tenant": outcome.tenant,
-                "offset": offset,
-            }
-            served[outcome.request_id] = entry
-            for credit in credit_outcome(outcome, learning):
-                await send_credit(credit)
-            waiting = pending.get(outcome.request_id)
-            if waiting:
-                for item in waiting:
-                    await judge(Feedback.model_validate_json(item["feedback"]), entry)
-                del pending[outcome.request_id]
+            await credit(join.outcome(outcome, offset))
 
     @app.agent(feedback)
     async def credit_feedback_agent(stream: faust.StreamT) -> None:
@@ -271,12 +243,9 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             item = await read(event, Feedback)
             if item is None:
                 continue
-            entry = served.get(item.request_id)
-            if entry is None:
-                waiting = pending.get(item.request_id) or []
-                pending[item.request_id] = wait_for_outcome(waiting, item, time.time())
-                continue
-            await judge(item, entry)
+            verdict = join.feedback(item, time.time())
+            if verdict is not None:
+                await credit([verdict])
 
     @app.timer(HEARTBEAT_S)
     async def beat() -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import pytest
 
 from pipeline.bus.catalog import ROUTED, SCREENED, SIGNALS
+from pipeline.bus.fused import FusedStage
 from pipeline.client import replay
 from pipeline.settings import STAGE_PORT_OFFSETS, Settings
 from pipeline.stack import FRONT, STAGES, Stack
-from pipeline.stages.fused import FusedStage, build_stage
+from pipeline.stages.registry import build_stage
 from tests.integration import conftest
 from tests.integration.conftest import free_port, free_port_range, run
 from tests.integration.helpers import read_topic, request

@@ -33,7 +33,7 @@ async def skip_three(settings: Settings) -> None:
         await producer.stop()
 
     stage, runner, task = await running_sink(settings)
-    consumer = runner._consumer
+    consumer = runner.consumer
     fetch = consumer.getmany
     skipped = False
 

@@ -42,6 +42,27 @@ def make_signals(**overrides: Any) -> Signals:
     return Signals(**{**fields, **overrides})
 
 
+def make_outcome(**overrides: Any) -> Outcome:
+    """The outcome of a request ``r`` that model ``m`` of pool ``p`` answered; ``overrides``
+    replace any field."""
+    fields: dict[str, Any] = {
+        "request_id": "r",
+        "decision": "d",
+        "model": "m",
+        "pool": "p",
+        "endpoint": "e",
+        "status": "ok",
+        "attempts": 1,
+        "latency_ms": 1,
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "cost_usd": 0,
+        "dispatched_at": 0,
+        "completed_at": 0,
+    }
+    return Outcome(**{**fields, **overrides})
+
+
 def make_served(
     request_id: str,
     *,

@@ -21,7 +21,7 @@ from pipeline.policy import Budget, PolicyError, load_policy, parse_policy
 from pipeline.router.budgets import HOLD_S, Reservation, Reservations, over_budget
 from pipeline.router.route import RouterRuntime, route
 from pipeline.settings import DEFAULT_POLICY
-from tests.unit.factories import make_signals
+from tests.unit.factories import make_outcome, make_signals
 
 POLICY = load_policy(DEFAULT_POLICY)
 NOON = datetime(2026, 12, 5, 12, 30, 15, tzinfo=UTC).timestamp()
@@ -32,12 +32,6 @@ def outcome(tokens: int = 100, usd: float = 0.01, at: float = NOON, **extra) -> 
         "request_id": "r1",
         "tenant": "acme",
         "session_id": "s1",
-        "decision": "d",
-        "model": "m",
-        "pool": "p",
-        "endpoint": "e",
-        "status": "ok",
-        "attempts": 1,
         "latency_ms": 1.0,
         "prompt_tokens": tokens // 2,
         "completion_tokens": tokens - tokens // 2,
@@ -45,7 +39,7 @@ def outcome(tokens: int = 100, usd: float = 0.01, at: float = NOON, **extra) -> 
         "dispatched_at": at - 1,
         "completed_at": at,
     }
-    return Outcome(**{**fields, **extra})
+    return make_outcome(**{**fields, **extra})
 
 
 def test_windows_are_utc_calendar_minute_day_and_month():

@@ -12,27 +12,14 @@ from pipeline.learn.evidence import (
 )
 from pipeline.policy import LearningConfig, Price
 from pipeline.router.strategies.contextual import arm_statistics, features
+from tests.unit.factories import make_outcome
 
 LEARNING = LearningConfig(half_life_s=100.0, slo_miss_penalty=0.5)
 NEVER = 1e12  # a half-life that never decays
 
 
 def outcome(status: str, **fields) -> Outcome:
-    return Outcome(
-        **{"request_id": "r", **fields},
-        decision="d",
-        model="m",
-        pool="p",
-        endpoint="e",
-        status=status,
-        attempts=1,
-        latency_ms=1,
-        prompt_tokens=1,
-        completion_tokens=1,
-        cost_usd=0,
-        dispatched_at=0,
-        completed_at=0,
-    )
+    return make_outcome(status=status, **fields)
 
 
 def test_feedback_credits_the_arm_that_served_the_request():

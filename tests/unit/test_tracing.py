@@ -9,10 +9,10 @@ import logging
 
 from pydantic import BaseModel
 
+from pipeline.bus.fused import FusedStage
 from pipeline.bus.stage import Inbound, Outbound, Output, Pending, Stage
 from pipeline.envelope import Attempt, ChatRequest, Envelope, RequestSection
 from pipeline.settings import Settings
-from pipeline.stages.fused import FusedStage
 from pipeline.tracing import (
     LOG_FORMAT,
     TRACEPARENT_HEADER,

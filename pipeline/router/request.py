@@ -100,18 +100,21 @@ class RequestRouter:
             spec, redact = decision_spec(env, policy)
             config = caching.cache_config(policy, spec) if caching.cacheable(env) else None
             if config is not None:
-                answer = caching.lookup(self.cache, env, spec.name, config, started)
+                scope, key = caching.scope_of(env, spec.name), caching.key_of(env)
+                answer = caching.lookup(self.cache, env, scope, key, config, started)
                 lookup = "hit" if answer else "miss"
                 if answer is not None:
-                    return Cached(self.cached(env, policy, spec.name, answer), answer)
+                    return Cached(self.cached(policy, spec.name, answer), answer)
             downgrade = strictest is not None and strictest.budget.action == "downgrade"
             decision = route(env, policy, self.runtime, (spec, redact), downgrade)
         except BlockedByDecision as exc:
             return Blocked(exc.decision)
         except RoutingError as exc:
             return Refused(exc.error_type, str(exc), cache_lookup=lookup)
-        if config is not None:
+        if config is not None:  # dispatch stores the answer where it was looked up
             decision.cache_ttl_s = config.ttl_s
+            decision.cache_scope = scope
+            decision.cache_key = key
         if policy.budgets:
             self.reserve(env, policy, decision, at)
         if strictest is not None:
@@ -132,9 +135,8 @@ class RequestRouter:
         )
         return Refused(over.error_type, over.message, decision, round(over.retry_after_s, 3))
 
-    def cached(
-        self, env: Envelope, policy: Policy, decision_name: str, answer: CachedAnswer
-    ) -> Decision:
+    def cached(self, policy: Policy, decision_name: str, answer: CachedAnswer) -> Decision:
+        """The decision of a request the cache answers: the model that gave the answer."""
         card = policy.model(answer.model) if answer.model else None
         return Decision(
             decision=decision_name,

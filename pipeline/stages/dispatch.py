@@ -319,9 +319,7 @@ class DispatchStage(Stage):
                 response, verdict = screen_response(response, env.safety, screening, moderate)
         outputs: list[Outbound] = []
         if response is not None and decision.cache_ttl_s is not None and _cacheable(verdict):
-            entry = caching.entry_for(
-                env, decision.decision, card.name, response, decision.cache_ttl_s, completed_at
-            )
+            entry = caching.entry_for(env, card.name, response, completed_at)
             outputs.append(Outbound(CACHE, caching.topic_key(entry), entry))
         if response is not None:
             result = Result(status="ok", response=response, stage=self.name, screen=verdict)

@@ -116,7 +116,9 @@ def test_a_cacheable_request_misses_then_hits_what_dispatch_stored():
     assert first.decision.cache_ttl_s == 60
     env = envelope("what is kafka")
     env.decision = first.decision
-    entry = caching.entry_for(env, first.decision.decision, "wrp-small-8b", {"id": "x"}, 60, NOW)
+    entry = caching.entry_for(env, "wrp-small-8b", {"id": "x"}, NOW)
+    assert (entry.key, entry.expires_at) == (caching.key_of(env), NOW + 60)
+    assert first.decision.cache_scope == caching.scope_of(env, first.decision.decision)
     caching.store(routing.cache, entry)
     second = routing.route(envelope("what  is kafka "), policy, NOW + 1, NOW + 1)
     assert isinstance(second, Cached) and second.cache_lookup == "hit"

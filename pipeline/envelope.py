@@ -624,7 +624,7 @@ class PoolState(Contract):
 
 
 class CacheEntry(Contract):
-    """A cached answer on the compacted ``wrp.cache`` (see ``pipeline.router.caching``)."""
+    """A cached answer on the compacted ``wrp.cache`` (see ``pipeline.router.cache_entries``)."""
 
     tenant: str
     decision: str

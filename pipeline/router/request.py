@@ -21,9 +21,8 @@ from typing import Literal
 
 from pipeline.envelope import Decision, Envelope, PiiFinding, Usage
 from pipeline.policy import Policy
-from pipeline.router import caching
+from pipeline.router import cache_entries
 from pipeline.router.budgets import OverBudget, Reservation, Reservations, over_budget
-from pipeline.router.cache import CachedAnswer, SemanticCache
 from pipeline.router.route import (
     DEFAULT_ANSWER_TOKENS,
     BlockedByDecision,
@@ -32,6 +31,7 @@ from pipeline.router.route import (
     decision_spec,
     route,
 )
+from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
 
 CacheLookup = Literal["hit", "miss"] | None
 
@@ -98,10 +98,12 @@ class RequestRouter:
         lookup: CacheLookup = None
         try:
             spec, redact = decision_spec(env, policy)
-            config = caching.cache_config(policy, spec) if caching.cacheable(env) else None
+            config = (
+                cache_entries.cache_config(policy, spec) if cache_entries.cacheable(env) else None
+            )
             if config is not None:
-                scope, key = caching.scope_of(env, spec.name), caching.key_of(env)
-                answer = caching.lookup(self.cache, env, scope, key, config, started)
+                scope, key = cache_entries.scope_of(env, spec.name), cache_entries.key_of(env)
+                answer = cache_entries.lookup(self.cache, env, scope, key, config, started)
                 lookup = "hit" if answer else "miss"
                 if answer is not None:
                     return Cached(self.cached(policy, spec.name, answer), answer)

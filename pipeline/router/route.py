@@ -20,10 +20,10 @@ from pipeline.envelope import (
 from pipeline.policy import DecisionSpec, ModelCard, Policy
 from pipeline.router.decisions import fitting_models, match_decision, rule_values
 from pipeline.router.exploration import ExplorationGovernor
+from pipeline.router.pool_filter import usable
 from pipeline.router.sticky import SessionTurn, hold
 from pipeline.router.strategies import STRATEGIES
 from pipeline.router.strategies.base import SelectionContext
-from pipeline.router.strategies.pool_aware import usable
 from pipeline.safety.screen import tighten
 from pipeline.sessions import SessionMemory
 

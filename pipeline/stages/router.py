@@ -41,8 +41,7 @@ from pipeline.envelope import (
 from pipeline.learn.usage import scope_owner, used
 from pipeline.policy import Budget
 from pipeline.policy_reload import PolicyWatcher
-from pipeline.router import caching
-from pipeline.router.cache import CachedAnswer, SemanticCache
+from pipeline.router import cache_entries
 from pipeline.router.request import (
     Blocked,
     Cached,
@@ -52,6 +51,7 @@ from pipeline.router.request import (
     RouteResult,
 )
 from pipeline.router.route import RouterRuntime
+from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
 from pipeline.safety.screen import redact_request, refusal_response
 
 #: Longest a fetch of ``wrp.usage`` waits for new records while budgets are in force (the lag
@@ -76,7 +76,7 @@ class RouterStage(Stage):
             self.settings.broker,
             CACHE,
             CacheEntry,
-            on_record=lambda entry: caching.store(self.cache, entry),
+            on_record=lambda entry: cache_entries.store(self.cache, entry),
         )
         self.usage = self.usage_table(self.watcher.policy.budgets)
         for table in self.tables:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from pipeline.envelope import CacheScope
-from pipeline.router.cache import CachedAnswer, SemanticCache
-from pipeline.router.caching import exact_key, params_fingerprint
+from pipeline.router.cache_entries import exact_key, params_fingerprint
+from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
 
 DIM = 384
 SCOPE = CacheScope(tenant="acme", decision="code", params=params_fingerprint({"temperature": 0.0}))

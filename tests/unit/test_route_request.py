@@ -12,10 +12,10 @@ from pipeline.envelope import (
 )
 from pipeline.learn.usage import window_start
 from pipeline.policy import Budget, Policy, load_policy
-from pipeline.router import caching
-from pipeline.router.cache import SemanticCache
+from pipeline.router import cache_entries
 from pipeline.router.request import Blocked, Cached, Refused, RequestRouter, Routed
 from pipeline.router.route import RouterRuntime
+from pipeline.router.semantic_cache import SemanticCache
 from pipeline.settings import DEFAULT_POLICY
 from tests.unit.factories import make_signals
 
@@ -116,10 +116,10 @@ def test_a_cacheable_request_misses_then_hits_what_dispatch_stored():
     assert first.decision.cache_ttl_s == 60
     env = envelope("what is kafka")
     env.decision = first.decision
-    entry = caching.entry_for(env, "wrp-small-8b", {"id": "x"}, NOW)
-    assert (entry.key, entry.expires_at) == (caching.key_of(env), NOW + 60)
-    assert first.decision.cache_scope == caching.scope_of(env, first.decision.decision)
-    caching.store(routing.cache, entry)
+    entry = cache_entries.entry_for(env, "wrp-small-8b", {"id": "x"}, NOW)
+    assert (entry.key, entry.expires_at) == (cache_entries.key_of(env), NOW + 60)
+    assert first.decision.cache_scope == cache_entries.scope_of(env, first.decision.decision)
+    cache_entries.store(routing.cache, entry)
     second = routing.route(envelope("what  is kafka "), policy, NOW + 1, NOW + 1)
     assert isinstance(second, Cached) and second.cache_lookup == "hit"
     assert second.answer.response == {"id": "x"}

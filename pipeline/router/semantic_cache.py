@@ -2,7 +2,7 @@
 
 Entries live under a :class:`~pipeline.envelope.CacheScope` (tenant, routing decision,
 generation-parameter fingerprint); scopes never see each other's entries. Each entry has an
-exact key (see :mod:`pipeline.router.caching`) and optionally an L2-normalised embedding.
+exact key (see :mod:`pipeline.router.cache_entries`) and optionally an L2-normalised embedding.
 
 A lookup tries the exact key first, then the most similar embedding in the same scope
 (cosine similarity as a dot product) at or above a threshold. Each scope keeps a dense

@@ -4,9 +4,11 @@ A request's scope is its tenant, its decision and a fingerprint of everything in
 shapes the answer besides the last user turn: earlier messages, tools, sampling parameters and
 any extra fields (``model`` and ``stream`` excepted). Inside a scope the last user turn (the
 routing text) is matched exactly, then by embedding similarity. Requests with tools or in a
-tool loop are never cached. Dispatch publishes a successful answer as a :class:`CacheEntry`
-(compacted ``wrp.cache``); every router instance tails the topic into its
-:class:`~pipeline.router.cache.SemanticCache`, so instances share entries and a restarted
+tool loop are never cached. The router computes a request's scope and key once, looks the
+answer up under them and carries them on the :class:`~pipeline.envelope.Decision`; dispatch
+publishes a successful answer under them as a :class:`CacheEntry` (compacted ``wrp.cache``);
+every router instance tails the topic into its
+:class:`~pipeline.router.semantic_cache.SemanticCache`, so instances share entries and a restarted
 router has them again.
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from pipeline.envelope import CacheEntry, CacheScope, Envelope, Signals
 from pipeline.policy import CacheConfig, DecisionSpec, Policy
-from pipeline.router.cache import CachedAnswer, SemanticCache
+from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
 from pipeline.workload.structural import routing_text
 
 

@@ -151,13 +151,9 @@ class RequestSection(BaseModel):
 # --- sections added by the stages ------------------------------------------------------------
 
 
-class Signals(BaseModel):
-    """Workload signals (W), documented one by one in README ("Signals").
-
-    ``embedding`` is the routing text's float16 little-endian, base64, L2-normalised vector:
-    computed once here and reused downstream, never recomputed. ``heads`` names the version of
-    every model that produced a signal.
-    """
+class StructuralSignals(BaseModel):
+    """The signals read from the request's shape, no model involved
+    (:func:`pipeline.workload.structural.extract_structural`)."""
 
     model_config = ConfigDict(extra="forbid")
     prompt_tokens: int
@@ -166,6 +162,20 @@ class Signals(BaseModel):
     turns: int
     tools_present: bool
     tool_loop: bool
+    images_present: bool
+    audio_present: bool
+    system_fingerprint: str | None
+
+
+class Signals(StructuralSignals):
+    """Workload signals (W), documented one by one in README ("Signals"): the structural ones
+    and those the models and rules add.
+
+    ``embedding`` is the routing text's float16 little-endian, base64, L2-normalised vector:
+    computed once here and reused downstream, never recomputed. ``heads`` names the version of
+    every model that produced a signal.
+    """
+
     tools_offered: int = Field(0, ge=0, description="tools the request came with")
     tools_kept: int = Field(
         0, ge=0, description="tools passed on after tool selection (all when it is off)"
@@ -176,11 +186,8 @@ class Signals(BaseModel):
     tool_tokens_saved: int = Field(
         0, ge=0, description="tokens of the tools tool selection dropped"
     )
-    images_present: bool
-    audio_present: bool
     language: str
     language_score: float
-    system_fingerprint: str | None
     prefix_hashes: list[str]
     expected_output_tokens: int
     load_shape: str
@@ -273,6 +280,17 @@ class Safety(BaseModel):
     models: dict[str, str] = Field({}, description="detector -> model version")
 
 
+class CacheScope(BaseModel):
+    """Where answers are shared in the semantic cache: a tenant's decision, for one shape of
+    request (``params`` fingerprints everything in the body that shapes the answer besides the
+    last user turn); scopes never see each other's entries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tenant: str
+    decision: str
+    params: str
+
+
 class Decision(BaseModel):
     """Router output: which decision matched, which model and pool were chosen, and why."""
 
@@ -304,6 +322,12 @@ class Decision(BaseModel):
     budget_action: Literal["reject", "downgrade", "flag"] | None = None
     cache_ttl_s: float | None = Field(
         None, description="dispatch stores the answer in the semantic cache for this long"
+    )
+    cache_scope: CacheScope | None = Field(
+        None, description="the cache scope the router looked the answer up in, to store it under"
+    )
+    cache_key: str | None = Field(
+        None, description="the answer's exact key in that scope: sha256 of the routing text"
     )
 
 
@@ -600,7 +624,7 @@ class PoolState(Contract):
 
 
 class CacheEntry(Contract):
-    """A cached answer on the compacted ``wrp.cache`` (see ``pipeline.router.caching``)."""
+    """A cached answer on the compacted ``wrp.cache`` (see ``pipeline.router.cache_entries``)."""
 
     tenant: str
     decision: str

@@ -26,7 +26,7 @@ from pipeline.bus.codec import encode
 from pipeline.envelope import Usage
 from pipeline.learn.usage import RESTORED, window_start
 from pipeline.policy import Budget, load_policy
-from pipeline.router.caching import topic_key
+from pipeline.router.cache_entries import topic_key
 from pipeline.settings import Settings
 
 LATEST_ARMS = """

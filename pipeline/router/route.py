@@ -9,14 +9,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.envelope import Decision, Envelope, PoolState, RouterState, router_state_key
+from pipeline.envelope import (
+    Decision,
+    Envelope,
+    PiiFinding,
+    PoolState,
+    RouterState,
+    router_state_key,
+)
 from pipeline.policy import DecisionSpec, ModelCard, Policy
 from pipeline.router.decisions import fitting_models, match_decision, rule_values
 from pipeline.router.exploration import ExplorationGovernor
+from pipeline.router.pool_filter import usable
 from pipeline.router.sticky import SessionTurn, hold
 from pipeline.router.strategies import STRATEGIES
 from pipeline.router.strategies.base import SelectionContext
-from pipeline.router.strategies.pool_aware import usable
 from pipeline.safety.verdict import tighten
 from pipeline.sessions import SessionMemory
 
@@ -79,9 +86,9 @@ def pinned_spec(policy: Policy, envelope: Envelope, action: str) -> DecisionSpec
     return None
 
 
-def decision_spec(envelope: Envelope, policy: Policy) -> tuple[DecisionSpec, list[str]]:
+def decision_spec(envelope: Envelope, policy: Policy) -> tuple[DecisionSpec, list[PiiFinding]]:
     """The decision a request falls under, after the matched decision's safety settings had
-    their say, and the PII entities those settings redact."""
+    their say, and the PII findings those settings redact."""
     safety = envelope.safety
     action = safety.action if safety else "allow"
     pinned = pinned_spec(policy, envelope, action)
@@ -93,7 +100,7 @@ def decision_spec(envelope: Envelope, policy: Policy) -> tuple[DecisionSpec, lis
     action, findings = tighten(safety, spec.safety)
     if action == "block":
         raise BlockedByDecision(spec.name)
-    redact = sorted({f.entity for f in findings}) if action == "redact" else []
+    redact = findings if action == "redact" else []
     return pinned_spec(policy, envelope, action) or spec, redact
 
 
@@ -112,7 +119,7 @@ def route(
     envelope: Envelope,
     policy: Policy,
     runtime: RouterRuntime,
-    matched: tuple[DecisionSpec, list[str]] | None = None,
+    matched: tuple[DecisionSpec, list[PiiFinding]] | None = None,
     downgrade: bool = False,
 ) -> Decision:
     """The decision for one screened request (raises RoutingError or BlockedByDecision).
@@ -203,7 +210,7 @@ def route(
         strategy=spec.strategy,
         scores=selection.scores,
         skipped=skipped,
-        redact=redact,
+        redact=sorted({f.entity for f in redact}),
         explored=not stick.sticky and model.name != selection.greedy.name,
         sticky=stick.sticky,
         switched_from=stick.previous if stick.previous != model.name else None,

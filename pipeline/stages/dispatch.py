@@ -31,7 +31,7 @@ from pipeline.pool.dispatcher import Dispatcher, PoolCall
 from pipeline.pool.scrape import MetricsScraper
 from pipeline.pool.selection import RequestShape
 from pipeline.pool.streaming import StreamRelay
-from pipeline.router import caching
+from pipeline.router import cache_entries
 from pipeline.router.strategies.cascade import failed_check
 from pipeline.safety.answers import AnswerModeration, Moderate, StreamScreen, screen_response
 
@@ -319,10 +319,8 @@ class DispatchStage(Stage):
                 response, verdict = screen_response(response, env.safety, screening, moderate)
         outputs: list[Outbound] = []
         if response is not None and decision.cache_ttl_s is not None and _cacheable(verdict):
-            entry = caching.entry_for(
-                env, decision.decision, card.name, response, decision.cache_ttl_s, completed_at
-            )
-            outputs.append(Outbound(CACHE, caching.topic_key(entry), entry))
+            entry = cache_entries.entry_for(env, card.name, response, completed_at)
+            outputs.append(Outbound(CACHE, cache_entries.topic_key(entry), entry))
         if response is not None:
             result = Result(status="ok", response=response, stage=self.name, screen=verdict)
         else:

@@ -41,17 +41,17 @@ from pipeline.envelope import (
 from pipeline.learn.usage import scope_owner, used
 from pipeline.policy import Budget
 from pipeline.policy.reload import PolicyWatcher
-from pipeline.router import caching
-from pipeline.router.budgets import Reservation, Reservations, over_budget
-from pipeline.router.cache import CachedAnswer, SemanticCache
-from pipeline.router.route import (
-    DEFAULT_ANSWER_TOKENS,
-    BlockedByDecision,
-    RouterRuntime,
-    RoutingError,
-    decision_spec,
-    route,
+from pipeline.router import cache_entries
+from pipeline.router.request import (
+    Blocked,
+    Cached,
+    Refused,
+    RequestRouter,
+    Routed,
+    RouteResult,
 )
+from pipeline.router.route import RouterRuntime
+from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
 from pipeline.safety.verdict import redact_request, refusal_response
 
 #: Longest a fetch of ``wrp.usage`` waits for new records while budgets are in force (the lag
@@ -76,15 +76,18 @@ class RouterStage(Stage):
             self.settings.broker,
             CACHE,
             CacheEntry,
-            on_record=lambda entry: caching.store(self.cache, entry),
+            on_record=lambda entry: cache_entries.store(self.cache, entry),
         )
         self.usage = self.usage_table(self.watcher.policy.budgets)
-        self.outcome_partitions = range(load_catalog().get(OUTCOMES).partitions)
-        self.reservations = Reservations()
         for table in self.tables:
             await table.start()
-        self.runtime = RouterRuntime(
-            arms=self.arms.values, pools=self.pools.values, policy_version=self.watcher.version
+        self.router = RequestRouter(
+            runtime=RouterRuntime(
+                arms=self.arms.values, pools=self.pools.values, policy_version=self.watcher.version
+            ),
+            cache=self.cache,
+            usage=self.usage.values,
+            outcome_partitions=range(load_catalog().get(OUTCOMES).partitions),
         )
         self.decisions = Counter(
             "wrp_router_decisions",
@@ -123,6 +126,7 @@ class RouterStage(Stage):
             await fast.start()
             await fast.caught_up()
             old, self.usage = self.usage, fast
+            self.router.usage = fast.values
             await old.stop()
 
     @property
@@ -148,12 +152,12 @@ class RouterStage(Stage):
             for budget in self.watcher.policy.budgets:
                 owner = scope_owner(budget.scope, tenant, session_id, None)
                 if budget.governs(tenant) and owner is not None:
-                    records, parts = self.usage.values, self.outcome_partitions
+                    records, parts = self.usage.values, self.router.outcome_partitions
                     shown.append(
                         {
                             "budget": budget.name,
                             "used": used(budget, owner, records, parts, at),
-                            "reserved": self.reservations.pending(
+                            "reserved": self.router.reservations.pending(
                                 budget, owner, records, parts, at
                             ),
                             "limit": budget.limit,
@@ -164,124 +168,58 @@ class RouterStage(Stage):
     async def process(self, batch: list[Inbound]) -> list[Output]:
         started = now()
         policy = self.watcher.policy
-        self.runtime.policy_version = self.watcher.version
+        self.router.runtime.policy_version = self.watcher.version
         await self.follow_usage(policy.budgets)
         outputs: list[Output] = []
         for item in batch:
             env: Envelope = item.message  # type: ignore[assignment]
-            at = time.time()
-            over = over_budget(
-                policy.budgets,
-                env.request,
-                self.usage.values,
-                self.outcome_partitions,
-                at,
-                self.reservations,
-            )
-            strictest = over[0] if over else None
-            if strictest is not None and strictest.budget.action == "reject":
-                self.budget_actions.labels(strictest.budget.name, "reject").inc()
-                rejected = Decision(
-                    decision="",
-                    candidates=[],
-                    model="",
-                    pool="",
-                    strategy="budget",
-                    budget=strictest.budget.name,
-                    budget_action="reject",
-                    policy_version=self.watcher.version,
-                )
-                outputs.append(
-                    error_reply(
-                        env.advance(self.name, started, decision=rejected),
+            answer = self.router.route(env, policy, time.time(), started)
+            self.count(answer)
+            match answer:
+                case Routed(decision=decision, redact=findings):
+                    if findings:
+                        body = redact_request(env.request.body, findings)  # type: ignore[arg-type]
+                        request = env.request.model_copy(update={"body": body})
+                        env = env.model_copy(update={"request": request})
+                    routed = env.advance(self.name, started, decision=decision)
+                    outputs.append(Outbound(ROUTED, env.key, routed))
+                case Cached(decision=decision, answer=cached):
+                    outputs.extend(self.answer_from_cache(env, decision, cached, started))
+                case Blocked():
+                    refusal = refusal_response(policy.safety.refusal)
+                    result = Result(status="blocked", response=refusal, stage=self.name)
+                    closed = env.advance(self.name, started, result=result)
+                    outputs.append(Outbound(env.request.reply_to, env.key, closed))
+                case Refused(decision=decision):
+                    advanced = env.advance(self.name, started, decision=decision)
+                    reply = error_reply(
+                        advanced,
                         self.name,
-                        strictest.error_type,
-                        strictest.message,
-                        retry_after_s=round(strictest.retry_after_s, 3),
+                        answer.error_type,
+                        answer.message,
+                        retry_after_s=answer.retry_after_s,
                     )
-                )
-                continue
-            try:
-                spec, redact = decision_spec(env, policy)
-                config = caching.cache_config(policy, spec) if caching.cacheable(env) else None
-                if config is not None:
-                    answer = caching.lookup(self.cache, env, spec.name, config, started)
-                    self.cache_lookups.labels(result="hit" if answer else "miss").inc()
-                    if answer is not None:
-                        outputs.extend(self.answer_from_cache(env, spec.name, answer, started))
-                        continue
-                downgrade = strictest is not None and strictest.budget.action == "downgrade"
-                decision = route(env, policy, self.runtime, (spec, redact), downgrade)
-                if config is not None:
-                    decision.cache_ttl_s = config.ttl_s
-                if policy.budgets:
-                    self.reserve(env, decision, at)
-                if strictest is not None:
-                    decision.budget = strictest.budget.name
-                    decision.budget_action = strictest.budget.action
-                    self.budget_actions.labels(strictest.budget.name, decision.budget_action).inc()
-            except BlockedByDecision:
-                refusal = refusal_response(policy.safety.refusal)
-                result = Result(status="blocked", response=refusal, stage=self.name)
-                closed = env.advance(self.name, started, result=result)
-                outputs.append(Outbound(env.request.reply_to, env.key, closed))
-                continue
-            except RoutingError as exc:
-                outputs.append(
-                    error_reply(
-                        env.advance(self.name, started), self.name, exc.error_type, str(exc)
-                    )
-                )
-                continue
-            self.decisions.labels(decision.decision, decision.model, str(decision.explored)).inc()
-            if decision.redact and env.safety is not None and env.request.body is not None:
-                findings = [f for f in env.safety.pii if f.entity in decision.redact]
-                body = redact_request(env.request.body, findings)
-                env = env.model_copy(
-                    update={"request": env.request.model_copy(update={"body": body})}
-                )
-            outputs.append(
-                Outbound(ROUTED, env.key, env.advance(self.name, started, decision=decision))
-            )
+                    outputs.append(reply)
         return outputs
 
-    def reserve(self, env: Envelope, decision: Decision, at: float) -> None:
-        """Hold the request's estimated usage against its budgets until its outcome is counted."""
-        body, signals = env.request.body, env.signals
-        assert body is not None and signals is not None
-        answer = min(signals.expected_output_tokens, body.max_tokens or DEFAULT_ANSWER_TOKENS)
-        card = self.watcher.policy.model(decision.model)
-        held = Reservation(
-            request_id=env.request.request_id,
-            tokens=signals.prompt_tokens + answer,
-            usd=card.price.cost(signals.prompt_tokens, answer),
-            at=at,
-        )
-        self.reservations.reserve(
-            self.watcher.policy.budgets,
-            env.request,
-            held,
-            self.usage.values,
-            self.outcome_partitions,
-        )
+    def count(self, answer: RouteResult) -> None:
+        """The metrics of one request's answer: cache lookup, budget action, decision."""
+        if answer.cache_lookup is not None:
+            self.cache_lookups.labels(result=answer.cache_lookup).inc()
+        decision = answer.decision if isinstance(answer, Routed | Refused) else None
+        if decision is not None and decision.budget and decision.budget_action:
+            self.budget_actions.labels(decision.budget, decision.budget_action).inc()
+        if isinstance(answer, Routed):
+            self.decisions.labels(decision.decision, decision.model, str(decision.explored)).inc()
 
     def answer_from_cache(
-        self, env: Envelope, decision_name: str, answer: CachedAnswer, started: float
+        self, env: Envelope, decision: Decision, answer: CachedAnswer, started: float
     ) -> list[Outbound]:
         """Reply with a cached answer and record it as a free, served outcome."""
         policy = self.watcher.policy
-        card = policy.model(answer.model) if answer.model else None
+        decision_name = decision.decision
         spec = policy.router.find(decision_name)
         baseline = policy.strongest(spec.models if spec else [], env.signals and env.signals.domain)
-        decision = Decision(
-            decision=decision_name,
-            candidates=[answer.model],
-            model=answer.model,
-            pool=card.pool if card else "",
-            strategy="cache",
-            cache_hit=True,
-            policy_version=self.watcher.version,
-        )
         finished = now()
         usage = answer.response.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens", 0))

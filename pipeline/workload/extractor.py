@@ -172,7 +172,7 @@ class SignalExtractor:
         language, language_score = self.language.detect(text)
         offered = len(body.tools or []) if selection is None else selection.offered
         return Signals(
-            **structure.__dict__,
+            **structure.model_dump(),
             tools_offered=offered,
             tools_kept=offered if selection is None else selection.kept,
             tool_tokens=0 if selection is None else selection.offered_tokens,

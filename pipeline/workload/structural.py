@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from pipeline.envelope import ChatMessage, ChatRequest
+from pipeline.envelope import ChatMessage, ChatRequest, StructuralSignals
 from pipeline.policy import ContextClass
 
 #: Tokens a chat template adds around each message (role markers, separators).
@@ -16,19 +15,6 @@ MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_PART_TOKENS = 85
 IMAGE_PART_TYPES = {"image_url", "input_image", "image"}
 AUDIO_PART_TYPES = {"input_audio", "audio", "audio_url"}
-
-
-@dataclass(frozen=True)
-class StructuralSignals:
-    prompt_tokens: int
-    context_class: str
-    messages: int
-    turns: int
-    tools_present: bool
-    tool_loop: bool
-    images_present: bool
-    audio_present: bool
-    system_fingerprint: str | None
 
 
 def context_class(tokens: int, classes: list[ContextClass]) -> str:

@@ -1,16 +1,12 @@
 import numpy as np
 import pytest
 
-from pipeline.router.cache import (
-    CachedAnswer,
-    CacheScope,
-    SemanticCache,
-    exact_key,
-    params_fingerprint,
-)
+from pipeline.envelope import CacheScope
+from pipeline.router.cache_entries import exact_key, params_fingerprint
+from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
 
 DIM = 384
-SCOPE = CacheScope("acme", "code", params_fingerprint({"temperature": 0.0}))
+SCOPE = CacheScope(tenant="acme", decision="code", params=params_fingerprint({"temperature": 0.0}))
 
 
 def unit(seed: int, dtype=np.float32) -> np.ndarray:
@@ -75,8 +71,8 @@ def test_float16_embeddings_are_accepted():
 def test_scopes_are_isolated():
     cache = SemanticCache()
     a = put(cache, "what is kafka", seed=1)
-    other_tenant = CacheScope("globex", SCOPE.decision, SCOPE.params)
-    other_params = CacheScope(SCOPE.tenant, SCOPE.decision, params_fingerprint({"temperature": 1}))
+    other_tenant = SCOPE.model_copy(update={"tenant": "globex"})
+    other_params = SCOPE.model_copy(update={"params": params_fingerprint({"temperature": 1})})
     for scope in (other_tenant, other_params):
         assert cache.lookup(scope, a.key, unit(1), 0.5, now=1.0) is None
     assert cache.lookup(SCOPE, a.key, unit(1), 0.5, now=1.0) is not None
@@ -108,7 +104,7 @@ def test_lru_eviction_keeps_recently_used():
     cache = SemanticCache(max_entries=3)
     first = put(cache, "q0", seed=0)
     put(cache, "q1", seed=1)
-    put(cache, "q2", seed=2, scope=CacheScope("other", "code", SCOPE.params))
+    put(cache, "q2", seed=2, scope=SCOPE.model_copy(update={"tenant": "other"}))
     assert cache.lookup(SCOPE, first.key, None, 0.9, now=1.0) is not None  # q0 now most recent
     put(cache, "q3", seed=3)
     assert len(cache) == 3

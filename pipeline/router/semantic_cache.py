@@ -1,8 +1,8 @@
 """In-memory semantic response cache index for the router stage.
 
-Entries live under a `CacheScope` (tenant, routing decision, generation-parameter
-fingerprint); scopes never see each other's entries. Each entry has an exact key
-(sha256 of the normalised routing text) and optionally an L2-normalised embedding.
+Entries live under a :class:`~pipeline.envelope.CacheScope` (tenant, routing decision,
+generation-parameter fingerprint); scopes never see each other's entries. Each entry has an
+exact key (see :mod:`pipeline.router.cache_entries`) and optionally an L2-normalised embedding.
 
 A lookup tries the exact key first, then the most similar embedding in the same scope
 (cosine similarity as a dot product) at or above a threshold. Each scope keeps a dense
@@ -14,22 +14,15 @@ Expired entries are never returned and are dropped when a lookup meets them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
+from pipeline.envelope import CacheScope
+
 _MIN_ROWS = 16
-
-
-@dataclass(frozen=True)
-class CacheScope:
-    tenant: str
-    decision: str
-    params: str  # params_fingerprint() of the generation parameters
 
 
 @dataclass(frozen=True)
@@ -46,18 +39,6 @@ class CacheHit:
     answer: CachedAnswer
     kind: Literal["exact", "semantic"]
     similarity: float
-
-
-def params_fingerprint(body_params: dict[str, Any]) -> str:
-    """Short sha256 of the answer-changing generation parameters; None values are dropped."""
-    kept = {k: v for k, v in body_params.items() if v is not None}
-    canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def exact_key(text: str) -> str:
-    """sha256 of the routing text, stripped and with whitespace runs collapsed to one space."""
-    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
 class _ScopeIndex:

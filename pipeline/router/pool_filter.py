@@ -1,6 +1,8 @@
-"""pool_aware: drop candidates whose pool cannot serve the request well right now.
+"""The pool-aware candidate filter: drop candidates whose pool cannot serve the request well
+right now.
 
-Applied before every strategy (``router.pool_aware``), so any strategy becomes pool-aware:
+Not a strategy: applied to the candidates before every strategy chooses (``router.pool_aware``),
+so any strategy becomes pool-aware:
 
     saturation(pool) = sum in_flight / sum capacity        over the pool's endpoints that report one
     ttft(pool)       = min TTFT EWMA                         over the pool's endpoints

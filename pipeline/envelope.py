@@ -181,7 +181,6 @@ class Signals(BaseModel):
     language: str
     language_score: float
     system_fingerprint: str | None
-    prefix_hashes: list[str]
     expected_output_tokens: int
     load_shape: str
     session: Literal["warm", "cold"]

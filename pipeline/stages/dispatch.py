@@ -27,11 +27,11 @@ from pipeline.models.heads import load_trained
 from pipeline.policy import AnswerScreening, Policy
 from pipeline.policy_reload import PolicyWatcher
 from pipeline.pool import outcomes
-from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
 from pipeline.pool.dispatcher import Dispatcher, PoolCall
 from pipeline.pool.ladder import Ladder
 from pipeline.pool.scrape import MetricsScraper
 from pipeline.pool.selection import RequestShape
+from pipeline.pool.shape import request_shape
 from pipeline.pool.streaming import StreamRelay
 from pipeline.router import caching
 from pipeline.safety.answers import AnswerModeration, Moderate, StreamScreen, screen_response
@@ -47,18 +47,6 @@ POOL_STATE_INTERVAL_S = 1.0
 def _cacheable(verdict: AnswerScreen | None) -> bool:
     """Whether an answer may be served again from the cache: not one screening blocked."""
     return verdict is None or verdict.action != "block"
-
-
-def request_shape(env: Envelope) -> RequestShape:
-    body, signals = env.request.body, env.signals
-    assert body is not None and signals is not None
-    pieces = prompt_pieces(chat_prompt([m.text() for m in body.messages]))
-    return RequestShape(
-        key=env.request.session_id or env.request.request_id,
-        prompt_tokens=max(len(pieces), signals.prompt_tokens),
-        output_tokens=body.max_tokens or signals.expected_output_tokens,
-        blocks=block_hashes(pieces),
-    )
 
 
 class DispatchStage(Stage):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from typing import Any
 
 import aiohttp
 import httpx
@@ -47,6 +48,20 @@ POOL_STATE_INTERVAL_S = 1.0
 def _cacheable(verdict: AnswerScreen | None) -> bool:
     """Whether an answer may be served again from the cache: not one screening blocked."""
     return verdict is None or verdict.action != "block"
+
+
+def screened(
+    response: dict[str, Any],
+    stream: StreamRelay | None,
+    env: Envelope,
+    screening: AnswerScreening,
+    moderate: Moderate | None,
+) -> tuple[dict[str, Any], AnswerScreen | None]:
+    """The answer as the client may have it, and the screening's verdict (a streamed answer was
+    screened chunk by chunk as it was relayed)."""
+    if stream is not None and isinstance(stream.screen, StreamScreen):
+        return stream.screen.screened_response(response), stream.screen.verdict()
+    return screen_response(response, env.safety, screening, moderate)
 
 
 class DispatchStage(Stage):
@@ -211,24 +226,18 @@ class DispatchStage(Stage):
         climb = await ladder.climb(
             lambda model: self.call_model(policy, env, model, shape, stream_of(model))
         )
-        call = climb.answer
+        call, card = climb.answer, policy.model(climb.model)
         if stream is not None and call.relayed:
             await stream.close(None if call.response is not None else self.failure(call))
         completed_at = now()
         outcome = outcomes.dispatched(env, policy, climb, dispatched_at, completed_at)
         response, verdict = call.response, None
         if response is not None and screening.enabled:
-            if stream is not None and isinstance(stream.screen, StreamScreen):
-                response, verdict = (
-                    stream.screen.screened_response(response),
-                    stream.screen.verdict(),
-                )
-            else:
-                response, verdict = screen_response(response, env.safety, screening, moderate)
+            response, verdict = screened(response, stream, env, screening, moderate)
         outputs: list[Outbound] = []
         if response is not None and decision.cache_ttl_s is not None and _cacheable(verdict):
             entry = caching.entry_for(
-                env, decision.decision, outcome.model, response, decision.cache_ttl_s, completed_at
+                env, decision.decision, card.name, response, decision.cache_ttl_s, completed_at
             )
             outputs.append(Outbound(CACHE, caching.topic_key(entry), entry))
         if response is not None:

@@ -188,7 +188,6 @@ class Signals(StructuralSignals):
     )
     language: str
     language_score: float
-    prefix_hashes: list[str]
     expected_output_tokens: int
     load_shape: str
     session: Literal["warm", "cold"]

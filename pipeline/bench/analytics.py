@@ -63,7 +63,6 @@ def served_envelope(i: int, rng: random.Random, at: float) -> Envelope:
         language="en",
         language_score=0.99,
         system_fingerprint=None,
-        prefix_hashes=[],
         expected_output_tokens=256,
         load_shape="balanced",
         session="cold",

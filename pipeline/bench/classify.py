@@ -3,8 +3,8 @@
 Both sides see the same N real prompts (a fixed mix of the shared data's sources), the same
 model file, the same thread count and the same token budget. The bare loop is what any
 embedding service does at minimum: tokenize one text, truncate, run the model, mean-pool. Ours
-is everything the signals and safety stages compute (structure, language, prefix hashes,
-rules, the encoder pass, four heads, PII, the verdict), in batches of ``batch_max`` requests.
+is everything the signals and safety stages compute (structure, language, rules, the encoder
+pass, four heads, PII, the verdict), in batches of ``batch_max`` requests.
 """
 
 from __future__ import annotations

@@ -22,9 +22,12 @@ stage (verdict ``allow``).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +68,9 @@ from pipeline.evaluation.split import split_of
 from pipeline.evaluation.tasks import CHARS_PER_TOKEN
 from pipeline.learn.evidence import Served, credit_feedback, fold
 from pipeline.policy import KnnConfig, Policy, SignalsConfig, load_policy
+from pipeline.pool.ladder import Ladder
 from pipeline.router.labelled import Labelled
 from pipeline.router.route import RouterRuntime, route
-from pipeline.router.strategies.cascade import failed_check
 from pipeline.settings import DataMissing, Settings, data_dir
 
 STRONG = "gpt-4-1106-preview"
@@ -246,28 +249,38 @@ def graded_two_models(
     }
 
 
+@dataclass(frozen=True)
+class RecordedAnswer:
+    """A model's recorded answer, as the dispatch ladder reads a call."""
+
+    response: dict[str, Any]
+    relayed: bool = False
+    error_type: str | None = None
+
+
+async def recorded_answer(frame: pd.DataFrame, row: int, model: str) -> RecordedAnswer:
+    """``model``'s recorded answer to ``row`` (a missing one is empty)."""
+    text = frame.at[row, f"{model}_response"]
+    content = text if isinstance(text, str) else ""
+    return RecordedAnswer({"choices": [{"message": {"content": content}}]})
+
+
 def cascade(bench: Bench, frame: pd.DataFrame, signals: SignalsConfig) -> dict:
-    """The cascade decision's ladder, dispatched on the recorded answers: a rung's answer that
-    fails a check (``failed_check``) escalates to the next rung; every call is paid."""
+    """The cascade decision's ladder, climbed on the recorded answers as dispatch climbs it
+    (:class:`~pipeline.pool.ladder.Ladder`): a rung's answer that fails a check escalates to the
+    next rung; every call is paid."""
     rows = np.flatnonzero(~bench.train)
     policy = build_policy(signals, bench.cards(), "cascade")
-    config = policy.router.default.cascade
     runtime = RouterRuntime(rng=np.random.default_rng(ROUTER_SEED))
     position = {model: i for i, model in enumerate(bench.models)}
     served, spent, strong_calls = [], [], 0
     for row in rows:
         decision = route(bench.envelope(int(row)), policy, runtime)
-        ladder = [decision.model, *decision.ladder]
-        usd = 0.0
-        for rung, model in enumerate(ladder):
-            strong_calls += model == STRONG
-            usd += bench.cost[row, position[model]]
-            text = frame.at[int(row), f"{model}_response"]
-            answer = {"choices": [{"message": {"content": text if isinstance(text, str) else ""}}]}
-            if rung == len(ladder) - 1 or failed_check(answer, config) is None:
-                served.append(bench.correct[row, position[model]])
-                break
-        spent.append(usd)
+        answers = functools.partial(recorded_answer, frame, int(row))
+        climb = asyncio.run(Ladder.of(decision, policy).climb(answers))
+        strong_calls += sum(model == STRONG for model, _ in climb.calls)
+        spent.append(sum(bench.cost[row, position[model]] for model, _ in climb.calls))
+        served.append(bench.correct[row, position[climb.model]])
     return {
         "checks": CASCADE_CHECKS,
         "strong_share": round(strong_calls / len(rows), 4),

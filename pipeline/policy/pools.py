@@ -23,7 +23,7 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class SimulatorConfig(Strict):
-    """How `wrp up` / `wrp sim` simulate this pool's endpoints (see ``pipeline.pool.sim.engine``)."""
+    """How `wrp up` / `wrp sim` simulate a pool's endpoints (``pipeline.pool.sim.engine``)."""
 
     model: ServedModel = Field("llama-3.1-8b", description="the served model's size and KV shape")
     speed: float = Field(1.0, gt=0, description="simulated seconds per wall second (10 = 10x)")

@@ -13,7 +13,7 @@ def rule_values(envelope: Envelope) -> dict[str, Any]:
     signals, safety = envelope.signals, envelope.safety
     assert signals is not None and safety is not None
     values: dict[str, Any] = signals.model_dump(
-        exclude={"embedding", "encoder", "heads", "prefix_hashes", "keywords", "embedding_rules"}
+        exclude={"embedding", "encoder", "heads", "keywords", "embedding_rules"}
     )
     values.update(
         jailbreak_score=safety.jailbreak_score,

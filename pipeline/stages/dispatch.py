@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from typing import Any
 
 import aiohttp
 import httpx
@@ -21,18 +22,19 @@ from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
 from pipeline.bus.liveness import instance_id
 from pipeline.bus.stage import Inbound, Outbound, Pending, Stage, error_reply
-from pipeline.envelope import AnswerScreen, Attempt, Envelope, ErrorInfo, Outcome, Result, now
+from pipeline.envelope import AnswerScreen, Envelope, ErrorInfo, Result, now
 from pipeline.models.encoder import load_encoder
 from pipeline.models.heads import load_trained
-from pipeline.policy import AnswerScreening, CascadeConfig, Policy
+from pipeline.policy import AnswerScreening, Policy
 from pipeline.policy.reload import PolicyWatcher
-from pipeline.pool.blocks import block_hashes, chat_prompt, prompt_pieces
+from pipeline.pool import outcomes
 from pipeline.pool.dispatcher import Dispatcher, PoolCall
+from pipeline.pool.ladder import Ladder
 from pipeline.pool.scrape import MetricsScraper
 from pipeline.pool.selection import RequestShape
+from pipeline.pool.shape import request_shape
 from pipeline.pool.streaming import StreamRelay
 from pipeline.router import cache_entries
-from pipeline.router.strategies.cascade import failed_check
 from pipeline.safety.answers import AnswerModeration, Moderate, StreamScreen, screen_response
 
 log = logging.getLogger(__name__)
@@ -43,27 +45,23 @@ MAX_IN_FLIGHT = 256
 POOL_STATE_INTERVAL_S = 1.0
 
 
-def _count(usage: object, key: str, default: int) -> int:
-    """A token count of a pool's ``usage``, or ``default`` when the pool gave none usable."""
-    value = usage.get(key) if isinstance(usage, dict) else None
-    return value if isinstance(value, int) and value >= 0 else default
-
-
 def _cacheable(verdict: AnswerScreen | None) -> bool:
     """Whether an answer may be served again from the cache: not one screening blocked."""
     return verdict is None or verdict.action != "block"
 
 
-def request_shape(env: Envelope) -> RequestShape:
-    body, signals = env.request.body, env.signals
-    assert body is not None and signals is not None
-    pieces = prompt_pieces(chat_prompt([m.text() for m in body.messages]))
-    return RequestShape(
-        key=env.request.session_id or env.request.request_id,
-        prompt_tokens=max(len(pieces), signals.prompt_tokens),
-        output_tokens=body.max_tokens or signals.expected_output_tokens,
-        blocks=block_hashes(pieces),
-    )
+def screened(
+    response: dict[str, Any],
+    stream: StreamRelay | None,
+    env: Envelope,
+    screening: AnswerScreening,
+    moderate: Moderate | None,
+) -> tuple[dict[str, Any], AnswerScreen | None]:
+    """The answer as the client may have it, and the screening's verdict (a streamed answer was
+    screened chunk by chunk as it was relayed)."""
+    if stream is not None and isinstance(stream.screen, StreamScreen):
+        return stream.screen.screened_response(response), stream.screen.verdict()
+    return screen_response(response, env.safety, screening, moderate)
 
 
 class DispatchStage(Stage):
@@ -175,8 +173,8 @@ class DispatchStage(Stage):
         )
 
     async def dispatch(self, env: Envelope, started: float) -> list[Outbound]:
-        decision, signals = env.decision, env.signals
-        assert decision is not None and signals is not None
+        decision = env.decision
+        assert decision is not None
         if env.request.deadline is not None and now() > env.request.deadline:
             return [
                 error_reply(
@@ -187,8 +185,8 @@ class DispatchStage(Stage):
                 )
             ]
         policy = self.policy()
-        known = {card.name for card in policy.models}
-        missing = [name for name in [decision.model, *decision.ladder] if name not in known]
+        ladder = Ladder.of(decision, policy)
+        missing = ladder.unknown(policy)
         if missing:
             return [
                 error_reply(
@@ -199,16 +197,8 @@ class DispatchStage(Stage):
                     f"{self.watcher.version}); the policy changed after routing: retry",
                 )
             ]
-        spec = policy.router.find(decision.decision)
-        cascade = spec.cascade if spec is not None else CascadeConfig()
         shape = request_shape(env)
         dispatched_at = now()
-        escalated: list[str] = []
-        cost = gpu_cost = energy = 0.0
-        attempts = 0
-        attempt_log: list[Attempt] = []
-        fallback_from = None
-        rungs = [decision.model, *decision.ladder]
         streams = bool(env.request.body and env.request.body.stream)
         stream: StreamRelay | None = None
         screening = policy.safety.answers.for_tenant(env.request.tenant)
@@ -233,90 +223,17 @@ class DispatchStage(Stage):
                 )
             return stream
 
-        for rung, name in enumerate(rungs):
-            model = name
-            call = await self.call_model(policy, env, model, shape, stream_of(model))
-            fallback = decision.fallback
-            if (
-                call.response is None
-                and not call.relayed
-                and fallback in known
-                and call.error_type != "deadline_exceeded"
-                and not escalated
-            ):
-                attempts += call.attempts
-                attempt_log.extend(call.log)
-                fallback_from, model = name, fallback
-                call = await self.call_model(policy, env, model, shape, stream_of(model))
-            attempts += call.attempts
-            attempt_log.extend(call.log)
-            usage = (call.response or {}).get("usage")
-            prompt_tokens = _count(usage, "prompt_tokens", signals.prompt_tokens)
-            completion_tokens = _count(usage, "completion_tokens", 0)
-            if call.response is not None:
-                cost += policy.model(model).price.cost(prompt_tokens, completion_tokens)
-            gpu_cost += call.gpu_cost_usd
-            energy += call.energy_j
-            last = rung == len(rungs) - 1
-            # a streamed answer reached the client: it is the answer, whatever a check says
-            if call.response is None or last or call.relayed:
-                break
-            if failed_check(call.response, cascade) is None:
-                break
-            escalated.append(model)
-        if stream is not None and call.relayed:
-            failure = None
-            if call.response is None:
-                failure = ErrorInfo(
-                    type=call.error_type or "pool_error", message=call.error or "", stage=self.name
-                )
-            await stream.close(failure)
-        completed_at = now()
-        deadline = env.request.deadline
-        card = policy.model(model)
-        baseline = policy.strongest(decision.candidates, signals.domain)
-        outcome = Outcome(
-            request_id=env.request.request_id,
-            tenant=env.request.tenant,
-            session_id=env.request.session_id,
-            api_key=env.request.api_key,
-            decision=decision.decision,
-            model=card.name,
-            pool=card.pool,
-            endpoint=call.endpoint,
-            status="ok" if call.response is not None else "error",
-            error_type=call.error_type,
-            attempts=attempts,
-            latency_ms=round((completed_at - dispatched_at) * 1000, 3),
-            ttft_ms=call.ttft_ms,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=round(cost, 8),
-            gpu_cost_usd=round(gpu_cost, 8),
-            energy_j=round(energy, 3),
-            dispatched_at=dispatched_at,
-            completed_at=completed_at,
-            explored=decision.explored,
-            escalated_from=escalated,
-            fallback_from=fallback_from,
-            attempt_log=attempt_log,
-            baseline_model=baseline.name if baseline else None,
-            baseline_cost_usd=round(baseline.price.cost(prompt_tokens, completion_tokens), 8)
-            if baseline and call.response is not None
-            else 0.0,
-            slo_missed=deadline is not None and completed_at > deadline,
-            prior=decision.prior,
-            context=decision.context,
+        climb = await ladder.climb(
+            lambda model: self.call_model(policy, env, model, shape, stream_of(model))
         )
+        call, card = climb.answer, policy.model(climb.model)
+        if stream is not None and call.relayed:
+            await stream.close(None if call.response is not None else self.failure(call))
+        completed_at = now()
+        outcome = outcomes.dispatched(env, policy, climb, dispatched_at, completed_at)
         response, verdict = call.response, None
         if response is not None and screening.enabled:
-            if stream is not None and isinstance(stream.screen, StreamScreen):
-                response, verdict = (
-                    stream.screen.screened_response(response),
-                    stream.screen.verdict(),
-                )
-            else:
-                response, verdict = screen_response(response, env.safety, screening, moderate)
+            response, verdict = screened(response, stream, env, screening, moderate)
         outputs: list[Outbound] = []
         if response is not None and decision.cache_ttl_s is not None and _cacheable(verdict):
             entry = cache_entries.entry_for(env, card.name, response, completed_at)
@@ -324,16 +241,16 @@ class DispatchStage(Stage):
         if response is not None:
             result = Result(status="ok", response=response, stage=self.name, screen=verdict)
         else:
-            result = Result(
-                status="error",
-                stage=self.name,
-                error=ErrorInfo(
-                    type=call.error_type or "pool_error", message=call.error or "", stage=self.name
-                ),
-            )
+            result = Result(status="error", stage=self.name, error=self.failure(call))
         closed = env.advance(self.name, started, result=result, outcome=outcome)
         return [
             *outputs,
             Outbound(env.request.reply_to, env.key, closed),
             Outbound(OUTCOMES, outcome.request_id, outcome),
         ]
+
+    def failure(self, call: PoolCall) -> ErrorInfo:
+        """The error a pool call without an answer ends in."""
+        return ErrorInfo(
+            type=call.error_type or "pool_error", message=call.error or "", stage=self.name
+        )

@@ -31,7 +31,6 @@ from pipeline.envelope import (
     CacheEntry,
     Decision,
     Envelope,
-    Outcome,
     PoolState,
     Result,
     RouterState,
@@ -41,6 +40,7 @@ from pipeline.envelope import (
 from pipeline.learn.usage import scope_owner, used
 from pipeline.policy import Budget
 from pipeline.policy.reload import PolicyWatcher
+from pipeline.pool import outcomes
 from pipeline.router import cache_entries
 from pipeline.router.request import (
     Blocked,
@@ -219,33 +219,16 @@ class RouterStage(Stage):
         policy = self.watcher.policy
         decision_name = decision.decision
         spec = policy.router.find(decision_name)
-        baseline = policy.strongest(spec.models if spec else [], env.signals and env.signals.domain)
-        finished = now()
-        usage = answer.response.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens", 0))
-        completion_tokens = int(usage.get("completion_tokens", 0))
-        outcome = Outcome(
-            request_id=env.request.request_id,
-            tenant=env.request.tenant,
-            session_id=env.request.session_id,
-            api_key=env.request.api_key,
-            decision=decision_name,
-            model=answer.model,
-            pool=decision.pool,
-            endpoint="cache",
-            status="ok",
-            attempts=0,
-            latency_ms=round((finished - started) * 1000, 3),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=0.0,
-            baseline_model=baseline.name if baseline else None,
-            baseline_cost_usd=round(baseline.price.cost(prompt_tokens, completion_tokens), 8)
-            if baseline
-            else 0.0,
-            dispatched_at=started,
-            completed_at=finished,
-            cache_hit=True,
+        outcome = outcomes.from_cache(
+            env,
+            policy,
+            decision_name,
+            spec.models if spec else [],
+            answer.model,
+            decision.pool,
+            answer.response,
+            started,
+            now(),
         )
         result = Result(status="ok", response=answer.response, stage=self.name)
         closed = env.advance(self.name, started, decision=decision, result=result, outcome=outcome)

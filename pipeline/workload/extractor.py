@@ -18,7 +18,6 @@ from pipeline.sessions import SessionMemory
 from pipeline.vocabulary import OTHER_DOMAIN
 from pipeline.workload.language import LanguageDetector
 from pipeline.workload.load_shape import expected_output_tokens, load_shape
-from pipeline.workload.prefix import prefix_hashes
 from pipeline.workload.rules import EmbeddingMatcher, KeywordMatcher
 from pipeline.workload.structural import extract_structural, routing_text
 from pipeline.workload.tool_selection import ToolSelection, ToolSelector, narrowed_body
@@ -179,7 +178,6 @@ class SignalExtractor:
             tool_tokens_saved=0 if selection is None else selection.saved_tokens,
             language=language,
             language_score=language_score,
-            prefix_hashes=prefix_hashes(body),
             expected_output_tokens=expected,
             load_shape=load_shape(structure.prompt_tokens, expected, config.load_shape),
             session=self._session(request),

@@ -45,7 +45,7 @@ def test_odd_but_valid_requests_get_a_defined_signal_set(stack):
     m = answers[many_turns.request_id].signals
     assert (m.messages, m.turns, m.context_class) == (10_000, 5_000, "long")
     h = answers[huge.request_id]
-    assert h.signals.prompt_tokens > 131_072 and len(h.signals.prefix_hashes) == 32
+    assert h.signals.prompt_tokens > 131_072
     assert h.result.status == "error" and h.result.error.type == "context_length_exceeded"
     landed(stack, [r.request_id for r in requests])
 

@@ -28,7 +28,6 @@ def make_signals(**overrides: Any) -> Signals:
         "language": "en",
         "language_score": 0.99,
         "system_fingerprint": None,
-        "prefix_hashes": [],
         "expected_output_tokens": 256,
         "load_shape": "balanced",
         "session": "cold",

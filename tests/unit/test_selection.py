@@ -5,13 +5,16 @@ from collections import Counter
 
 import pytest
 
+from pipeline.envelope import ChatRequest, Envelope, RequestSection
 from pipeline.policy import Pool, SelectionConfig
-from pipeline.pool.blocks import expand_trace_blocks, text_block_hashes
+from pipeline.pool.blocks import BLOCK_SIZE, expand_trace_blocks, text_block_hashes
 from pipeline.pool.circuit import CircuitBreaker
 from pipeline.pool.endpoints import PoolEndpoints
 from pipeline.pool.selection import NoEndpoint, RequestShape, build_selector
 from pipeline.pool.selection.base import EndpointState
 from pipeline.pool.selection.prefix_affinity import PrefixAffinity
+from pipeline.pool.shape import request_shape
+from tests.unit.factories import make_signals
 
 URLS = [f"http://e{i}" for i in range(4)]
 
@@ -54,6 +57,25 @@ def test_prefix_affinity_keeps_a_prefix_on_one_endpoint_and_spreads_prefixes():
         for i in range(1, 60)
     }
     assert spread == set(URLS)
+
+
+def chat(*messages: dict, prompt_tokens: int = 50) -> Envelope:
+    body = ChatRequest(messages=list(messages))
+    return Envelope(
+        request=RequestSection(body=body), signals=make_signals(prompt_tokens=prompt_tokens)
+    )
+
+
+def test_request_prefix_blocks_are_shared_exactly_as_far_as_prompts_agree():
+    system = {"role": "system", "content": "policy " * 2000}
+    a = request_shape(chat(system, {"role": "user", "content": "question one " * 500}))
+    b = request_shape(chat(system, {"role": "user", "content": "other words " * 500}))
+    shared = 2000 // BLOCK_SIZE
+    assert a.blocks[:shared] == b.blocks[:shared]
+    assert all(x != y for x, y in zip(a.blocks[shared:], b.blocks[shared:], strict=True))
+    assert a.prompt_tokens == 3000 and len(a.blocks) == 3000 // BLOCK_SIZE
+    short = request_shape(chat({"role": "user", "content": "hi"}, prompt_tokens=9))
+    assert (short.blocks, short.prompt_tokens) == ((), 9)
 
 
 def test_prefix_affinity_spills_to_a_neighbour_over_the_load_bound():

@@ -3,7 +3,6 @@ from pipeline.policy import ContextClass, KeywordRule, LoadShapeConfig
 from pipeline.sessions import SessionMemory
 from pipeline.workload.language import LanguageDetector
 from pipeline.workload.load_shape import expected_output_tokens, load_shape
-from pipeline.workload.prefix import BLOCK_CHARS, prefix_hashes
 from pipeline.workload.rules import KeywordMatcher
 from pipeline.workload.structural import context_class, extract_structural, routing_text
 
@@ -62,16 +61,6 @@ def test_tool_loop_is_active_when_the_newest_turn_is_a_tool_result():
         ]
     )
     assert extract_structural(body, words, CLASSES).tool_loop
-
-
-def test_prefix_hashes_are_shared_exactly_as_far_as_prompts_agree():
-    system = {"role": "system", "content": "policy " * 2000}
-    a = ChatRequest(messages=[system, {"role": "user", "content": "question one " * 500}])
-    b = ChatRequest(messages=[system, {"role": "user", "content": "other words " * 500}])
-    ha, hb = prefix_hashes(a), prefix_hashes(b)
-    shared = len(system["content"]) // BLOCK_CHARS
-    assert ha[:shared] == hb[:shared] and ha[shared + 1 :] != hb[shared + 1 :]
-    assert prefix_hashes(ChatRequest(messages=[{"role": "user", "content": "hi"}])) == []
 
 
 def test_keyword_rules_any_all_none_and_regex():

@@ -35,7 +35,8 @@ from pipeline.envelope import AnswerScreen, AnswerVerdict, Safety
 from pipeline.models.encoder import Encoder
 from pipeline.models.heads import Head
 from pipeline.policy import AnswerScreening
-from pipeline.safety.pii import LABEL_WINDOW, SECRET_LABEL_WINDOW, PiiSpan, find_pii, redact
+from pipeline.safety.pii import PiiSpan, find_pii, redact
+from pipeline.safety.pii.labels import LABEL_WINDOW, SECRET_LABEL_WINDOW
 from pipeline.safety.scrub import SHORTEST
 
 #: An answer that refuses an attack: it opens with a refusal (after an optional "Name:" persona

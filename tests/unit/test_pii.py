@@ -2,13 +2,9 @@
 
 import pytest
 
-from pipeline.safety.pii import (
-    SCANNERS,
-    PiiSpan,
-    find_pii,
-    redact,
-    shannon_entropy,
-)
+from pipeline.safety.pii import PiiSpan, find_pii, redact
+from pipeline.safety.pii.scanners import SCANNERS
+from pipeline.safety.pii.validation import shannon_entropy
 from pipeline.vocabulary import KNOWN_ENTITIES
 
 # Test-only credentials: random strings in each vendor's format or documented example values

@@ -12,6 +12,9 @@ is sent as the chunks a streaming server would have sent. Headers
 ``x-wrp-blocked`` and (when a budget acted) ``x-wrp-budget`` say what happened.
 The API key is checked before the body is read; errors are OpenAI's error object (a string
 ``code`` or null); ``POST /v1/responses`` serves a stateless subset of the Responses API.
+This module is the app and its routes; the key check and body limit are in
+:mod:`pipeline.gateway.middleware`, the error responses in :mod:`pipeline.gateway.errors`, the
+answers' shape and ``x-wrp-*`` headers in :mod:`pipeline.gateway.shaping`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -58,59 +61,29 @@ from pipeline.envelope import (
     now,
 )
 from pipeline.gateway import sse
+from pipeline.gateway.errors import (
+    ERROR_RESPONSES,
+    pipeline_error,
+    refused_parameter,
+    unauthorized_error,
+    validation_error,
+)
 from pipeline.gateway.keys import ApiKeys, key_id
+from pipeline.gateway.middleware import ApiKeyCheck, BodyLimit
 from pipeline.gateway.owners import RequestOwners
 from pipeline.gateway.responses import ResponsesRequest, Unsupported, chat_body, response_object
+from pipeline.gateway.shaping import (
+    answer_headers,
+    completion_in_openai_shape,
+    model_card,
+    stream_headers,
+)
 from pipeline.openai_errors import openai_error
 from pipeline.policy.reload import PolicyWatcher
 from pipeline.settings import Settings
 from pipeline.tracing import TRACEPARENT_HEADER, tracing_for, valid_traceparent
 
 log = logging.getLogger(__name__)
-
-#: HTTP status for each pipeline error type (anything else: 500).
-ERROR_STATUS = {
-    "model_not_found": 404,
-    "context_length_exceeded": 400,
-    "invalid_json": 400,
-    "invalid_schema": 400,
-    "invalid_message": 400,
-    "oversize": 413,
-    "deadline_exceeded": 504,
-    "pool_timeout": 504,
-    "pool_unavailable": 503,
-    "pool_overloaded": 503,
-    "pool_unreachable": 502,
-    "pool_error": 502,
-    "pool_bad_response": 502,
-    "pool_incomplete": 502,
-    "pool_rejected": 400,
-    "pool_unauthorized": 502,  # the pool refused WRP's credentials: not the client's key
-    "pool_misconfigured": 500,  # a secret the pool's auth names is missing
-    "rate_limit_exceeded": 429,
-    "insufficient_quota": 429,
-}
-#: OpenAI's error ``type`` for the pipeline's error types that are not request errors.
-OPENAI_TYPES = {
-    "rate_limit_exceeded": "requests",
-    "insufficient_quota": "insufficient_quota",
-}
-#: The request parameter a pipeline error type is about (OpenAI's ``param``).
-ERROR_PARAMS = {"model_not_found": "model", "context_length_exceeded": "messages"}
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": text}
-    for status, text in (
-        (400, "malformed JSON, a schema error (the field is named) or a rejected request"),
-        (401, "missing or unknown API key (checked before the body)"),
-        (404, "unknown model"),
-        (413, "body larger than WRP_MAX_REQUEST_BYTES"),
-        (429, "a budget of the tenant, API key or session is reached (retry-after says when)"),
-        (502, "the pool failed"),
-        (503, "no endpoint of the pool is available"),
-        (504, "no answer within the gateway's timeout"),
-    )
-}
-
 
 CHAT_RESPONSE: dict[str, Any] = {
     "description": "a chat.completion, or chat.completion.chunk events when `stream` is true",
@@ -129,160 +102,8 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(None, max_length=4000)
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes, counted as it streams in."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
-
-    async def _reject(self, scope: dict, receive: Callable, send: Callable) -> None:
-        response = openai_error(
-            413, f"request body over {self.limit} bytes (WRP_MAX_REQUEST_BYTES)", code="too_large"
-        )
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
 class _Unauthorized(Exception):
     pass
-
-
-def unauthorized_error() -> JSONResponse:
-    return openai_error(
-        401,
-        "Incorrect or missing API key: send `Authorization: Bearer <key>`",
-        code="invalid_api_key",
-    )
-
-
-class ApiKeyCheck:
-    """ASGI middleware: a ``/v1/`` request without a known API key gets its 401 before its body
-    is read, so authentication comes before validation and the body limit, as at OpenAI."""
-
-    def __init__(
-        self, app: Callable[..., Awaitable[None]], keys: ApiKeys, rejected: Callable[[], None]
-    ) -> None:
-        self.app, self.keys, self.rejected = app, keys, rejected
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-            scheme, _, key = header.partition(" ")
-            bearer = key.strip() if scheme.lower() == "bearer" else None
-            if self.keys.tenant_for(bearer) is None:
-                self.rejected()
-                await unauthorized_error()(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def pipeline_error(kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """A pipeline error type as OpenAI's error: the type is its ``code``, its class ``type``."""
-    status = ERROR_STATUS.get(kind, 500)
-    default = "server_error" if status >= 500 else "invalid_request_error"
-    kind_of_error = OPENAI_TYPES.get(kind, default)
-    param = ERROR_PARAMS.get(kind)
-    return openai_error(status, message, kind_of_error, kind, param, headers)
-
-
-def validation_error(exc: RequestValidationError) -> JSONResponse:
-    """The first schema error, with the field as ``param``; malformed JSON says so plainly."""
-    first = exc.errors()[0]
-    if first.get("type") == "json_invalid":
-        position = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
-        where = f" at character {position}" if position is not None else ""
-        detail = (first.get("ctx") or {}).get("error") or first.get("msg")
-        return openai_error(
-            400, f"We could not parse the JSON body of your request{where}: {detail}"
-        )
-    field = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or None
-    if first.get("type") == "missing":
-        return openai_error(
-            400,
-            f"Missing required parameter: '{field}'.",
-            param=field,
-            code="missing_required_parameter",
-        )
-    return openai_error(400, f"{field or 'body'}: {first.get('msg')}", param=field)
-
-
-def refused_parameter(body: ChatRequest) -> JSONResponse | None:
-    """400 for what OpenAI requires or WRP does not serve: no ``model``, or ``n`` above 1."""
-    if "model" not in body.model_fields_set:
-        return openai_error(
-            400,
-            "Missing required parameter: 'model' (\"auto\" lets WRP choose).",
-            param="model",
-            code="missing_required_parameter",
-        )
-    n = (body.model_extra or {}).get("n")
-    if n is not None and n != 1:
-        return openai_error(
-            400,
-            f"n={n!r} is not supported: WRP returns one choice per request; send n=1 or "
-            "several requests",
-            param="n",
-            code="unsupported_value",
-        )
-    return None
-
-
-def completion_in_openai_shape(response: dict[str, Any]) -> dict[str, Any]:
-    """``response`` with the keys OpenAI always sends (``logprobs``, ``refusal``) filled in."""
-    choices = []
-    for choice in response.get("choices") or []:
-        message = {"content": None, "refusal": None} | (choice.get("message") or {})
-        choices.append({"logprobs": None} | choice | {"message": message})
-    return response | {"choices": choices}
-
-
-def model_card(model_id: str, created: int, **extra: Any) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": "wrp"} | extra
-
-
-def _headers(env: Envelope) -> dict[str, str]:
-    decision = env.decision
-    headers = {"x-wrp-request-id": env.request.request_id}
-    if decision is not None:
-        headers |= {
-            "x-wrp-decision": decision.decision,
-            "x-wrp-model": decision.model,
-            "x-wrp-pool": decision.pool,
-            "x-wrp-cache-hit": str(decision.cache_hit).lower(),
-        }
-        if decision.budget is not None:
-            headers["x-wrp-budget"] = f"{decision.budget}:{decision.budget_action}"
-    blocked = env.result is not None and env.result.status == "blocked"
-    if blocked:
-        headers.setdefault("x-wrp-decision", "blocked")
-    headers["x-wrp-blocked"] = str(blocked).lower()
-    return headers
 
 
 async def _forgetting(
@@ -294,17 +115,6 @@ async def _forgetting(
             yield item
     finally:
         streams.forget(request_id)
-
-
-def _stream_headers(request_id: str, first: StreamChunks) -> dict[str, str]:
-    return {
-        "x-wrp-request-id": request_id,
-        "x-wrp-decision": first.decision,
-        "x-wrp-model": first.model,
-        "x-wrp-pool": first.pool,
-        "x-wrp-cache-hit": "false",
-        "x-wrp-blocked": "false",
-    }
 
 
 def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
@@ -459,7 +269,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
                 return StreamingResponse(
                     _forgetting(events, streams, rid),
                     media_type="text/event-stream",
-                    headers=_stream_headers(rid, first),
+                    headers=stream_headers(rid, first),
                 )
             streams.forget(rid)
             answer = first
@@ -473,7 +283,7 @@ def gateway_app(settings: Settings, keys: ApiKeys) -> FastAPI:
                 "timeout",
                 headers={"x-wrp-request-id": section.request_id},
             )
-        headers = _headers(answer)
+        headers = answer_headers(answer)
         result = answer.result
         owners.answered(rid, result.status)
         served.labels(result.status).inc()

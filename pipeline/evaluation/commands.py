@@ -127,11 +127,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2) if args.json else sticky_replay.render(report))
         return 0
     if args.target == "routing":
-        from pipeline.evaluation import routing
+        from pipeline.evaluation import routing, routing_report
 
         settings = settings_from(args)
         report = routing.eval_routing(settings, args.out or settings.state_dir / "eval")
-        print(json.dumps(report, indent=2) if args.json else routing.render(report))
+        print(json.dumps(report, indent=2) if args.json else routing_report.render(report))
         return 0
     if args.target == "answers":
         from pipeline.evaluation import answers_eval

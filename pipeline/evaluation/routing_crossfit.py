@@ -33,6 +33,7 @@ from pipeline.evaluation.routing_replay import (
     first_crossing,
     oracle,
     replay,
+    rounded,
     sweep,
     usd_per_1k,
     value_at,
@@ -209,9 +210,9 @@ def summary(
         routed[name] = {
             "points": curve,
             "best_accuracy": max(ys),
-            "accuracy_at_best_single_cost": _round(at_best),
-            "share_of_oracle_at_best_single_cost": _round((at_best or 0.0) / oracle_acc),
-            "cost_per_1k_for_95pct_of_best_single": _round(
+            "accuracy_at_best_single_cost": rounded(at_best),
+            "share_of_oracle_at_best_single_cost": rounded((at_best or 0.0) / oracle_acc),
+            "cost_per_1k_for_95pct_of_best_single": rounded(
                 first_crossing(xs, ys, TARGET * best_acc)
             ),
             "against_best_single": _against(at_best, best_acc),
@@ -240,10 +241,6 @@ def _against(accuracy: float | None, best: float) -> str:
     if accuracy is None or accuracy < best - 1e-9:
         return "loses to"
     return "beats" if accuracy > best + 1e-9 else "matches"
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 def train_labelled(

@@ -72,6 +72,11 @@ def value_at(xs: list[float], ys: list[float], x0: float) -> float | None:
     return None if x0 < fx[0] else float(np.interp(x0, fx, fy))
 
 
+def rounded(value: float | None) -> float | None:
+    """``value`` to four decimals, as the reports state numbers (None stays None)."""
+    return None if value is None else round(value, 4)
+
+
 def random_share(strong: float, weak: float, target: float) -> float:
     """Share p of strong calls at which random routing, p*strong + (1-p)*weak, reaches target."""
     if strong <= weak:

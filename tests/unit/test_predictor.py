@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.evaluation import predictor_training as training
-from pipeline.evaluation import routing, routing_replay
+from pipeline.evaluation import routing_replay, routing_strong_weak
 from pipeline.router.labelled import LabelsError, read_labelled
 from pipeline.router.neighbours import KnnIndex
 from pipeline.router.predictor import VARIANTS, features, load_predictor
@@ -91,7 +91,7 @@ def test_the_predicted_strategy_trades_quality_for_cost_and_never_loses_to_one_m
     vectors, cluster = clustered(600)
     y = np.stack([cluster == 0, np.ones(600, bool)], axis=1).astype(float)
     synthetic = bench(y, vectors, np.arange(600) < 400)
-    section = routing.strong_weak(synthetic, SIGNALS, tmp_path)
+    section = routing_strong_weak.strong_weak(synthetic, SIGNALS, tmp_path)
     curve = section["curves"]["predicted"]
     # the strong model is needed on half the requests: 95% of its accuracy takes about half
     assert curve["strong_share_needed"] == pytest.approx(0.45, abs=0.06)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.envelope import ChatRequest, RequestSection, Signals
-from pipeline.evaluation import routing, routing_replay
+from pipeline.evaluation import routing_online, routing_replay, routing_strong_weak
 from pipeline.policy import SignalsConfig
 from tests.unit.factories import make_signals
 
@@ -101,10 +101,10 @@ def test_sweep_weights_span_both_signs_in_units_of_the_cost_spread():
 
 def test_trailing_accuracy_and_requests_to_reach():
     rewards = np.array([0, 0, 1, 1, 1, 1], dtype=float)
-    assert np.isnan(routing.trailing(rewards, 3)[:2]).all()
-    assert routing.trailing(rewards, 3)[2:].tolist() == pytest.approx([1 / 3, 2 / 3, 1, 1])
-    assert routing.requests_to_reach(rewards, 0.6, 3) == 4
-    assert routing.requests_to_reach(rewards, 1.1, 3) is None
+    assert np.isnan(routing_online.trailing(rewards, 3)[:2]).all()
+    assert routing_online.trailing(rewards, 3)[2:].tolist() == pytest.approx([1 / 3, 2 / 3, 1, 1])
+    assert routing_online.requests_to_reach(rewards, 0.6, 3) == 4
+    assert routing_online.requests_to_reach(rewards, 1.1, 3) is None
 
 
 def test_knn_routes_strong_only_where_neighbours_need_it(tmp_path):
@@ -115,7 +115,9 @@ def test_knn_routes_strong_only_where_neighbours_need_it(tmp_path):
     vectors = centres[cluster] + 0.05 * rng.standard_normal((400, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     correct = np.stack([cluster == 0, np.ones(400, bool)], axis=1).astype(float)
-    section = routing.strong_weak(bench(correct, vectors, np.arange(400) < 300), SIGNALS, tmp_path)
+    section = routing_strong_weak.strong_weak(
+        bench(correct, vectors, np.arange(400) < 300), SIGNALS, tmp_path
+    )
     curve = section["curves"]["knn"]
     assert section["strong_accuracy"] == 1.0
     # routing reaches 95% of the strong model's accuracy with about half the strong calls
@@ -130,7 +132,7 @@ def test_thompson_learns_the_better_model_from_feedback():
     correct = np.stack([rng.random(rows) < 0.2, rng.random(rows) < 0.9], axis=1).astype(float)
     synthetic = bench(correct, vectors, np.zeros(rows, bool))
     policy = routing_replay.build_policy(SIGNALS, synthetic.cards(), "thompson")
-    rewards, explored = routing.learn(synthetic, np.arange(rows), policy)
+    rewards, explored = routing_online.learn(synthetic, np.arange(rows), policy)
     assert rewards[-100:].mean() > 0.75
     assert rewards[-100:].mean() > rewards[:20].mean()
     assert explored <= 0.3

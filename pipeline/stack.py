@@ -23,11 +23,11 @@ from pathlib import Path
 
 import httpx
 
+from pipeline.api_keys import ApiKeys, first_key
 from pipeline.bus.admin import create_topics
 from pipeline.bus.broker import port_in_use, start_broker
 from pipeline.bus.catalog import load_catalog
 from pipeline.bus.lag import group_lag
-from pipeline.gateway.keys import ApiKeys, first_key
 from pipeline.policy import Policy, load_policy
 from pipeline.settings import STAGE_PORT_OFFSETS, Settings
 from pipeline.stages.registry import consumed_topics

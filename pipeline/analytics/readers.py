@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.gateway.keys import ApiKeys
+from pipeline.api_keys import ApiKeys
 from pipeline.settings import Settings
 
 

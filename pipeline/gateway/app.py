@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.analytics.access import AnalyticsUnavailable
+from pipeline.api_keys import ApiKeys, key_id
 from pipeline.bus.catalog import FEEDBACK, REQUESTS, RESPONSES, STAGE_HEALTH
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import encode
@@ -68,7 +69,6 @@ from pipeline.gateway.errors import (
     unauthorized_error,
     validation_error,
 )
-from pipeline.gateway.keys import ApiKeys, key_id
 from pipeline.gateway.middleware import ApiKeyCheck, BodyLimit
 from pipeline.gateway.owners import RequestOwners
 from pipeline.gateway.responses import ResponsesRequest, Unsupported, chat_body, response_object

@@ -11,7 +11,7 @@ from pipeline.subcommand import command, settings_from
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from pipeline.gateway.keys import ApiKeys, KeysError, new_key
+    from pipeline.api_keys import ApiKeys, KeysError, new_key
 
     settings = settings_from(args)
     try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from pipeline.api_keys import ApiKeys
 from pipeline.gateway.errors import unauthorized_error
-from pipeline.gateway.keys import ApiKeys
 from pipeline.openai_errors import openai_error
 
 

@@ -33,10 +33,10 @@ from pipeline.analytics.readers import (
     withdraw_operator_token,
 )
 from pipeline.analytics.store import AnalyticsStore, QueryError, batch_token
+from pipeline.api_keys import ApiKeys
 from pipeline.bus.catalog import CACHE, DLQ, FEEDBACK, POOL_STATE, RESPONSES, ROUTER_STATE
 from pipeline.bus.stage import Inbound, Output, Stage
 from pipeline.envelope import Envelope
-from pipeline.gateway.keys import ApiKeys
 
 #: topic -> (table, columns, rows of one message)
 SINKS: dict[str, tuple[str, list[str], Callable[[Any], list[list[Any]]]]] = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.gateway.keys import digest
+from pipeline.api_keys import digest
 from pipeline.settings import DEFAULT_POLICY, STAGE_PORT_OFFSETS, Settings
 from pipeline.stack import SEPARATE_STAGES, Stack
 from tests.integration.faults import start_fault_server

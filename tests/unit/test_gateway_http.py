@@ -11,9 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from pipeline.api_keys import ApiKeys, digest
 from pipeline.envelope import ChatRequest, Envelope, RequestSection
 from pipeline.gateway.errors import pipeline_error, refused_parameter, validation_error
-from pipeline.gateway.keys import ApiKeys, digest
 from pipeline.gateway.middleware import ApiKeyCheck, BodyLimit
 from pipeline.gateway.shaping import answer_headers, completion_in_openai_shape, model_card
 

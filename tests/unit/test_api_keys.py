@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipeline.gateway import keys as keys_module
-from pipeline.gateway.keys import ApiKeys, KeysError, digest, first_key, new_key
+from pipeline import api_keys as keys_module
+from pipeline.api_keys import ApiKeys, KeysError, digest, first_key, new_key
 from pipeline.settings import Settings
 
 

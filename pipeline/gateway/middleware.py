@@ -14,7 +14,12 @@ from pipeline.openai_errors import openai_error
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes, counted as it streams in."""
+    """ASGI middleware: 413 for a body over ``limit`` bytes, counted as it streams in.
+
+    The body is read here, up to the limit, and handed to the app whole: the app reads it whole
+    anyway, and an error raised while the app reads would come out as FastAPI's 400 "error
+    parsing the body" instead of the 413 (for a chunked body, which declares no length).
+    """
 
     def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
         self.app, self.limit = app, limit
@@ -27,30 +32,31 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._reject(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                return  # the client went away before its body arrived: nobody to answer
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
-                raise _TooLarge
-            return message
+                await self._reject(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: list[dict] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        async def replayed() -> dict:
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replayed, send)
 
     async def _reject(self, scope: dict, receive: Callable, send: Callable) -> None:
         response = openai_error(
             413, f"request body over {self.limit} bytes (WRP_MAX_REQUEST_BYTES)", code="too_large"
         )
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class ApiKeyCheck:

@@ -78,6 +78,49 @@ async def test_a_body_declared_over_the_limit_is_a_413() -> None:
     }
 
 
+async def chunked(app: FastAPI, chunks: list[bytes]) -> tuple[int, dict]:
+    """POST ``chunks`` as a body that declares no length (chunked transfer); the status and JSON."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/echo",
+        "raw_path": b"/v1/echo",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"transfer-encoding", b"chunked"),
+            (b"authorization", f"Bearer {KEY}".encode()),
+        ],
+        "server": ("gw", 80),
+        "client": ("127.0.0.1", 1234),
+    }
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body)
+
+
+async def test_a_chunked_body_over_the_limit_is_a_413_and_one_within_it_arrives_whole() -> None:
+    status, reply = await chunked(echo_app(50, []), [b'{"model": "', b"x" * 30, b'"}'] * 2)
+    assert status == 413 and reply["error"]["code"] == "too_large"
+    assert await chunked(echo_app(50, []), [b'{"model": ', b'"gpt"}']) == (200, {"model": "gpt"})
+
+
 async def test_schema_errors_name_the_field_and_bad_json_says_so() -> None:
     app = echo_app(1000, [])
     missing = (await post(app, b"{}")).json()["error"]

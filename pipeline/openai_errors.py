@@ -6,7 +6,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.responses import JSONResponse
+
+
+def error_body(
+    message: str, kind: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The ``{"error": ...}`` object itself, for a response or a streamed event."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def openai_error(
@@ -18,7 +27,7 @@ def openai_error(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
+        error_body(message, kind, code, param),
         status_code=status,
         headers=headers,
     )

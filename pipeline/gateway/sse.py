@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pipeline.envelope import StreamChunks
+from pipeline.openai_errors import error_body
 
 DONE = b"data: [DONE]\n\n"
 
@@ -26,9 +27,7 @@ def event(data: dict[str, Any]) -> bytes:
 
 def _error(kind: str, message: str) -> bytes:
     """An error after the stream began: the server's (``server_error``), its kind the code."""
-    return event(
-        {"error": {"message": message, "type": "server_error", "param": None, "code": kind}}
-    )
+    return event(error_body(message, "server_error", code=kind))
 
 
 async def relayed(

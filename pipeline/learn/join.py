@@ -11,7 +11,7 @@ reads and writes them, so it runs the same on plain dicts.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import asdict
 from typing import Any
 
@@ -60,18 +60,22 @@ class OutcomeFeedbackJoin:
         before = self.served.get(outcome.request_id)
         return before is None or before.get("offset", offset) == offset
 
-    def outcome(self, outcome: Outcome, offset: int) -> list[Verdict]:
-        """Remember who served ``outcome``'s request; the outcome's own credits, then the
-        verdicts on the feedback that waited for it."""
+    def outcome(self, outcome: Outcome, offset: int) -> Iterator[Verdict]:
+        """Remember who served ``outcome``'s request (at once); then, as they are asked for, the
+        outcome's own credits and the verdicts on the feedback that waited for it. Each waiting
+        judgement is made only when asked for and ``pending`` is forgotten after the last, so a
+        caller that sends each credit before asking for the next loses none in a crash."""
         entry = served_entry(outcome, offset)
         self.served[outcome.request_id] = entry
-        verdicts: list[Verdict] = list(credit_outcome(outcome, self.learning))
+        return self._verdicts(outcome, entry)
+
+    def _verdicts(self, outcome: Outcome, entry: dict[str, Any]) -> Iterator[Verdict]:
+        yield from credit_outcome(outcome, self.learning)
         waiting = self.pending.get(outcome.request_id)
         if waiting:
             for item in waiting:
-                verdicts.append(self._judge(Feedback.model_validate_json(item["feedback"]), entry))
+                yield self._judge(Feedback.model_validate_json(item["feedback"]), entry)
             del self.pending[outcome.request_id]
-        return verdicts
 
     def feedback(self, feedback: Feedback, now: float) -> Verdict | None:
         """The verdict on ``feedback``; None while its request's outcome has not come (it waits

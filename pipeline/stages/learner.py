@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -151,8 +152,9 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         key = f"{credit.decision}/{credit.model}".encode()
         await credits.send(key=key, value=encode(credit))
 
-    async def credit(verdicts: list[Verdict]) -> None:
-        """Send the credits; count the judgements ignored, by reason."""
+    async def credit(verdicts: Iterable[Verdict]) -> None:
+        """Send the credits, each before the next verdict is asked for; count the judgements
+        ignored, by reason."""
         for verdict in verdicts:
             if isinstance(verdict, Credit):
                 await send_credit(verdict)

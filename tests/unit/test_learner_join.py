@@ -47,11 +47,23 @@ def test_feedback_before_its_outcome_waits_and_the_last_of_a_source_is_credited(
     assert j.feedback(vote(0.25), now=1.0) is None
     assert j.feedback(vote(0.5, "tenant:beta", "beta"), now=2.0) is None
     assert len(j.pending["r1"]) == 2
-    verdicts = j.outcome(outcome(), 10)
+    verdicts = list(j.outcome(outcome(), 10))
     assert "r1" not in j.pending
     assert "tenant_mismatch" in verdicts
     [credit] = credits(verdicts)
     assert credit.successes == 0.25
+
+
+def test_waiting_feedback_is_forgotten_only_after_its_last_verdict_was_taken():
+    j = join()
+    j.feedback(vote(1.0), now=0.0)
+    j.feedback(vote(0.5, "evaluator", None), now=1.0)
+    verdicts = j.outcome(outcome(), 10)
+    first = next(v for v in verdicts if isinstance(v, Credit))  # sent, then the learner crashes
+    assert first.successes == 1.0 and "r1" in j.pending
+    replayed = credits(j.outcome(outcome(), 10))  # the outcome read again after the restart
+    assert [c.successes for c in replayed] == [0.5]  # the one sent is not credited twice
+    assert "r1" not in j.pending
 
 
 def test_a_cached_answer_credits_nothing():

@@ -203,6 +203,15 @@ class Signals(StructuralSignals):
     encoder: str
     heads: dict[str, str] = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _without_prefix_hashes(cls, data: Any) -> Any:
+        """Envelopes from stages that still sent the dropped ``prefix_hashes`` (in flight across
+        an upgrade) are read without it rather than dead-lettered."""
+        if isinstance(data, dict) and "prefix_hashes" in data:
+            return {k: v for k, v in data.items() if k != "prefix_hashes"}
+        return data
+
     def embedding_vector(self) -> np.ndarray:
         return self.decode_embedding(self.embedding)
 

@@ -27,6 +27,10 @@ def ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+#: Left out of the envelope a request row keeps: the trail, the embedding, and the cache key (a
+#: hash of the request's text, which could confirm a guess at what scrubbing replaced).
+STORED_WITHOUT = {"trail": True, "signals": {"embedding"}, "decision": {"cache_key"}}
+
 REQUEST_COLUMNS = [
     "request_id",
     "tenant",
@@ -161,7 +165,7 @@ def request_row(env: Envelope) -> list[Any]:
         screen.redacted if screen else 0,
         screen.attack_complied if screen else False,
         json.dumps([s.model_dump() for s in env.trail]),
-        json.dumps(scrubbed_envelope(env, {"trail": True, "signals": {"embedding"}})),
+        json.dumps(scrubbed_envelope(env, STORED_WITHOUT)),
     ]
 
 

@@ -82,13 +82,16 @@ def lookup(
     return hit.answer if hit else None
 
 
-def entry_for(envelope: Envelope, model: str, response: dict, now: float) -> CacheEntry:
+def entry_for(envelope: Envelope, model: str, response: dict, now: float) -> CacheEntry | None:
     """``model``'s answer to a routed request, stored under its decision's cache scope and key
-    for the decision's TTL."""
+    for the decision's TTL; None when the decision names no scope and key (a router older than
+    them) or a scope of another tenant than the request's."""
     decision, signals = envelope.decision, envelope.signals
-    assert decision is not None and decision.cache_ttl_s is not None
+    if decision is None or decision.cache_ttl_s is None:
+        return None
     scope, key = decision.cache_scope, decision.cache_key
-    assert scope is not None and key is not None
+    if scope is None or key is None or scope.tenant != envelope.request.tenant:
+        return None
     return CacheEntry(
         tenant=scope.tenant,
         decision=scope.decision,

@@ -6,7 +6,8 @@ messages.
   the request cannot be routed (unknown model, no candidate with the context it needs);
 - :class:`Blocked`: the matched decision's stricter safety settings block it;
 - :class:`Cached`: the decision's cache scope holds an answer to it;
-- :class:`Routed`: a model was chosen, with the PII findings the decision redacts.
+- :class:`Routed`: a model was chosen; the request goes on redacted when the decision says so
+  (redaction happens here, once).
 
 A budget that downgrades leaves only the cheapest usable candidate; one that flags only marks the
 decision. Every routed request is held against its budgets (:class:`Reservations`) until its
@@ -32,16 +33,18 @@ from pipeline.router.route import (
     route,
 )
 from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
+from pipeline.safety.verdict import redact_request
 
 CacheLookup = Literal["hit", "miss"] | None
 
 
 @dataclass(frozen=True)
 class Routed:
-    """A model was chosen; ``redact`` are the request's PII findings the decision redacts."""
+    """A model was chosen; ``envelope`` is the request as it goes on: with the PII the decision
+    redacts replaced (the same envelope when it redacts nothing)."""
 
     decision: Decision
-    redact: list[PiiFinding]
+    envelope: Envelope
     cache_lookup: CacheLookup = None
 
 
@@ -74,6 +77,15 @@ class Refused:
 
 
 RouteResult = Routed | Cached | Blocked | Refused
+
+
+def redacted(env: Envelope, findings: list[PiiFinding]) -> Envelope:
+    """``env`` with ``findings`` replaced in its request (``env`` itself when there are none)."""
+    if not findings:
+        return env
+    assert env.request.body is not None
+    body = redact_request(env.request.body, findings)
+    return env.model_copy(update={"request": env.request.model_copy(update={"body": body})})
 
 
 @dataclass
@@ -113,7 +125,10 @@ class RequestRouter:
             return Blocked(exc.decision)
         except RoutingError as exc:
             return Refused(exc.error_type, str(exc), cache_lookup=lookup)
-        if config is not None:  # dispatch stores the answer where it was looked up
+        onward = redacted(env, redact)
+        if config is not None:
+            if onward is not env:  # the answer is stored under the request the pool is sent
+                scope, key = cache_entries.scope_of(onward, spec.name), cache_entries.key_of(onward)
             decision.cache_ttl_s = config.ttl_s
             decision.cache_scope = scope
             decision.cache_key = key
@@ -122,7 +137,7 @@ class RequestRouter:
         if strictest is not None:
             decision.budget = strictest.budget.name
             decision.budget_action = strictest.budget.action
-        return Routed(decision, redact, lookup)
+        return Routed(decision, onward, lookup)
 
     def rejected(self, over: OverBudget) -> Refused:
         decision = Decision(

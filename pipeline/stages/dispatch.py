@@ -237,7 +237,8 @@ class DispatchStage(Stage):
         outputs: list[Outbound] = []
         if response is not None and decision.cache_ttl_s is not None and _cacheable(verdict):
             entry = cache_entries.entry_for(env, card.name, response, completed_at)
-            outputs.append(Outbound(CACHE, cache_entries.topic_key(entry), entry))
+            if entry is not None:
+                outputs.append(Outbound(CACHE, cache_entries.topic_key(entry), entry))
         if response is not None:
             result = Result(status="ok", response=response, stage=self.name, screen=verdict)
         else:

@@ -52,7 +52,7 @@ from pipeline.router.request import (
 )
 from pipeline.router.route import RouterRuntime
 from pipeline.router.semantic_cache import CachedAnswer, SemanticCache
-from pipeline.safety.verdict import redact_request, refusal_response
+from pipeline.safety.verdict import refusal_response
 
 #: Longest a fetch of ``wrp.usage`` waits for new records while budgets are in force (the lag
 #: they may act late by); without budgets the tail idles like the other tables.
@@ -176,12 +176,8 @@ class RouterStage(Stage):
             answer = self.router.route(env, policy, time.time(), started)
             self.count(answer)
             match answer:
-                case Routed(decision=decision, redact=findings):
-                    if findings:
-                        body = redact_request(env.request.body, findings)  # type: ignore[arg-type]
-                        request = env.request.model_copy(update={"body": body})
-                        env = env.model_copy(update={"request": request})
-                    routed = env.advance(self.name, started, decision=decision)
+                case Routed(decision=decision, envelope=onward):
+                    routed = onward.advance(self.name, started, decision=decision)
                     outputs.append(Outbound(ROUTED, env.key, routed))
                 case Cached(decision=decision, answer=cached):
                     outputs.extend(self.answer_from_cache(env, decision, cached, started))

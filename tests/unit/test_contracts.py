@@ -5,6 +5,7 @@ from pipeline.bus.catalog import load_catalog, payload_schemas
 from pipeline.bus.stage import error_reply
 from pipeline.envelope import PAYLOADS, ChatRequest, Envelope, RequestSection, Signals
 from pipeline.settings import SCHEMAS_DIR
+from tests.unit.factories import make_signals
 
 
 def test_generated_schemas_match_the_committed_files():
@@ -97,3 +98,14 @@ def test_content_parts_must_name_their_type_and_carry_text_as_a_string():
     for part in ({"type": "text", "text": 3}, {"type": ["image_url"]}, {"text": "no type"}):
         with pytest.raises(ValidationError, match="content part 0"):
             ChatRequest(messages=[{"role": "user", "content": [part]}])
+
+
+def test_signals_sent_with_the_dropped_prefix_hashes_still_read():
+    signals = make_signals().model_dump(mode="json")
+    old = Envelope(
+        request=RequestSection(body=ChatRequest(messages=[{"role": "user", "content": "hi"}]))
+    )
+    data = old.model_dump(mode="json") | {"signals": signals | {"prefix_hashes": ["ab12"]}}
+    assert Envelope.model_validate(data).signals == make_signals()
+    with pytest.raises(ValidationError):
+        Signals.model_validate(signals | {"prefix_hash": ["ab12"]})  # other unknown fields fail

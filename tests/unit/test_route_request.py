@@ -1,7 +1,10 @@
 """The router's one call per request: refused, blocked, cached or routed, and what it redacts."""
 
+import json
+
 import numpy as np
 
+from pipeline.analytics import rows
 from pipeline.envelope import (
     ChatRequest,
     Envelope,
@@ -70,7 +73,9 @@ def test_a_request_is_routed_with_the_findings_its_decision_redacts():
     )
     answer = router().route(env, strict, NOW, NOW)
     assert isinstance(answer, Routed)
-    assert answer.redact == [EMAIL] and answer.decision.redact == ["EMAIL_ADDRESS"]
+    assert answer.decision.redact == ["EMAIL_ADDRESS"]
+    assert answer.envelope.request.body.messages[0].content == "write to <EMAIL_ADDRESS>"
+    assert env.request.body.messages[0].content == "write to a@b.example"  # a copy was redacted
     assert answer.cache_lookup is None and answer.decision.policy_version == "v1"
 
 
@@ -134,3 +139,42 @@ def test_a_request_that_fits_no_candidate_after_a_cache_miss_counts_the_miss():
     answer = router().route(envelope(prompt_tokens=10**6), policy, NOW, NOW)
     assert isinstance(answer, Refused) and answer.error_type == "context_length_exceeded"
     assert answer.cache_lookup == "miss"
+
+
+def test_a_redacting_decision_caches_under_the_redacted_request_and_stores_no_key_of_the_text():
+    policy = with_router(
+        default={
+            **POLICY.router.default.model_dump(),
+            "safety": {"pii": {"EMAIL_ADDRESS": "redact"}},
+        },
+        decisions=[],
+        cache={"enabled": True, "similarity": 0.95, "ttl_s": 60},
+    )
+    env = envelope()
+    env.safety = Safety(
+        action="allow", jailbreak_score=0.0, pii=[EMAIL], triggers=["pii:EMAIL_ADDRESS"]
+    )
+    answer = router().route(env, policy, NOW, NOW)
+    assert isinstance(answer, Routed)
+    onward = answer.envelope.model_copy(update={"decision": answer.decision})
+    assert answer.decision.cache_key == cache_entries.key_of(answer.envelope)
+    assert answer.decision.cache_key != cache_entries.key_of(env)  # not a hash of the address
+    entry = cache_entries.entry_for(onward, "wrp-small-8b", {"id": "x"}, NOW)
+    assert entry is not None and entry.key == answer.decision.cache_key
+    stored = json.loads(rows.request_row(onward)[-1])
+    assert "cache_key" not in stored["decision"] and stored["decision"]["cache_scope"]
+
+
+def test_no_cache_entry_without_a_scope_or_for_another_tenants_scope():
+    policy = with_router(cache={"enabled": True, "similarity": 0.95, "ttl_s": 60})
+    first = router().route(envelope("what is kafka"), policy, NOW, NOW)
+    assert isinstance(first, Routed)
+    older = first.envelope.model_copy(
+        update={"decision": first.decision.model_copy(update={"cache_scope": None})}
+    )
+    assert cache_entries.entry_for(older, "wrp-small-8b", {"id": "x"}, NOW) is None
+    other = first.decision.cache_scope.model_copy(update={"tenant": "globex"})
+    foreign = first.envelope.model_copy(
+        update={"decision": first.decision.model_copy(update={"cache_scope": other})}
+    )
+    assert cache_entries.entry_for(foreign, "wrp-small-8b", {"id": "x"}, NOW) is None

@@ -1,9 +1,9 @@
 """`wrp policy check`: a policy file's own problems and those of what it names outside itself.
 
-:func:`pipeline.policy.check.check_policy` with the domains' checks: the secrets a pool's
-``auth`` names that this environment lacks, by name (:mod:`pipeline.pool.credential_findings`),
-and the success predictor decisions of strategy ``predicted`` read
-(:mod:`pipeline.router.predictor_findings`).
+The policy's own check (:func:`pipeline.policy.check.check_file`) with the domains' checks: the
+secrets a pool's ``auth`` names that this environment lacks, by name
+(:mod:`pipeline.pool.credential_findings`), and the success predictor decisions of strategy
+``predicted`` read (:mod:`pipeline.router.predictor_findings`).
 """
 
 from __future__ import annotations
@@ -21,4 +21,4 @@ CHECKS: tuple[check.PolicyCheck, ...] = (predictor_findings, credential_findings
 def check_policy(path: Path | str) -> list[check.Finding]:
     """Every problem of the policy file at ``path`` and of what it names, errors first, each
     with its line."""
-    return check.check_policy(path, CHECKS)
+    return check.check_file(path, checks=CHECKS)

@@ -78,10 +78,6 @@ class Commits:
     def due(self) -> bool:
         return self.schedule.due()
 
-    def start(self, tp: TopicPartition, offset: int) -> None:
-        """A record fetched: in flight until :meth:`done`."""
-        self.progress.start(tp, offset)
-
     def done(self, topic: str, partition: int, offset: int) -> None:
         """A record done with: its offset may be committed once every earlier one is done."""
         self.progress.finish(TopicPartition(topic, partition), offset)

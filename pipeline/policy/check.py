@@ -1,6 +1,6 @@
 """`wrp policy check`: validation problems and routing mistakes of a policy file, with lines.
 
-:func:`check_policy` runs :func:`pipeline.policy.load_policy` and maps each problem's dotted
+:func:`check_file` runs :func:`pipeline.policy.load_policy` and maps each problem's dotted
 path (``router.decisions[2].models[0]``) to its line in the YAML file (:func:`locate`). On a
 valid policy it then looks for routing mistakes:
 
@@ -331,7 +331,7 @@ def _negative_weight_findings(
             )
 
 
-def analyse(policy: Policy, root: yaml.Node, checks: Sequence[PolicyCheck] = ()) -> list[Finding]:
+def analyse(policy: Policy, root: yaml.Node, *, checks: Sequence[PolicyCheck]) -> list[Finding]:
     """Routing mistakes of a valid policy whose YAML node tree is ``root``, and the findings
     of ``checks``."""
     paths = decision_paths(policy)
@@ -395,9 +395,10 @@ def _compose(path: Path) -> yaml.Node | Finding:
     return root if root is not None else Finding("error", 1, "the file is empty")
 
 
-def check_policy(path: Path | str, checks: Sequence[PolicyCheck] = ()) -> list[Finding]:
+def check_file(path: Path | str, *, checks: Sequence[PolicyCheck]) -> list[Finding]:
     """Every problem of the policy file at ``path`` (with ``checks`` run on a valid one), errors
-    first, each with its line."""
+    first, each with its line. ``wrp policy check`` runs it with the domains' checks
+    (:func:`pipeline.preflight.check_policy`)."""
     path = Path(path)
     root = _compose(path)
     if isinstance(root, Finding):
@@ -406,4 +407,4 @@ def check_policy(path: Path | str, checks: Sequence[PolicyCheck] = ()) -> list[F
         policy = load_policy(path)
     except PolicyError as exc:
         return _sorted([_locate_problem(root, p) for p in exc.problems])
-    return _sorted(analyse(policy, root, checks))
+    return _sorted(analyse(policy, root, checks=checks))

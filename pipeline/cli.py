@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from pipeline import client_commands
+from pipeline import client_commands, policy_commands
 from pipeline.analytics import commands as analytics
 from pipeline.bench import commands as bench
 from pipeline.bus import commands as bus
@@ -16,7 +16,6 @@ from pipeline.demo import commands as demo
 from pipeline.drills import commands as drills
 from pipeline.evaluation import commands as evaluation
 from pipeline.gateway import commands as gateway
-from pipeline.policy import commands as policy
 from pipeline.pool.sim import commands as sim
 from pipeline.settings import DataMissing, Settings
 from pipeline.stages import commands as stages
@@ -31,7 +30,7 @@ WINGS = (
     gateway,
     client_commands,
     analytics,
-    policy,
+    policy_commands,  # beside the package: importing pipeline.policy loads every section
     demo,
     bench,
     drills,

@@ -18,11 +18,9 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.bus.stage import Inbound, Output, Pending, Stage
     from pipeline.settings import Settings
 
 TRACEPARENT_HEADER = "traceparent"
@@ -203,75 +201,3 @@ def tracing_for(settings: Settings, service: str) -> Tracing:
     """OTLP tracing when an endpoint is configured, else pass-through."""
     url = otlp_traces_url(settings)
     return OtlpTracing(service, url) if url else Tracing()
-
-
-async def traced_process(
-    stage: Stage, batch: list[Inbound], tracing: Tracing
-) -> list[Output | Pending]:
-    """``stage.process(batch)`` inside a span per request: each input is handed on with its
-    span's traceparent, every output of a request carries it, and the span ends once the
-    request's outputs are known (for pending work, once it has returned them)."""
-    from pipeline.bus.stage import Inbound, Outbound, Pending
-
-    spans: dict[str | None, PassedSpan | RecordedSpan] = {}
-    items = []
-    for item in batch:
-        request_id = request_id_of(item.message)
-        span = spans.get(request_id)
-        if span is None:
-            span = spans[request_id] = tracing.start(stage.name, item.traceparent, item.message)
-        if item.traceparent != span.traceparent:  # (a direct constructor: cheaper than replace)
-            item = Inbound(
-                item.topic,
-                item.partition,
-                item.offset,
-                item.raw,
-                item.message,
-                item.timestamp,
-                span.traceparent,
-            )
-        items.append(item)
-    outputs = await stage.process(items)
-    produced: dict[str | None, list[object]] = {}
-    pending: set[str | None] = set()
-    traced: list[Output | Pending] = []
-    for out in outputs:
-        if isinstance(out, Pending):
-            request_id = request_id_of(out.inbound.message)
-            pending.add(request_id)
-            span = spans.get(request_id)
-            traced.append(out if span is None else _traced_pending(out, span))
-            continue
-        if isinstance(out, Outbound):
-            request_id = request_id_of(out.message)
-            produced.setdefault(request_id, []).append(out.message)
-            span = spans.get(request_id)
-            if span is not None and out.traceparent is None:
-                out = Outbound(out.topic, out.key, out.message, span.traceparent)
-        traced.append(out)
-    for request_id, span in spans.items():
-        if request_id not in pending:
-            span.end(produced.get(request_id, ()))
-    return traced
-
-
-def _traced_pending(work: Pending, span: PassedSpan | RecordedSpan) -> Pending:
-    """``work`` run with its request id in the logs, its outputs carrying ``span``'s
-    traceparent, and ``span`` ended once they are computed."""
-    from pipeline.bus.stage import Outbound
-
-    async def outputs() -> list[Output]:
-        token = request_id_var.set(request_id_of(work.inbound.message) or "-")
-        try:
-            computed = await work.outputs()
-        finally:
-            request_id_var.reset(token)
-        span.end([o.message for o in computed if isinstance(o, Outbound)])
-        return [
-            Outbound(o.topic, o.key, o.message, span.traceparent)
-            if isinstance(o, Outbound) and o.traceparent is None
-            else o
-            for o in computed
-        ]
-
-    return replace(work, outputs=outputs)

@@ -28,6 +28,7 @@ from pipeline.bus.admin import create_topics
 from pipeline.bus.broker import port_in_use, start_broker
 from pipeline.bus.catalog import load_catalog
 from pipeline.bus.lag import group_lag
+from pipeline.bus.liveness import REQUEST_PATH
 from pipeline.policy import Policy, load_policy
 from pipeline.settings import STAGE_PORT_OFFSETS, Settings
 from pipeline.stages.registry import consumed_topics
@@ -90,8 +91,9 @@ class Stack:
     def start(
         self, stages: tuple[str, ...] | None = None, simulators: bool = True, gateway: bool = True
     ) -> None:
-        """Start everything and return once every part answers its health check; ``stages``
-        defaults to those of the last start, else :data:`STAGES`."""
+        """Start everything and return once every part answers its health check (the gateway its
+        readiness, when the whole request path starts); ``stages`` defaults to those of the last
+        start, else :data:`STAGES`."""
         stages = self.stages = stages or self.stages
         self.log_dir.mkdir(parents=True, exist_ok=True)
         policy = self.policy  # fail early on a broken policy
@@ -167,7 +169,10 @@ class Stack:
     def health_urls(self, stages: tuple[str, ...], simulators: bool) -> dict[str, str]:
         urls = {s: f"http://127.0.0.1:{self.settings.stage_port(s)}/healthz" for s in stages}
         if "gateway" in self.processes:
-            urls["gateway"] = f"{self.gateway_url}/healthz"
+            # with the whole request path starting, wait until the gateway has heard each
+            # stage's heartbeat: before that it answers a request 503, not ready
+            whole_path = set(REQUEST_PATH) <= {part for s in stages for part in s.split("+")}
+            urls["gateway"] = f"{self.gateway_url}/{'readyz' if whole_path else 'healthz'}"
         if simulators:
             for pool in self.policy.pools:
                 if pool.simulator:

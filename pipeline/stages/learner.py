@@ -29,7 +29,7 @@
 Anything else an event sends is published when its offset is committed (faust's attachments,
 every few seconds once the stream has moved past the event). Tables are changelog-backed, so
 a restarted learner resumes with its counts. Bad records go to ``wrp.dlq``. ``/healthz`` and
-``/metrics`` are served by faust's web server on the stage port.
+``/metrics`` are every stage's (:func:`pipeline.bus.health.health_app`), on the stage port.
 """
 
 from __future__ import annotations
@@ -60,10 +60,11 @@ from pipeline.bus.catalog import (
 from pipeline.bus.clients import new_producer
 from pipeline.bus.codec import decode, encode
 from pipeline.bus.dead_letters import dead_lettered
-from pipeline.bus.health import StageMetrics
+from pipeline.bus.health import StageMetrics, health_app
 from pipeline.bus.liveness import HEARTBEAT_S, heartbeat, instance_id
 from pipeline.bus.table import CompactedTable
 from pipeline.envelope import Contract, Credit, Feedback, Outcome, RouterState, Usage, usage_key
+from pipeline.http_server import serve_http
 from pipeline.learn.evidence import fold
 from pipeline.learn.join import OutcomeFeedbackJoin, Verdict
 from pipeline.learn.usage import ended, fold_usage, newer, scope_owner, tracked
@@ -91,9 +92,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
-        web_host=settings.http_host,
-        web_port=settings.stage_port(STAGE) if port is None else port,
-        web_in_thread=False,
+        web_enabled=False,  # health and metrics are every stage's app, below
         producer_acks=-1,
     )
     metrics = StageMetrics(STAGE)
@@ -122,6 +121,8 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     usage_sent: dict[str, Usage] = {}
     usage_read = asyncio.Event()
     instance = instance_id()
+    status: dict[str, object] = {"state": "starting"}  # what /healthz and the heartbeats say
+    servers: list[Any] = []
     join = OutcomeFeedbackJoin(
         app.Table("served", partitions=partitions),
         app.Table("pending", partitions=partitions),
@@ -251,8 +252,8 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
 
     @app.timer(HEARTBEAT_S)
     async def beat() -> None:
-        """Say on ``wrp.stage-health`` that the learner runs."""
-        alive = heartbeat(STAGE, [STAGE], "running", instance)
+        """Say on ``wrp.stage-health`` what state the learner is in."""
+        alive = heartbeat(STAGE, [STAGE], str(status["state"]), instance)
         await health.send(key=alive.key.encode(), value=encode(alive))
 
     published: dict[str, RouterState] = {}
@@ -287,13 +288,23 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
             arms[key] = state.model_dump()
             await router_state.send(key=key.encode(), value=encode(state))
 
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"stage": STAGE, "state": "running"})
+    @app.task
+    async def serve_health() -> None:
+        """``/healthz`` and ``/metrics`` as every stage serves them; faust starts its tasks once
+        the tables are recovered, so healthy means ready to fold."""
+        _, server = await serve_http(
+            health_app(STAGE, metrics, status),
+            settings.stage_port(STAGE) if port is None else port,
+            settings.http_host,
+        )
+        servers.append(server)
+        status["state"] = "running"
 
-    @app.page("/metrics")
-    async def prometheus_metrics(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.render(), content_type="text/plain")
+    @app.on_before_shutdown.connect
+    async def stopping(sender: Any, **kwargs: Any) -> None:
+        status["state"] = "stopping"
+        for server in servers:
+            server.should_exit = True
 
     return app
 

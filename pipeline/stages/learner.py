@@ -123,6 +123,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     instance = instance_id()
     status: dict[str, object] = {"state": "starting"}  # what /healthz and the heartbeats say
     servers: list[Any] = []
+    usage_followed: list[CompactedTable[Usage]] = []  # closed on shutdown
     join = OutcomeFeedbackJoin(
         app.Table("served", partitions=partitions),
         app.Table("pending", partitions=partitions),
@@ -201,6 +202,7 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
                 await asyncio.sleep(1.0)
                 continue
             usage_seen = table.values
+            usage_followed.append(table)
             usage_read.set()
             return
 
@@ -305,6 +307,8 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         status["state"] = "stopping"
         for server in servers:
             server.should_exit = True
+        for table in usage_followed:
+            await table.stop()
 
     return app
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
 
+from pipeline.analytics.access import query_analytics
 from pipeline.analytics.charts import PALETTE
 from pipeline.cli import main
+from pipeline.client import send_feedback, start_producer
+from pipeline.envelope import Feedback
+from tests.integration.conftest import run
 from tests.integration.helpers import eventually, request, totals
 from tests.integration.test_pool_faults import serve
 
@@ -44,8 +50,11 @@ def test_the_report_is_self_contained_and_its_charts_render_in_chromium(
     stack, tmp_path, monkeypatch
 ):
     before = totals(stack)["requests"]
-    serve(stack, *[request(f"write a python function number {i}") for i in range(6)])
+    answers = serve(stack, *[request(f"write a python function number {i}") for i in range(6)])
+    run(feedback(stack, answers[0].request.request_id))  # for the feedback chart
     eventually(lambda: totals(stack)["requests"] >= before + 6, what="requests in analytics")
+    eventually(lambda: rows(stack, "feedback_trend"), what="feedback in analytics")
+    traffic_in_two_minutes(stack)
 
     out = tmp_path / "report.html"
     monkeypatch.setenv("WRP_METRICS_PORT_BASE", str(stack.settings.metrics_port_base))
@@ -65,6 +74,33 @@ def test_the_report_is_self_contained_and_its_charts_render_in_chromium(
     drawn = chart_pixels(shot)
     # the first series colours of the line and bar charts are on screen
     assert drawn[PALETTE[0]] > 500 and drawn[PALETTE[1]] > 200, drawn
+
+
+async def feedback(stack, request_id: str) -> None:
+    producer = await start_producer(stack.settings.broker)
+    try:
+        await send_feedback(producer, Feedback(request_id=request_id, score=1.0))
+    finally:
+        await producer.stop()
+
+
+def rows(stack, query: str) -> list[list]:
+    return query_analytics(stack.settings, query, {"since": "1h"})["rows"]
+
+
+def traffic_in_two_minutes(stack) -> None:
+    """A line chart draws lines from two time buckets (minutes) on, bars below that. In the
+    suite, earlier tests have left traffic in more than one minute; run alone, this test sends
+    one more request in the next minute."""
+
+    def minutes() -> int:
+        return len({row[0] for row in rows(stack, "traffic")})
+
+    if minutes() >= 2:
+        return
+    time.sleep(61 - datetime.now(UTC).second)
+    serve(stack, request("write a python function, a minute later"))
+    eventually(lambda: minutes() >= 2, what="traffic in a second minute")
 
 
 def chart_pixels(png: Path) -> dict[str, int]:

@@ -78,7 +78,11 @@ log = logging.getLogger(__name__)
 STAGE = "learner"
 
 
-def build_learner(settings: Settings, port: int | None = None) -> faust.App:
+def build_learner(
+    settings: Settings, port: int | None = None, status: dict[str, object] | None = None
+) -> faust.App:
+    """The learner's faust app; ``status`` (what ``/healthz`` and the heartbeats say) is
+    shared with the worker that runs it, which says "stopping" first."""
     catalog = load_catalog()
     learning = load_policy(settings.policy).router.learning
     partitions = catalog.get(OUTCOMES).partitions
@@ -121,9 +125,10 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
     usage_sent: dict[str, Usage] = {}
     usage_read = asyncio.Event()
     instance = instance_id()
-    status: dict[str, object] = {"state": "starting"}  # what /healthz and the heartbeats say
-    servers: list[Any] = []
-    usage_followed: list[CompactedTable[Usage]] = []  # closed on shutdown
+    status = {"state": "starting"} if status is None else status
+    # what the learner opens itself, closed on shutdown
+    servers: list[tuple[asyncio.Task[None], Any]] = []
+    usage_followed: list[CompactedTable[Usage]] = []
     join = OutcomeFeedbackJoin(
         app.Table("served", partitions=partitions),
         app.Table("pending", partitions=partitions),
@@ -192,17 +197,18 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
         nonlocal usage_seen
         while True:  # counting from nothing would let every scope start its window afresh
             table = CompactedTable(settings.broker, USAGE, Usage)
+            usage_followed.append(table)  # closed on shutdown, caught up or not
             try:
                 await table.start()
                 await table.caught_up()
             except Exception:
                 log.exception("learner: could not read wrp.usage; retrying before counting")
+                usage_followed.remove(table)
                 with contextlib.suppress(Exception):
                     await table.stop()
                 await asyncio.sleep(1.0)
                 continue
             usage_seen = table.values
-            usage_followed.append(table)
             usage_read.set()
             return
 
@@ -292,29 +298,51 @@ def build_learner(settings: Settings, port: int | None = None) -> faust.App:
 
     @app.task
     async def serve_health() -> None:
-        """``/healthz`` and ``/metrics`` as every stage serves them; faust starts its tasks once
-        the tables are recovered, so healthy means ready to fold."""
-        _, server = await serve_http(
+        """``/healthz`` and ``/metrics`` as every stage serves them, from when faust starts
+        its tasks: once its tables are recovered, as it started its own web server."""
+        task, server = await serve_http(
             health_app(STAGE, metrics, status),
             settings.stage_port(STAGE) if port is None else port,
             settings.http_host,
         )
-        servers.append(server)
-        status["state"] = "running"
+        servers.append((task, server))
+        if status["state"] == "stopping":  # asked to stop while the server started
+            server.should_exit = True
+        else:
+            status["state"] = "running"
 
     @app.on_before_shutdown.connect
-    async def stopping(sender: Any, **kwargs: Any) -> None:
+    async def close(sender: Any, **kwargs: Any) -> None:
+        """Once faust has drained its streams: close what the learner opened itself."""
         status["state"] = "stopping"
-        for server in servers:
-            server.should_exit = True
         for table in usage_followed:
-            await table.stop()
+            try:
+                await table.stop()
+            except Exception:  # the rest of the shutdown goes on
+                log.exception("learner: could not close its follower of wrp.usage")
+        for task, server in servers:
+            server.should_exit = True
+            await asyncio.wait({task}, timeout=5)
 
     return app
 
 
+class LearnerWorker(faust.Worker):
+    """faust's worker, saying "stopping" as soon as it is asked to stop (before faust drains
+    its streams), as the runner's stages do."""
+
+    def __init__(self, app: faust.App, status: dict[str, object], **kwargs: Any) -> None:
+        self.status = status
+        super().__init__(app, **kwargs)
+
+    async def on_stop(self) -> None:
+        self.status["state"] = "stopping"
+        await super().on_stop()
+
+
 def run_learner(settings: Settings, port: int | None = None) -> None:
     """Run the learner until SIGTERM/SIGINT (faust's worker drains and commits)."""
-    app = build_learner(settings, port)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    status: dict[str, object] = {"state": "starting"}
+    app = build_learner(settings, port, status)
+    worker = LearnerWorker(app, status, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()

@@ -26,13 +26,14 @@ def scrub_text(text: str) -> str:
 
 
 def scrub_value(value: Any) -> Any:
-    """A JSON-like value (dicts, lists, strings, scalars) with every string scrubbed."""
+    """A JSON-like value (dicts, lists, strings, scalars) with every string scrubbed, the keys
+    of its objects too: a client may send any key in an extra field or a content part."""
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, list):
         return [scrub_value(v) for v in value]
     if isinstance(value, dict):
-        return {k: scrub_value(v) for k, v in value.items()}
+        return {scrub_text(k): scrub_value(v) for k, v in value.items()}
     return value
 
 

@@ -8,6 +8,7 @@ values. Every detector of :mod:`pipeline.safety.pii` runs, whatever the policy a
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from pipeline.envelope import Envelope
@@ -33,8 +34,23 @@ def scrub_value(value: Any) -> Any:
     if isinstance(value, list):
         return [scrub_value(v) for v in value]
     if isinstance(value, dict):
-        return {scrub_text(k): scrub_value(v) for k, v in value.items()}
+        return {_scrub_key(k): scrub_value(v) for k, v in value.items()}
     return value
+
+
+#: Keys up to this long are remembered once scrubbed: the same few ("role", "content", ...)
+#: come in every request, and the bound keeps what a hostile client can make us hold small.
+REMEMBERED_KEY = 64
+
+
+@lru_cache(maxsize=4096)
+def _scrubbed_key(key: str) -> str:
+    return scrub_text(key)
+
+
+def _scrub_key(key: str) -> str:
+    """An object's key, scrubbed like any text."""
+    return _scrubbed_key(key) if len(key) <= REMEMBERED_KEY else scrub_text(key)
 
 
 def scrub_bytes(raw: bytes) -> bytes:

@@ -48,8 +48,10 @@ def _scrubbed_key(key: str) -> str:
     return scrub_text(key)
 
 
-def _scrub_key(key: str) -> str:
-    """An object's key, scrubbed like any text."""
+def _scrub_key(key: Any) -> Any:
+    """An object's key, scrubbed like any text (a key that is not text stays as it is)."""
+    if not isinstance(key, str):
+        return key
     return _scrubbed_key(key) if len(key) <= REMEMBERED_KEY else scrub_text(key)
 
 
